@@ -1,0 +1,21 @@
+"""Secure multi-party computation on additive secret shares over Z_2^64.
+
+    import mpc
+    def main(ctx):
+        x = mpc.share(ctx, np.arange(3.0) if ctx.pid == 0 else None, owner=0, shape=(3,))
+        y = mpc.share(ctx, np.ones(3) if ctx.pid == 1 else None, owner=1, shape=(3,))
+        return (x * y + 1).reveal()
+    mpc.run_local(main, n_parties=3)     # or: mpc run -n 3 script.py
+"""
+
+from net import PeerError, PeerLost, PeerTimeout, ProtocolError
+
+from mpc.context import Context
+from mpc.fixedpoint import FixedPoint
+from mpc.harness import PartyFailed, run_local
+from mpc.sharing import reveal, share, share_public
+from mpc.tensor import SecretTensor, ShapeError, concatenate, conv2d, stack
+
+__all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost", "PeerTimeout",
+           "ProtocolError", "SecretTensor", "ShapeError", "concatenate", "conv2d", "reveal",
+           "run_local", "share", "share_public", "stack"]

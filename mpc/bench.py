@@ -1,0 +1,86 @@
+"""Benchmark workloads of ../shared/anchors/WORKLOADS.md, each party in its own process.
+
+Inputs are shared before the clock starts; every repetition starts after a barrier (a
+one-element opening) and ends with the output still shared; the dealer's work for the
+operation is inside the timed region (the dealer is a separate process serving requests
+on demand). Times are party 0's wall seconds; bytes and rounds are party 0's, counted by
+the transport for one repetition. `max_abs_err` compares the revealed output with float64
+numpy on the same (fixed-point) inputs; `correct` means it is below one unit of 2^-16,
+the exact truncation's bound.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import mpc
+from mpc.launcher import run_processes
+
+
+def _inputs(name: str, rng: np.random.Generator):
+    if name == "W1":
+        return rng.uniform(-10, 10, 1_000_000), rng.uniform(-10, 10, 1_000_000)
+    if name == "W2a":
+        return rng.uniform(-1, 1, (256, 256)), rng.uniform(-1, 1, (256, 256))
+    if name == "W2b":
+        return rng.uniform(-1, 1, (64, 784)), rng.uniform(-1, 1, (784, 128))
+    return rng.uniform(-1, 1, (64, 1, 28, 28)), rng.uniform(-1, 1, (16, 1, 5, 5))
+
+
+WORKLOADS = {
+    "W1": (lambda x, y: x * y, lambda x, y: x * y),
+    "W2a": (lambda x, y: x @ y, np.matmul),
+    "W2b": (lambda x, y: x @ y, np.matmul),
+    "W5": (lambda x, y: mpc.conv2d(x, y), None),
+}
+
+
+def _conv_reference(x, w):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    cols = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    return np.einsum("nchwij,ocij->nohw", cols, w)
+
+
+def _party(ctx, name: str, reps: int, warmup: int):
+    rng = np.random.default_rng(2026)
+    x, y = _inputs(name, rng)
+    xs = mpc.share(ctx, x if ctx.pid == 0 else None, owner=0, shape=x.shape)
+    ys = mpc.share(ctx, y if ctx.pid == 1 else None, owner=1, shape=y.shape)
+    op = WORKLOADS[name][0]
+    barrier = mpc.share_public(ctx, np.zeros(1))
+    for _ in range(warmup):
+        out = op(xs, ys)
+    times = []
+    for _ in range(reps):
+        barrier.reveal()
+        before = ctx.stats.snapshot()
+        start = time.perf_counter()
+        out = op(xs, ys)
+        times.append(time.perf_counter() - start)
+    after = ctx.stats.snapshot()
+    got = out.reveal()
+    quantize = lambda v: ctx.fixed.decode(ctx.fixed.encode(v))  # noqa: E731
+    want = (WORKLOADS[name][1] or _conv_reference)(quantize(x), quantize(y))
+    err = float(np.max(np.abs(got - want)))
+    return {"times": times, "bytes_sent": after.bytes_sent - before.bytes_sent,
+            "rounds": after.rounds - before.rounds, "max_abs_err": err}
+
+
+def run_workload(name: str, n_parties: int, reps: int = 5, warmup: int = 1,
+                 truncation: str = "exact") -> dict:
+    """One JSON-ready line of results for workload `name`."""
+    results = run_processes(_party, n_parties, args=(name, reps, warmup), timeout=120.0,
+                            truncation=truncation)
+    r0 = results[0]
+    times = r0["times"]
+    return {"system": "mpc-dl", "workload": name, "parties": n_parties, "provider": "dealer",
+            "truncation": truncation, "median_s": statistics.median(times), "min_s": min(times),
+            "max_s": max(times), "reps": len(times), "bytes_sent_party0": r0["bytes_sent"],
+            "rounds": r0["rounds"], "correct": r0["max_abs_err"] < 2.0 ** -16,
+            "max_abs_err": r0["max_abs_err"], "machine": f"{platform.machine()} "
+            f"{platform.processor() or ''}".strip()}

@@ -1,0 +1,150 @@
+"""The `mpc` command: run, party, dealer, keys, bench.
+
+    mpc run -n 3 script.py            all parties and the dealer as local processes
+    mpc party --config cluster.toml --id 1 script.py
+    mpc dealer --config cluster.toml
+    mpc keys --parties 3 --out cluster/   key pairs and a cluster.toml template
+    mpc bench --workload W1 --parties 2   benchmark workloads as JSON lines
+
+A script defines `main(ctx)`; the launcher decides where the parties live. Exit code 0 on
+success, 1 when a party fails (its traceback is printed), 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mpc.config import load_config
+from mpc.harness import PROVIDERS, PartyFailed
+
+
+def _summary(who: str, stats: dict) -> str:
+    total = stats["total"]
+    lines = [f"{who}: sent {total['bytes_sent']:,} B, received {total['bytes_received']:,} B, "
+             f"{total['rounds']} rounds"]
+    for op, c in stats["by_op"].items():
+        lines.append(f"    {op:<14} sent {c['bytes_sent']:>14,} B  rounds {c['rounds']:>5}")
+    return "\n".join(lines)
+
+
+def cmd_run(args) -> int:
+    from mpc.launcher import ScriptTarget, run_processes
+    results = run_processes(ScriptTarget(args.script, args.script_args), args.parties,
+                            provider=args.provider, timeout=args.timeout, with_stats=True,
+                            truncation=args.truncation)
+    print("\ncommunication:", file=sys.stderr)
+    for pid, (_, stats) in enumerate(results):
+        print(_summary(f"party {pid}", stats), file=sys.stderr)
+    return 0
+
+
+def cmd_party(args) -> int:
+    from mpc.launcher import ScriptTarget, run_cluster_party
+    config = load_config(args.config)
+    _, stats = run_cluster_party(config, args.id, ScriptTarget(args.script, args.script_args),
+                                 key_file=args.key, provider=args.provider,
+                                 truncation=args.truncation)
+    print(_summary(f"party {args.id}", stats), file=sys.stderr)
+    return 0
+
+
+def cmd_dealer(args) -> int:
+    from mpc.launcher import run_cluster_dealer
+    served = run_cluster_dealer(load_config(args.config), key_file=args.key)
+    print(f"dealer: served {served} items", file=sys.stderr)
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from mpc.launcher import make_keys
+    out = Path(args.out)
+    addresses = [f"tcp://{args.host}:{args.port + i}" for i in range(args.parties + 1)]
+    path = make_keys(out, args.parties, addresses)
+    print(f"wrote {path} and keys in {out / 'keys'}: give each party its own "
+          f"keys/partyN.key_secret, the dealer keys/dealer.key_secret, everyone {path.name}; "
+          "edit the addresses to the real hosts")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from mpc.bench import WORKLOADS, run_workload
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    for name in names:
+        if name not in WORKLOADS:
+            print(f"unknown workload {name}; choose from {', '.join(WORKLOADS)} or all",
+                  file=sys.stderr)
+            return 2
+        print(json.dumps(run_workload(name, args.parties, reps=args.reps,
+                                      truncation=args.truncation)), flush=True)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--truncation", default="exact", choices=["exact", "local-probabilistic"],
+                   help="exact (default, cannot fail) or local-probabilistic (2 parties; can fail)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mpc", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a script as every party on this machine")
+    p.add_argument("-n", "--parties", type=int, default=3)
+    p.add_argument("--provider", default="dealer", choices=PROVIDERS)
+    p.add_argument("--timeout", type=float, default=60.0)
+    _common(p)
+    p.add_argument("script")
+    p.add_argument("script_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("party", help="run one party of a cluster")
+    p.add_argument("--config", required=True)
+    p.add_argument("--id", type=int, required=True)
+    p.add_argument("--key", help="secret key file (default keys/party<ID>.key_secret)")
+    p.add_argument("--provider", default="dealer", choices=["dealer"])
+    _common(p)
+    p.add_argument("script")
+    p.add_argument("script_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_party)
+
+    p = sub.add_parser("dealer", help="run the dealer of a cluster")
+    p.add_argument("--config", required=True)
+    p.add_argument("--key", help="secret key file (default keys/dealer.key_secret)")
+    p.set_defaults(func=cmd_dealer)
+
+    p = sub.add_parser("keys", help="make key pairs and a cluster.toml template")
+    p.add_argument("--parties", type=int, default=3)
+    p.add_argument("--out", default="cluster")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7000)
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("bench", help="benchmark workloads (JSON lines)")
+    p.add_argument("--workload", default="W1")
+    p.add_argument("--parties", type=int, default=2)
+    p.add_argument("--reps", type=int, default=5)
+    _common(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PartyFailed as exc:
+        print(f"mpc: {exc.party} failed:\n{exc.detail}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as exc:
+        print(f"mpc: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a net error etc.: say what and who, exit 1
+        print(f"mpc: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

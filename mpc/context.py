@@ -1,0 +1,155 @@
+"""A party's view of the computation: its id, its transport, its provider, its seeds.
+
+The context travels with every SecretTensor; there is no module-level state, so a test can
+run several parties in one process. All parties must call the communicating methods in the
+same order: each call takes the next sequence number, which labels its messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.fixedpoint import FixedPoint
+from mpc.prg import SEED_BYTES, Prg, new_seed
+from mpc.ring import DTYPE
+
+PAIRWISE_SEED_SEQ = 0
+LARGE_OPEN = 1 << 16  # elements; from here on n >= 3 parties open by reduce-scatter
+
+
+class Context:
+    """Everything a party needs to run protocols.
+
+    Args:
+        pid: this party's id, 0 <= pid < n_parties.
+        n_parties: number of computing parties (>= 2).
+        transport: a net.Transport connecting the parties (and the dealer, id n_parties).
+        provider: where correlated randomness comes from (mpc.providers).
+        fixed: the fixed-point format (16 fractional bits by default).
+        truncation: "exact" (default, one round, cannot fail inside the range) or
+            "local-probabilistic" (2 parties only, no messages, fails with probability
+            |x| / 2^64 per element; see mpc.protocols.truncation).
+    """
+
+    def __init__(self, pid: int, n_parties: int, transport, provider, *,
+                 fixed: FixedPoint | None = None, truncation: str = "exact"):
+        if n_parties < 2:
+            raise ValueError(f"need at least 2 parties, got {n_parties}")
+        if not 0 <= pid < n_parties:
+            raise ValueError(f"party id {pid} outside 0..{n_parties - 1}")
+        from mpc.protocols.truncation import TRUNCATIONS
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"unknown truncation {truncation!r}; choose one of {sorted(TRUNCATIONS)}")
+        if truncation == "local-probabilistic" and n_parties != 2:
+            raise ValueError("local-probabilistic truncation works for 2 parties only")
+        self.pid = pid
+        self.n_parties = n_parties
+        self.transport = transport
+        self.provider = provider
+        self.fixed = fixed or FixedPoint()
+        self.truncation = truncation
+        self._seq = PAIRWISE_SEED_SEQ
+        self._pair_prgs = self._agree_pairwise_seeds()
+
+    # ---------------------------------------------------------------- bookkeeping
+    @property
+    def peers(self) -> list[int]:
+        return [p for p in range(self.n_parties) if p != self.pid]
+
+    @property
+    def stats(self):
+        """The transport's exact communication counters (net.CommStats)."""
+        return self.transport.stats
+
+    def operation(self, label: str):
+        """Book the communication inside a `with` block under `label`."""
+        return self.transport.stats.operation(label)
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _agree_pairwise_seeds(self) -> dict[int, Prg]:
+        """The lower id of each pair draws a seed and sends it over the encrypted channel."""
+        with self.operation("setup"):
+            mine = {p: new_seed() for p in self.peers if p > self.pid}
+            got = self.transport.exchange(
+                PAIRWISE_SEED_SEQ, "pairwise-seed",
+                {p: np.frombuffer(s, np.uint8) for p, s in mine.items()},
+                {p: (np.uint8, (SEED_BYTES,)) for p in self.peers if p < self.pid})
+        seeds = {**mine, **{p: bytes(s) for p, s in got.items()}}
+        return {p: Prg(s) for p, s in seeds.items()}
+
+    def pairwise_ring(self, peer: int, nonce: int, shape) -> np.ndarray:
+        """Ring elements that this party and `peer` both derive, with no message."""
+        count = int(np.prod(shape, dtype=np.int64))
+        return self._pair_prgs[peer].ring(nonce, count).reshape(shape)
+
+    # ---------------------------------------------------------------- openings
+    def open(self, share: np.ndarray, op: str = "open") -> np.ndarray:
+        """Reveal a shared ring tensor to every party. One round (two when n >= 3 and large).
+
+        Comm per party: all-to-all sends (n-1) * size elements; reduce-scatter then
+        all-gather sends 2 (n-1)/n * size elements in two rounds.
+        """
+        share = np.asarray(share, dtype=DTYPE, order="C")
+        if self.n_parties >= 3 and share.size >= LARGE_OPEN:
+            return self._open_reduce_scatter(share, op)
+        seq = self.next_seq()
+        got = self.transport.exchange(seq, op, {p: share for p in self.peers},
+                                      {p: (DTYPE, share.shape) for p in self.peers})
+        total = share.copy()
+        for value in got.values():
+            total += value
+        return total
+
+    def _open_reduce_scatter(self, share: np.ndarray, op: str) -> np.ndarray:
+        flat = share.reshape(-1)
+        bounds = np.linspace(0, flat.size, self.n_parties + 1).astype(np.int64)
+        part = [flat[bounds[p]:bounds[p + 1]] for p in range(self.n_parties)]
+        mine = part[self.pid]
+        seq = self.next_seq()
+        got = self.transport.exchange(seq, op + ":reduce", {p: part[p] for p in self.peers},
+                                      {p: (DTYPE, mine.shape) for p in self.peers})
+        summed = mine.copy()
+        for value in got.values():
+            summed += value
+        seq = self.next_seq()
+        got = self.transport.exchange(seq, op + ":gather", {p: summed for p in self.peers},
+                                      {p: (DTYPE, part[p].shape) for p in self.peers})
+        got[self.pid] = summed
+        return np.concatenate([got[p] for p in range(self.n_parties)]).reshape(share.shape)
+
+    def open_many(self, shares: list[np.ndarray], op: str = "open") -> list[np.ndarray]:
+        """Open several tensors in one round (one message per peer)."""
+        flat = np.concatenate([np.asarray(s, dtype=DTYPE).reshape(-1) for s in shares])
+        opened = self.open(flat, op)
+        sizes = np.cumsum([s.size for s in shares])[:-1]
+        return [part.reshape(s.shape) for part, s in zip(np.split(opened, sizes), shares)]
+
+    def open_to(self, share: np.ndarray, receiver: int, op: str = "reveal") -> np.ndarray | None:
+        """Reveal a shared ring tensor to one party only; the others get None. One round."""
+        share = np.asarray(share, dtype=DTYPE, order="C")
+        seq = self.next_seq()
+        if self.pid != receiver:
+            self.transport.send(receiver, seq, op, share)
+            return None
+        got = self.transport.exchange(seq, op, {}, {p: (DTYPE, share.shape) for p in self.peers})
+        total = share.copy()
+        for value in got.values():
+            total += value
+        return total
+
+    def broadcast(self, owner: int, array: np.ndarray | None, dtype, op: str) -> np.ndarray:
+        """Send a small public array from `owner` to every party (shapes, flags). One round."""
+        seq = self.next_seq()
+        if self.pid == owner:
+            array = np.asarray(array, dtype=dtype, order="C")
+            for p in self.peers:
+                self.transport.send(p, seq, op, array)
+            return array
+        return self.transport.recv(owner, seq, op, dtype, None)
+
+    def close(self) -> None:
+        """Release the provider (the dealer is told we are done)."""
+        self.provider.close()

@@ -1,0 +1,141 @@
+"""Recipes for correlated randomness: what a provider makes for each kind of item.
+
+An item has *free* components (uniform ring elements: every party's share comes from its
+own seeded stream) and *derived* components (a public function of the free values, such
+as c = a * b). A seed-compressed provider gives every party but the last its derived
+shares from its stream too, and sends the last party one correction per derived tensor.
+The dealer and the insecure in-process provider both build items from these recipes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from mpc import kernels
+from mpc.ring import DTYPE
+
+Shape = tuple[int, ...]
+MAX_ITEM_ELEMENTS = 1 << 31  # refuse absurd requests instead of allocating them
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """What to make: a kind, the shapes of the free components, and public parameters."""
+
+    kind: str
+    shapes: tuple[Shape, ...]
+    params: dict = field(default_factory=dict)
+
+    def to_bytes(self) -> np.ndarray:
+        text = json.dumps({"kind": self.kind, "shapes": [list(s) for s in self.shapes],
+                           "params": self.params}, sort_keys=True)
+        return np.frombuffer(text.encode(), dtype=np.uint8)
+
+    @staticmethod
+    def from_bytes(raw: np.ndarray) -> "ItemSpec":
+        """Parse and validate a request; raises ValueError on anything malformed."""
+        try:
+            obj = json.loads(bytes(raw).decode())
+            spec = ItemSpec(str(obj["kind"]), tuple(tuple(int(d) for d in s) for s in obj["shapes"]),
+                            dict(obj.get("params", {})))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"malformed correlated-randomness request: {exc}") from None
+        recipe(spec)  # validates kind, shapes and parameters
+        return spec
+
+
+@dataclass(frozen=True)
+class Recipe:
+    free: tuple[Shape, ...]
+    derived: tuple[Shape, ...]
+    make: Callable[[list[np.ndarray]], list[np.ndarray]]
+
+
+def _broadcast(a: Shape, b: Shape) -> Shape:
+    return tuple(np.broadcast_shapes(a, b))
+
+
+def matmul_shape(a: Shape, b: Shape) -> Shape:
+    """Result shape of np.matmul(a, b), with its error for mismatched operands."""
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("matmul: operands must have at least one dimension")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"matmul: {a} @ {b}: inner dimensions differ")
+    out = _broadcast(a2[:-2], b2[:-2]) + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+def conv2d_shape(x: Shape, w: Shape, stride: Shape, padding: Shape) -> Shape:
+    if len(x) != 4 or len(w) != 4:
+        raise ValueError(f"conv2d: input {x} must be [N,C,H,W] and weight {w} [O,C,kh,kw]")
+    if x[1] != w[1]:
+        raise ValueError(f"conv2d: input has {x[1]} channels, weight expects {w[1]}")
+    h = (x[2] + 2 * padding[0] - w[2]) // stride[0] + 1
+    wd = (x[3] + 2 * padding[1] - w[3]) // stride[1] + 1
+    if h <= 0 or wd <= 0:
+        raise ValueError(f"conv2d: kernel {w[2:]} larger than padded input {x[2:]}")
+    return (x[0], w[0], h, wd)
+
+
+def _conv_params(params: dict) -> tuple[Shape, Shape]:
+    return tuple(params.get("stride", (1, 1))), tuple(params.get("padding", (0, 0)))
+
+
+def recipe(spec: ItemSpec) -> Recipe:
+    """The recipe for `spec`; raises ValueError for unknown kinds or bad shapes."""
+    kind, shapes, params = spec.kind, spec.shapes, spec.params
+    arity = {"mul": 2, "matmul": 2, "conv2d": 2, "square": 1, "trunc": 1}
+    if kind not in arity:
+        raise ValueError(f"unknown correlated-randomness kind {kind!r}")
+    if len(shapes) != arity[kind] or any(d < 0 for s in shapes for d in s):
+        raise ValueError(f"{kind}: bad shapes {shapes}")
+    if sum(int(np.prod(s, dtype=np.int64)) for s in shapes) > MAX_ITEM_ELEMENTS:
+        raise ValueError(f"{kind}: request for {shapes} is larger than {MAX_ITEM_ELEMENTS} elements")
+    if kind == "mul":
+        return Recipe(shapes, (_broadcast(*shapes),), lambda v: [v[0] * v[1]])
+    if kind == "matmul":
+        return Recipe(shapes, (matmul_shape(*shapes),), lambda v: [kernels.matmul(v[0], v[1])])
+    if kind == "conv2d":
+        stride, padding = _conv_params(params)
+        out = conv2d_shape(shapes[0], shapes[1], stride, padding)
+        return Recipe(shapes, (out,),
+                      lambda v: [kernels.conv2d(v[0], v[1], stride=stride, padding=padding)])
+    if kind == "square":
+        return Recipe(shapes, shapes, lambda v: [v[0] * v[0]])
+    frac_bits = int(params["frac_bits"])
+    if not 0 <= frac_bits < 62:
+        raise ValueError(f"trunc: frac_bits {frac_bits} out of range")
+    low_mask, f, top = np.uint64((1 << 63) - 1), np.uint64(frac_bits), np.uint64(63)
+    return Recipe(shapes, shapes * 2, lambda v: [(v[0] & low_mask) >> f, v[0] >> top])
+
+
+def derive_item(spec: ItemSpec, share_streams) -> tuple[list, list]:
+    """Dealer side: given each party's (free shares, derived shares or None for the last
+    party), return the plain free values and the last party's derived corrections."""
+    rec = recipe(spec)
+    free_plain = [sum_shares([s[0][i] for s in share_streams]) for i in range(len(rec.free))]
+    derived_plain = rec.make(free_plain)
+    corrections = []
+    for i, value in enumerate(derived_plain):
+        value = np.ascontiguousarray(value, dtype=DTYPE)
+        for free_shares, derived_shares in share_streams[:-1]:
+            value = value - derived_shares[i]
+        corrections.append(value)
+    return free_plain, corrections
+
+
+def sum_shares(shares) -> np.ndarray:
+    total = np.array(shares[0], dtype=DTYPE, copy=True)
+    for s in shares[1:]:
+        total += s
+    return total

@@ -1,0 +1,178 @@
+"""Parties and the dealer as real OS processes over ZeroMQ (CURVE on).
+
+`run_processes(fn, n)` is the multi-process harness behind `mpc run` and the process tests:
+it makes throw-away keys and a cluster file on free loopback ports, starts one process per
+party plus the dealer, collects every result before joining, and on the first failure stops
+every process and raises PartyFailed with that party's traceback. No hang: every wait has a
+deadline.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import runpy
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from net import ZmqMesh, free_tcp_addresses, load_secret, write_keypair
+
+from mpc.config import ClusterConfig, load_config, write_config
+from mpc.fixedpoint import FixedPoint
+from mpc.harness import PartyFailed, run_party
+from mpc.providers.dealer import serve_dealer
+
+
+def make_keys(directory: Path, n_parties: int, addresses: list[str], timeout: float = 60.0,
+              frac_bits: int = 16) -> Path:
+    """Key pairs for n parties and the dealer plus a cluster file; returns the file's path."""
+    keys = directory / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    names = [f"party{i}" for i in range(n_parties)] + ["dealer"]
+    publics = [load_secret(write_keypair(keys, name)[1])[0] for name in names]
+    path = directory / "cluster.toml"
+    write_config(path, addresses, publics, timeout, frac_bits)
+    return path
+
+
+def make_local_cluster(directory: Path, n_parties: int, timeout: float = 60.0,
+                       frac_bits: int = 16) -> Path:
+    """Throw-away keys and a cluster file on free loopback ports."""
+    return make_keys(directory, n_parties, free_tcp_addresses(n_parties + 1), timeout, frac_bits)
+
+
+def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None = None,
+              curve: bool = True) -> ZmqMesh:
+    """Connect member `member_id` (a party, or the dealer at n_parties) to the mesh."""
+    peers = config.mesh_peers()
+    if member_id not in peers:
+        raise ValueError(f"id {member_id} is not in the cluster (members {sorted(peers)})")
+    key_file = Path(key_file) if key_file else config.default_key_file(member_id)
+    public, secret = load_secret(key_file, expected_public=peers[member_id][1])
+    mesh = ZmqMesh(member_id, peers, secret, public, timeout=config.timeout,
+                   connect_timeout=config.timeout, curve=curve)
+    mesh.start()
+    return mesh
+
+
+def run_cluster_party(config: ClusterConfig, pid: int, fn, args=(), key_file=None,
+                      provider: str = "dealer", **ctx_options):
+    """One party's whole life: connect, run `fn(ctx, *args)`, disconnect. Returns
+    (result, communication stats as a dict)."""
+    mesh = open_mesh(config, pid, key_file)
+    try:
+        ctx_options.setdefault("fixed", FixedPoint(config.frac_bits))
+        result = run_party(fn, pid, config.n_parties, mesh, provider, args, **ctx_options)
+        return result, mesh.stats.as_dict()
+    finally:
+        mesh.close()
+
+
+def run_cluster_dealer(config: ClusterConfig, key_file=None) -> int:
+    """The dealer's whole life; returns the number of items served."""
+    mesh = open_mesh(config, config.dealer_id, key_file)
+    try:
+        return serve_dealer(mesh, config.n_parties, idle_timeout=max(config.timeout, 600.0))
+    finally:
+        mesh.close()
+
+
+class ScriptTarget:
+    """A script file with `def main(ctx)`, callable as a party function (picklable)."""
+
+    def __init__(self, path: str | Path, argv: list[str] | None = None):
+        self.path = str(path)
+        self.argv = list(argv or [])
+
+    def __call__(self, ctx):
+        sys.argv = [self.path] + self.argv
+        namespace = runpy.run_path(self.path, run_name="__mpc_party__")
+        if "main" not in namespace:
+            raise AttributeError(f"{self.path} defines no main(ctx) function")
+        return namespace["main"](ctx)
+
+
+def _child(kind: str, config_path: str, member: int, fn, args, provider, ctx_options, out):
+    """Entry point of a spawned process: report ("ok", ...) or ("error", ...) on `out`."""
+    who = "dealer" if kind == "dealer" else f"party {member}"
+    try:
+        config = load_config(config_path)
+        if kind == "dealer":
+            out.put(("ok", who, run_cluster_dealer(config), None))
+        else:
+            result, stats = run_cluster_party(config, member, fn, args, None, provider,
+                                              **ctx_options)
+            out.put(("ok", who, result, stats))
+    except BaseException:  # noqa: BLE001 - sent to the parent with the traceback
+        out.put(("error", who, traceback.format_exc(), None))
+        sys.exit(1)
+
+
+def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
+                  timeout: float = 60.0, total_timeout: float | None = None,
+                  with_stats: bool = False, **ctx_options) -> list:
+    """Run `fn(ctx, *args)` as each party in its own process over ZeroMQ with CURVE.
+
+    Returns the parties' results (with `with_stats`, (result, stats) pairs). `fn` must be
+    importable by name (a module-level function) or a ScriptTarget. Raises PartyFailed
+    with the first failing process's traceback; every process is stopped either way.
+    """
+    spawn = mp.get_context("spawn")
+    out = spawn.Queue()
+    with tempfile.TemporaryDirectory(prefix="mpc-cluster-") as tmp:
+        config_path = str(make_local_cluster(Path(tmp), n_parties, timeout))
+        members = [("party", p) for p in range(n_parties)]
+        if provider == "dealer":
+            members.append(("dealer", n_parties))
+        procs = {}
+        for kind, member in members:
+            who = "dealer" if kind == "dealer" else f"party {member}"
+            procs[who] = spawn.Process(target=_child, name=who, daemon=True, args=(
+                kind, config_path, member, fn, args, provider, ctx_options, out))
+            procs[who].start()
+        try:
+            reports = _collect(procs, out, total_timeout or 10 * timeout)
+        finally:
+            _stop(procs)
+    results = [reports[f"party {p}"] for p in range(n_parties)]
+    return results if with_stats else [r for r, _ in results]
+
+
+def _collect(procs: dict, out, deadline_s: float) -> dict:
+    """Drain results until every process reported; raise on the first error or silent death."""
+    reports, deadline = {}, time.monotonic() + deadline_s
+    while len(reports) < len(procs):
+        try:
+            status, who, value, stats = out.get(timeout=0.2)
+        except queue.Empty:
+            dead = [w for w, p in procs.items() if w not in reports and p.exitcode is not None]
+            if dead:
+                time.sleep(0.5)  # a report may still be in flight
+                if out.empty():
+                    raise PartyFailed(dead[0], f"exited with code {procs[dead[0]].exitcode} "
+                                               "without reporting a result")
+            if time.monotonic() > deadline:
+                missing = sorted(set(procs) - set(reports))
+                raise TimeoutError(f"no result from {missing} within {deadline_s:g} s")
+            continue
+        if status == "error":
+            raise PartyFailed(who, value)
+        reports[who] = (value, stats)
+    return reports
+
+
+def _stop(procs: dict, grace: float = 2.0) -> None:
+    """Give every process `grace` seconds in all to exit, then terminate, then kill."""
+    end = time.monotonic() + grace
+    for proc in procs.values():
+        proc.join(timeout=max(0.0, end - time.monotonic()))
+    for proc in procs.values():
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=2.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()

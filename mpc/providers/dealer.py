@@ -1,0 +1,70 @@
+"""The trusted dealer: a process on the mesh that sends correlated randomness, seed-compressed.
+
+At start the dealer sends each party a fresh 128-bit seed over the encrypted channel. For
+each item, the last party sends a request (kind and public shapes only); the dealer expands
+every party's stream, computes the derived values and sends the last party one correction
+tensor per derived component. The dealer never receives a share of anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.correlations import ItemSpec, derive_item
+from mpc.prg import SEED_BYTES, Prg, new_seed
+from mpc.providers.base import Provider, Ticket, party_streams
+from mpc.ring import DTYPE
+
+SEED_SEQ = 0
+DONE_REQUEST = b'{"kind": "done"}'
+
+
+class DealerProvider(Provider):
+    """Party side of the dealer: derives shares locally, fetches the last party's corrections."""
+
+    def __init__(self, pid: int, n_parties: int, transport, dealer_id: int):
+        self._transport = transport
+        self._dealer = dealer_id
+        seed = transport.recv(dealer_id, SEED_SEQ, "seed", np.uint8, (SEED_BYTES,))
+        super().__init__(pid, n_parties, bytes(seed))
+
+    def _requested(self, ticket: Ticket) -> None:
+        if self.is_last:
+            self._transport.send(self._dealer, ticket.number, "request", ticket.spec.to_bytes())
+
+    def _corrections(self, ticket: Ticket, shapes):
+        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+        flat = self._transport.recv(self._dealer, ticket.number, "correction", DTYPE,
+                                    (sum(sizes),))
+        return [part.reshape(s) for part, s in zip(np.split(flat, np.cumsum(sizes)[:-1]), shapes)]
+
+    def close(self) -> None:
+        if self.is_last:
+            self._transport.send(self._dealer, self._next_item, "request",
+                                 np.frombuffer(DONE_REQUEST, dtype=np.uint8))
+
+
+def serve_dealer(transport, n_parties: int, idle_timeout: float | None = None) -> int:
+    """Run the dealer until the last party says it is done; returns the items served.
+
+    `transport` is the dealer's end of the mesh (its id is n_parties). Raises the
+    transport's PeerLost/PeerTimeout if the last party disappears.
+    """
+    if idle_timeout is not None:
+        transport.timeout = idle_timeout
+    seeds = [new_seed() for _ in range(n_parties)]
+    for pid, seed in enumerate(seeds):
+        transport.send(pid, SEED_SEQ, "seed", np.frombuffer(seed, dtype=np.uint8))
+    prgs = [Prg(s) for s in seeds]
+    last = n_parties - 1
+    number = 1
+    while True:
+        raw = transport.recv(last, number, "request", np.uint8, None)
+        if bytes(raw) == DONE_REQUEST:
+            return number - 1
+        spec = ItemSpec.from_bytes(raw)
+        _, corrections = derive_item(spec, party_streams(prgs, number, spec))
+        flat = np.concatenate([c.reshape(-1) for c in corrections]) if corrections \
+            else np.zeros(0, DTYPE)
+        transport.send(last, number, "correction", flat)
+        number += 1

@@ -1,0 +1,53 @@
+"""Turning a party's private input into shares, and shares back into values."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.ring import DTYPE
+from mpc.tensor import SecretTensor
+
+
+def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
+    """[x] from `value`, held by party `owner` (the others pass None).
+
+    The non-owners' shares come from the seeds they share pairwise with the owner, so no
+    share is ever sent: the owner's share is x minus the others'. If the non-owners do not
+    know the shape they may omit it; the owner then broadcasts it (one small round).
+    The owner's value is encoded as fixed point (ValueError for NaN, inf or out of range).
+
+    Rounds: 0 with `shape` given, else 1 (a few bytes). Comm: no ring elements.
+    Example:
+        x = mpc.share(ctx, np.ones(3) if ctx.pid == 0 else None, owner=0, shape=(3,))
+    """
+    if not 0 <= owner < ctx.n_parties:
+        raise ValueError(f"owner {owner} is not a party (0..{ctx.n_parties - 1})")
+    encoded = ctx.fixed.encode(value) if ctx.pid == owner else None
+    with ctx.operation("share"):
+        if shape is None:
+            dims = encoded.shape if encoded is not None else None
+            shape = tuple(int(d) for d in ctx.broadcast(owner, np.array(dims, dtype=np.int64)
+                                                        if dims is not None else None,
+                                                        np.int64, "share-shape"))
+        shape = tuple(shape)
+        if encoded is not None and encoded.shape != shape:
+            raise ValueError(f"share: party {owner}'s value has shape {encoded.shape}, "
+                             f"the declared shape is {shape}")
+        nonce = ctx.next_seq()
+        if ctx.pid != owner:
+            return SecretTensor(ctx, ctx.pairwise_ring(owner, nonce, shape))
+        mine = encoded.copy()
+        for peer in ctx.peers:
+            mine -= ctx.pairwise_ring(peer, nonce, shape)
+        return SecretTensor(ctx, mine)
+
+
+def share_public(ctx, value) -> SecretTensor:
+    """A public value as a (trivial) sharing: party 0 holds it, the others hold zero."""
+    encoded = ctx.fixed.encode(value)
+    return SecretTensor(ctx, encoded if ctx.pid == 0 else np.zeros_like(encoded, dtype=DTYPE))
+
+
+def reveal(x: SecretTensor, to: int | None = None):
+    """Open [x] to every party (float64), or only to party `to` (None elsewhere)."""
+    return x.reveal() if to is None else x.reveal_to(to)

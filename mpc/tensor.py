@@ -1,0 +1,251 @@
+"""SecretTensor: a secret-shared fixed-point array that behaves like a numpy array.
+
+Each party holds a SecretTensor wrapping its own share (`.share`, uint64) and the Context.
+Operators check their operands and hand off to a protocol in one line. Public operands
+(numbers, numpy arrays) are encoded on the fly; integer-typed public operands multiply
+without truncation.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from mpc import kernels
+from mpc.correlations import ItemSpec, matmul_shape, recipe
+from mpc.protocols import arithmetic, truncation
+from mpc.ring import DTYPE
+
+
+class ShapeError(ValueError):
+    """Operands whose shapes do not fit the operation."""
+
+
+class SecretTensor:
+    """[x]: this party's share of a fixed-point tensor. See module docstring."""
+
+    __array_priority__ = 1000  # numpy defers to our reflected operators
+
+    def __init__(self, ctx, share: np.ndarray):
+        share = np.asarray(share)
+        if share.dtype != DTYPE:
+            raise TypeError(f"a share must be uint64, got {share.dtype}")
+        self.ctx = ctx
+        self.share = share
+
+    # ------------------------------------------------------------ array-like basics
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.share.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.share.ndim
+
+    @property
+    def size(self) -> int:
+        return self.share.size
+
+    @property
+    def frac_bits(self) -> int:
+        return self.ctx.fixed.frac_bits
+
+    def __len__(self) -> int:
+        return len(self.share)
+
+    def __repr__(self) -> str:
+        return f"SecretTensor(shape={self.shape}, frac_bits={self.frac_bits}, party={self.ctx.pid})"
+
+    def _new(self, share: np.ndarray) -> "SecretTensor":
+        return SecretTensor(self.ctx, np.asarray(share, dtype=DTYPE))
+
+    # ------------------------------------------------------------ linear, local
+    def __add__(self, other):
+        if isinstance(other, SecretTensor):
+            return self._new(self.share + _same_ctx(self, other).share)
+        return self._new(_add_public(self, _encode(self, other)))
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return self._new(np.negative(self.share))
+
+    def __sub__(self, other):
+        return self + (-other)
+
+    def __rsub__(self, other):
+        return (-self) + other
+
+    # ------------------------------------------------------------ products
+    def __mul__(self, other):
+        if isinstance(other, SecretTensor):
+            return self._bilinear("mul", other)
+        if _is_integer(other):
+            return self._new(self.share * _ring_int(other))
+        return self._scaled(self.share * _encode(self, other))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        if isinstance(other, SecretTensor):
+            raise TypeError("secret / secret needs the reciprocal protocol (not available yet)")
+        divisor = np.asarray(other, dtype=np.float64)
+        if np.any(divisor == 0):
+            raise ZeroDivisionError("division of a SecretTensor by zero")
+        return self * (1.0 / divisor)
+
+    def __matmul__(self, other):
+        if isinstance(other, SecretTensor):
+            return self._bilinear("matmul", other)
+        return self._scaled(_matmul(self.share, _encode(self, other)))
+
+    def __rmatmul__(self, other):
+        return self._scaled(_matmul(_encode(self, other), self.share))
+
+    def square(self) -> "SecretTensor":
+        """x * x with a square pair: half the communication of a multiplication."""
+        ticket = truncation.request(self.ctx, self.shape)
+        with self.ctx.operation("square"):
+            product = arithmetic.square(self.ctx, np.atleast_1d(self.share))
+            return self._new(truncation.truncate(self.ctx, product.reshape(self.shape), ticket))
+
+    def conv2d(self, weight, stride=1, padding=0) -> "SecretTensor":
+        """2-D cross-correlation of [N,C,H,W] by [O,C,kh,kw] (weight secret or public)."""
+        params = {"stride": list(_pair(stride)), "padding": list(_pair(padding))}
+        if isinstance(weight, SecretTensor):
+            return self._bilinear("conv2d", weight, params)
+        w = _encode(self, weight)
+        return self._scaled(kernels.conv2d(self.share, w, stride=tuple(params["stride"]),
+                                           padding=tuple(params["padding"])))
+
+    def _bilinear(self, kind: str, other: "SecretTensor", params=None) -> "SecretTensor":
+        _same_ctx(self, other)
+        try:
+            out_shape = recipe(ItemSpec(kind, (self.shape, other.shape), params or {})).derived[0]
+        except ValueError as exc:
+            raise ShapeError(str(exc)) from None
+        with self.ctx.operation(kind):
+            ticket = truncation.request(self.ctx, out_shape)
+            product = arithmetic.bilinear(self.ctx, kind, np.atleast_1d(self.share),
+                                          np.atleast_1d(other.share), params)
+            return self._new(truncation.truncate(self.ctx, product.reshape(out_shape), ticket))
+
+    def _scaled(self, product: np.ndarray) -> "SecretTensor":
+        """Truncate a product with a public fixed-point factor."""
+        with self.ctx.operation("mul_public"):
+            return self._new(truncation.truncate(self.ctx, np.asarray(product, dtype=DTYPE)))
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, axis=None, keepdims: bool = False) -> "SecretTensor":
+        return self._new(np.sum(self.share, axis=axis, keepdims=keepdims, dtype=DTYPE))
+
+    def mean(self, axis=None, keepdims: bool = False) -> "SecretTensor":
+        """Sum, then divide by the count with 8 extra bits of precision in 1/count.
+
+        Error: < 1 + count * |mean| / 2^9 units of 2^-f; needs |mean| < 2^(62 - 2f - 8).
+        """
+        axes = range(self.ndim) if axis is None else np.atleast_1d(axis)
+        count = int(np.prod([self.shape[a] for a in axes]))
+        return self.sum(axis, keepdims)._divide_by_int(count)
+
+    def _divide_by_int(self, divisor: int, extra_bits: int = 8) -> "SecretTensor":
+        bits = self.frac_bits + extra_bits
+        factor = np.uint64(round(2 ** bits / divisor))
+        with self.ctx.operation("mul_public"):
+            return self._new(truncation.truncate(self.ctx, self.share * factor, bits=bits))
+
+    # ------------------------------------------------------------ shape, local
+    def reshape(self, *shape) -> "SecretTensor":
+        return self._new(self.share.reshape(*shape))
+
+    def transpose(self, *axes) -> "SecretTensor":
+        return self._new(self.share.transpose(*axes))
+
+    @property
+    def T(self) -> "SecretTensor":
+        return self.transpose()
+
+    def flatten(self) -> "SecretTensor":
+        return self._new(self.share.reshape(-1))
+
+    def broadcast_to(self, shape) -> "SecretTensor":
+        return self._new(np.broadcast_to(self.share, shape).copy())
+
+    def __getitem__(self, index) -> "SecretTensor":
+        return self._new(self.share[index])
+
+    def __setitem__(self, index, value) -> None:
+        if not isinstance(value, SecretTensor):
+            raise TypeError("assign a SecretTensor (share public values first)")
+        self.share = self.share.copy()
+        self.share[index] = _same_ctx(self, value).share
+
+    # ------------------------------------------------------------ revealing
+    def reveal(self) -> np.ndarray:
+        """Open to every party and decode to float64. One round."""
+        with self.ctx.operation("reveal"):
+            return self.ctx.fixed.decode(self.ctx.open(self.share, "reveal"))
+
+    def reveal_to(self, party: int) -> np.ndarray | None:
+        """Open to `party` only (float64 there, None elsewhere). One round."""
+        with self.ctx.operation("reveal"):
+            opened = self.ctx.open_to(self.share, party, "reveal")
+        return None if opened is None else self.ctx.fixed.decode(opened)
+
+
+# ---------------------------------------------------------------- helpers
+def _same_ctx(x: SecretTensor, y: SecretTensor) -> SecretTensor:
+    if x.ctx is not y.ctx:
+        raise ValueError("operands belong to different contexts (different computations)")
+    return y
+
+
+def _is_integer(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    return isinstance(value, np.ndarray) and value.dtype.kind in "iu"
+
+
+def _ring_int(value) -> np.ndarray:
+    return np.asarray(value).astype(np.int64).view(DTYPE)
+
+
+def _encode(x: SecretTensor, value) -> np.ndarray:
+    return x.ctx.fixed.encode(value)
+
+
+def _add_public(x: SecretTensor, encoded: np.ndarray) -> np.ndarray:
+    """Party 0 adds the public value; the others broadcast their share to the result shape."""
+    if x.ctx.pid == 0:
+        return x.share + encoded
+    shape = np.broadcast_shapes(x.shape, encoded.shape)
+    return np.broadcast_to(x.share, shape).copy()
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    try:
+        matmul_shape(a.shape, b.shape)
+    except ValueError as exc:
+        raise ShapeError(str(exc)) from None
+    return kernels.matmul(a, b)
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def concatenate(tensors, axis: int = 0) -> SecretTensor:
+    first = tensors[0]
+    return first._new(np.concatenate([_same_ctx(first, t).share for t in tensors], axis=axis))
+
+
+def stack(tensors, axis: int = 0) -> SecretTensor:
+    first = tensors[0]
+    return first._new(np.stack([_same_ctx(first, t).share for t in tensors], axis=axis))
+
+
+def conv2d(x: SecretTensor, weight, stride=1, padding=0) -> SecretTensor:
+    return x.conv2d(weight, stride=stride, padding=padding)

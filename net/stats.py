@@ -1,0 +1,78 @@
+"""Exact communication counters, kept by the transport and broken down by operation."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Counter:
+    """Bytes and messages one way or the other, and rounds (blocking waits on the network)."""
+
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+    rounds: int = 0
+
+    def add(self, other: "Counter") -> None:
+        self.bytes_sent += other.bytes_sent
+        self.bytes_received += other.bytes_received
+        self.messages_sent += other.messages_sent
+        self.messages_received += other.messages_received
+        self.rounds += other.rounds
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class CommStats:
+    """Totals plus a breakdown by the outermost operation label in force.
+
+    A round is one blocking wait for the network: one `exchange` call, or one `recv`
+    outside an exchange. Labels nest; traffic is booked under the outermost one, so a
+    user-level operation (say "mul") includes the sub-steps it runs.
+    """
+
+    total: Counter = field(default_factory=Counter)
+    by_op: dict[str, Counter] = field(default_factory=dict)
+    _labels: list[str] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def operation(self, label: str):
+        self._labels.append(label)
+        try:
+            yield
+        finally:
+            self._labels.pop()
+
+    @property
+    def current(self) -> str:
+        return self._labels[0] if self._labels else "other"
+
+    def _book(self, **amounts: int) -> None:
+        op = self.by_op.setdefault(self.current, Counter())
+        for name, value in amounts.items():
+            setattr(self.total, name, getattr(self.total, name) + value)
+            setattr(op, name, getattr(op, name) + value)
+
+    def sent(self, nbytes: int) -> None:
+        self._book(bytes_sent=nbytes, messages_sent=1)
+
+    def received(self, nbytes: int) -> None:
+        self._book(bytes_received=nbytes, messages_received=1)
+
+    def round(self) -> None:
+        self._book(rounds=1)
+
+    def snapshot(self) -> Counter:
+        """A copy of the totals, to subtract from a later snapshot."""
+        copy = Counter()
+        copy.add(self.total)
+        return copy
+
+    def as_dict(self) -> dict:
+        return {"total": self.total.as_dict(),
+                "by_op": {k: v.as_dict() for k, v in sorted(self.by_op.items())}}

@@ -1,0 +1,72 @@
+"""What a corrupt party sees does not depend on the other parties' secrets.
+
+Party 1 is the corrupt one; party 0 holds the secret. For two very different secrets, the
+messages party 1 receives during a multiplication, a matrix product, a truncation and an
+input sharing must be distributed the same: every one of the 64 bits of every received
+ring element is set with the same frequency (two-proportion z-test, 6 sigma), and the
+values are not correlated with the secret.
+"""
+
+import numpy as np
+import pytest
+
+import mpc
+
+N = 20_000
+
+
+def _recorded(ctx, secret, op):
+    seen = []
+    original = ctx.transport._wait
+
+    def recording(frm, seq):
+        got_op, array = original(frm, seq)
+        if array.dtype == np.uint64:
+            seen.append(array.reshape(-1).copy())
+        return got_op, array
+
+    ctx.transport._wait = recording
+    x = mpc.share(ctx, secret if ctx.pid == 0 else None, owner=0, shape=secret.shape)
+    y = mpc.share(ctx, np.full(secret.shape, 1.5) if ctx.pid == 2 % ctx.n_parties else None,
+                  owner=2 % ctx.n_parties, shape=secret.shape)
+    op(x, y)
+    return np.concatenate(seen) if seen else np.zeros(0, np.uint64)
+
+
+def view_of_party1(secret, op, n_parties):
+    return mpc.run_local(_recorded, n_parties, args=(secret, op))[1]
+
+
+def bit_frequencies(values):
+    return ((values[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)).mean(axis=0)
+
+
+OPS = {
+    "mul": lambda x, y: x * y,
+    "matmul": lambda x, y: x.reshape(100, 200) @ y.reshape(200, 100),
+    "public-mul": lambda x, y: x * 0.37,
+    "square": lambda x, y: x.square(),
+}
+
+
+@pytest.mark.parametrize("n_parties", [2, 3])
+@pytest.mark.parametrize("op", list(OPS))
+def test_view_independent_of_secret(n_parties, op):
+    small = np.zeros(N)
+    large = np.random.default_rng(0).uniform(-1000, 1000, N)
+    view_a = view_of_party1(small, OPS[op], n_parties)
+    view_b = view_of_party1(large, OPS[op], n_parties)
+    assert view_a.size == view_b.size > 0
+    fa, fb = bit_frequencies(view_a), bit_frequencies(view_b)
+    sigma = np.sqrt(0.5 / view_a.size)
+    assert np.all(np.abs(fa - 0.5) < 6 * sigma), "a received bit is biased"
+    assert np.all(np.abs(fa - fb) < 6 * sigma), "received bits depend on the secret"
+
+
+def test_non_owner_share_is_uniform_and_owner_free():
+    """The non-owner's share of an input comes from a pairwise seed: uniform, and the
+    same whatever the owner's value (it never depends on x)."""
+    def shares(ctx, value):
+        return mpc.share(ctx, value if ctx.pid == 0 else None, owner=0, shape=value.shape).share
+    a = mpc.run_local(shares, 2, args=(np.zeros(N),))[1]
+    assert np.all(np.abs(bit_frequencies(a) - 0.5) < 6 * np.sqrt(0.25 / N))
