@@ -142,26 +142,49 @@ def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
 
 
 def _collect(procs: dict, out, deadline_s: float) -> dict:
-    """Drain results until every process reported; raise on the first error or silent death."""
-    reports, deadline = {}, time.monotonic() + deadline_s
-    while len(reports) < len(procs):
+    """Drain results until every process reported; on failure raise PartyFailed for the
+    most likely root cause (see _root_cause). Every wait has a deadline."""
+    reports, failures, deadline = {}, {}, time.monotonic() + deadline_s
+    settle_until = None
+    while len(reports) + len(failures) < len(procs):
+        now = time.monotonic()
+        if settle_until is not None and now > settle_until:
+            break
+        if now > deadline:
+            missing = sorted(set(procs) - set(reports) - set(failures))
+            raise TimeoutError(f"no result from {missing} within {deadline_s:g} s")
         try:
             status, who, value, stats = out.get(timeout=0.2)
         except queue.Empty:
-            dead = [w for w, p in procs.items() if w not in reports and p.exitcode is not None]
-            if dead:
-                time.sleep(0.5)  # a report may still be in flight
-                if out.empty():
-                    raise PartyFailed(dead[0], f"exited with code {procs[dead[0]].exitcode} "
-                                               "without reporting a result")
-            if time.monotonic() > deadline:
-                missing = sorted(set(procs) - set(reports))
-                raise TimeoutError(f"no result from {missing} within {deadline_s:g} s")
+            for w, p in procs.items():
+                if w not in reports and w not in failures and p.exitcode is not None \
+                        and p.exitcode != 0:
+                    failures[w] = (f"exited with code {p.exitcode} without reporting a "
+                                   "result (killed or crashed)", True)
+            if failures and settle_until is None:
+                settle_until = time.monotonic() + 1.5
             continue
         if status == "error":
-            raise PartyFailed(who, value)
-        reports[who] = (value, stats)
+            failures[who] = (value, False)
+            settle_until = settle_until or time.monotonic() + 1.5
+        else:
+            reports[who] = (value, stats)
+    if failures:
+        who = _root_cause(failures)
+        others = [w for w in failures if w != who]
+        detail = failures[who][0] + (f"\n(then also failed: {', '.join(others)})" if others else "")
+        raise PartyFailed(who, detail)
     return reports
+
+
+def _root_cause(failures: dict) -> str:
+    """Prefer a real error over a silent death, and a silent death over the lost-peer and
+    timeout errors that the others raise because of it."""
+    def rank(item):
+        text, died = item[1]
+        consequence = "PeerLost" in text or "PeerTimeout" in text
+        return 2 if consequence else (1 if died else 0)
+    return min(failures.items(), key=rank)[0]
 
 
 def _stop(procs: dict, grace: float = 2.0) -> None:

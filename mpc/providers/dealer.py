@@ -25,7 +25,8 @@ class DealerProvider(Provider):
     def __init__(self, pid: int, n_parties: int, transport, dealer_id: int):
         self._transport = transport
         self._dealer = dealer_id
-        seed = transport.recv(dealer_id, SEED_SEQ, "seed", np.uint8, (SEED_BYTES,))
+        with transport.stats.operation("setup"):
+            seed = transport.recv(dealer_id, SEED_SEQ, "seed", np.uint8, (SEED_BYTES,))
         super().__init__(pid, n_parties, bytes(seed))
 
     def _requested(self, ticket: Ticket) -> None:

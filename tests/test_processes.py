@@ -1,0 +1,129 @@
+"""Parties as real OS processes over ZeroMQ with CURVE: the launcher, the one-party-per-
+terminal commands, a killed party, parties running different code, wrong keys."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mpc
+from mpc.config import load_config
+from mpc.launcher import make_local_cluster, run_processes
+
+SCRIPT = str(Path(__file__).parent / "scripts" / "mul_script.py")
+EXPECTED = [0.0, -0.5, -1.0, -1.5, -2.0, -2.5]
+
+
+def product_and_stats(ctx):
+    rng = np.random.default_rng(ctx.pid)
+    x = mpc.share(ctx, rng.normal(size=(30, 40)) if ctx.pid == 0 else None, 0, shape=(30, 40))
+    y = mpc.share(ctx, rng.normal(size=(40, 20)) if ctx.pid == 1 else None, 1, shape=(40, 20))
+    before = ctx.stats.snapshot()
+    z = x @ y
+    used = ctx.stats.snapshot()
+    return z.reveal(), used.bytes_sent - before.bytes_sent, used.rounds - before.rounds
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_run_processes_matmul_matches_numpy(n):
+    results = run_processes(product_and_stats, n, timeout=30)
+    x = np.random.default_rng(0).normal(size=(30, 40))
+    y = np.random.default_rng(1).normal(size=(40, 20))
+    for z, sent, rounds in results:
+        assert np.max(np.abs(z - x @ y)) < 40 * 4 * 2**-16
+    # party 0 sends d, e and the truncation opening to each peer: elements * 8 bytes + headers
+    z, sent, rounds = results[0]
+    elements = (30 * 40 + 40 * 20 + 30 * 20) * (n - 1)
+    assert elements * 8 <= sent <= elements * 8 + 200 * (n - 1)
+    assert rounds == 2
+
+
+def cli(*args, env=None, **kw):
+    return subprocess.Popen([sys.executable, "-m", "mpc", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            **kw)
+
+
+def run_cluster(tmp_path, n, env=None, timeout=5.0):
+    config = make_local_cluster(tmp_path, n, timeout=timeout)
+    dealer = cli("dealer", "--config", str(config), env=env)
+    parties = [cli("party", "--config", str(config), "--id", str(i), SCRIPT, env=env)
+               for i in range(n)]
+    outs = []
+    for proc in parties + [dealer]:
+        out, err = proc.communicate(timeout=60)
+        outs.append((proc.returncode, out, err))
+    return outs[:n], outs[n]
+
+
+def test_one_party_per_terminal(tmp_path):
+    parties, dealer = run_cluster(tmp_path, 3)
+    for pid, (code, out, err) in enumerate(parties):
+        assert code == 0, err
+        assert f"party {pid} result {EXPECTED}" in out
+        assert f"party {pid}: sent" in err  # the communication summary
+    assert dealer[0] == 0, dealer[2]
+
+
+def test_killed_party_is_named_by_the_others(tmp_path):
+    start = time.monotonic()
+    parties, dealer = run_cluster(tmp_path, 3, env={"MPC_DIE_AT": "2"}, timeout=5.0)
+    assert time.monotonic() - start < 30
+    assert parties[2][0] == -9
+    for code, out, err in parties[:2]:
+        assert code == 1
+        assert "peer 2" in err or "party 2" in err, err
+    assert dealer[0] == 1
+
+
+def test_different_code_raises_protocol_error(tmp_path):
+    parties, _ = run_cluster(tmp_path, 2, env={"MPC_DIFFERENT_CODE": "1"})
+    for code, out, err in parties:
+        assert code == 1
+        assert "ProtocolError" in err, err
+
+
+def test_mpc_run_exit_codes(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "mpc", "run", "-n", "2", SCRIPT],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert f"party 0 result {EXPECTED}" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "mpc", "run", "-n", "3", "--timeout", "5", SCRIPT],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "MPC_DIE_AT": "1"})
+    assert bad.returncode == 1
+    assert "party 1" in bad.stderr
+
+
+def test_key_file_not_matching_config_is_refused(tmp_path):
+    config_path = make_local_cluster(tmp_path, 2)
+    keys = tmp_path / "keys"
+    os.replace(keys / "party0.key_secret", keys / "spare")
+    os.replace(keys / "party1.key_secret", keys / "party0.key_secret")
+    proc = cli("party", "--config", str(config_path), "--id", "0", SCRIPT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "party0.key_secret" in err and "config expects" in err
+
+
+def test_keys_command_writes_a_loadable_cluster(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mpc", "keys", "--parties", "4", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    config = load_config(tmp_path / "cluster.toml")
+    assert config.n_parties == 4 and config.dealer is not None
+    assert (tmp_path / "keys" / "party3.key_secret").stat().st_mode & 0o077 == 0
+
+
+def test_config_with_duplicate_address_refused(tmp_path):
+    path = make_local_cluster(tmp_path, 2)
+    text = path.read_text()
+    first = load_config(path).parties[0].address
+    second = load_config(path).parties[1].address
+    path.write_text(text.replace(second, first))
+    with pytest.raises(ValueError, match="used by more than one member"):
+        load_config(path)
