@@ -42,7 +42,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_party(args) -> int:
-    from mpc.launcher import ScriptTarget, run_cluster_party
+    from mpc.launcher import ScriptTarget, run_cluster_party, tune_allocator
+    tune_allocator()
     config = load_config(args.config)
     _, stats = run_cluster_party(config, args.id, ScriptTarget(args.script, args.script_args),
                                  key_file=args.key, provider=args.provider,
@@ -52,7 +53,8 @@ def cmd_party(args) -> int:
 
 
 def cmd_dealer(args) -> int:
-    from mpc.launcher import run_cluster_dealer
+    from mpc.launcher import run_cluster_dealer, tune_allocator
+    tune_allocator()
     served = run_cluster_dealer(load_config(args.config), key_file=args.key)
     print(f"dealer: served {served} items", file=sys.stderr)
     return 0

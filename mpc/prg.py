@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from mpc.ring import DTYPE
 
 SEED_BYTES = 16
+CHUNK_WORDS = 1 << 17  # encrypt a 1 MiB zero block at a time into the output
 
 
 def new_seed() -> bytes:
@@ -30,13 +31,23 @@ class Prg:
         if len(seed) != SEED_BYTES:
             raise ValueError(f"a seed has {SEED_BYTES} bytes, got {len(seed)}")
         self._key = bytes(seed)
+        self._zeros = memoryview(bytes(8 * CHUNK_WORDS))
 
     def ring(self, nonce: int, count: int) -> np.ndarray:
-        """`count` uniform ring elements of stream `nonce` (0 <= nonce < 2^64)."""
+        """`count` uniform ring elements of stream `nonce` (0 <= nonce < 2^64).
+
+        Encrypts zeros straight into a numpy buffer (`update_into`): no Python bytes
+        objects, whose fresh pages cost more than the AES itself on this machine.
+        """
+        count = int(count)
         counter_block = int(nonce).to_bytes(8, "big") + bytes(8)
         enc = Cipher(algorithms.AES(self._key), modes.CTR(counter_block)).encryptor()
-        raw = enc.update(bytes(8 * int(count)))
-        return np.frombuffer(raw, dtype=DTYPE)
+        out = np.empty(count + 2, dtype=DTYPE)  # update_into wants a block of slack
+        raw = memoryview(out).cast("B")
+        for start in range(0, count, CHUNK_WORDS):
+            words = min(CHUNK_WORDS, count - start)
+            enc.update_into(self._zeros[:8 * words], raw[8 * start:])
+        return out[:count]
 
     def ring_tensors(self, nonce: int, shapes) -> list[np.ndarray]:
         """One stream cut into tensors of the given shapes, in order."""

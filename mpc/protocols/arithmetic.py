@@ -28,8 +28,9 @@ def bilinear(ctx, kind: str, xs: np.ndarray, ys: np.ndarray, params: dict | None
     """[x o y] for kind in {"mul", "matmul", "conv2d"}; see the module docstring."""
     params = params or {}
     ticket = ctx.provider.request(ItemSpec(kind, (xs.shape, ys.shape), params))
-    a, b, c = ctx.provider.take(ticket)
+    a, b = ctx.provider.take_free(ticket)
     d, e = ctx.open_many([xs - a, ys - b], kind)
+    (c,) = ctx.provider.take_derived(ticket)  # the dealer made it during the opening
     add_de = ctx.pid == 0
     if kind == "mul":
         return kernels.beaver_combine(d, e, a, b, c, add_de)

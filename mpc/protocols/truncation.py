@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpc import kernels
 from mpc.correlations import ItemSpec
 from mpc.ring import DTYPE
 
@@ -55,20 +56,14 @@ def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:
     top bit shared); Catrina and de Hoogh, ESORICS 2010 (probabilistic truncation).
     """
     f = bits
-    r, s, m = ctx.provider.take(ticket)  # flat, like xs
+    (r,) = ctx.provider.take_free(ticket)  # flat, like xs
     first = ctx.pid == 0
     masked = xs + r
     if first:
         masked += np.uint64(1 << OFFSET_BITS)
     c = ctx.open(masked, "trunc")
-    c_top = c >> np.uint64(63)
-    w = np.where(c_top.astype(bool), np.negative(m), m)
-    ys = w * np.uint64(1 << (63 - f)) - s
-    if first:
-        c_low = c & np.uint64((1 << 63) - 1)
-        ys += (c_low >> np.uint64(f)) + c_top * np.uint64(1 << (63 - f)) \
-            - np.uint64(1 << (OFFSET_BITS - f))
-    return ys
+    s, m = ctx.provider.take_derived(ticket)
+    return kernels.trunc_finish(c, m, s, f, first)
 
 
 def truncate_local_probabilistic(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:

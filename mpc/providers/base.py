@@ -18,13 +18,15 @@ from mpc.prg import Prg
 
 
 class Ticket:
-    """A requested item: its number and its spec."""
+    """A requested item: its number, its spec and recipe, and shares already derived."""
 
-    __slots__ = ("number", "spec")
+    __slots__ = ("number", "spec", "recipe", "derived")
 
     def __init__(self, number: int, spec: ItemSpec):
         self.number = number
         self.spec = spec
+        self.recipe = recipe(spec)
+        self.derived = None
 
 
 class Provider(ABC):
@@ -52,11 +54,24 @@ class Provider(ABC):
 
     def take(self, ticket: Ticket) -> list[np.ndarray]:
         """This party's shares of the item: free components, then derived components."""
-        rec = recipe(ticket.spec)
-        if not self.is_last:
-            return self._prg.ring_tensors(ticket.number, rec.free + rec.derived)
-        free = self._prg.ring_tensors(ticket.number, rec.free)
-        return free + self._corrections(ticket, rec.derived)
+        return self.take_free(ticket) + self.take_derived(ticket)
+
+    def take_free(self, ticket: Ticket) -> list[np.ndarray]:
+        """The free components only (local: they come from this party's stream)."""
+        rec = ticket.recipe
+        if self.is_last:
+            return self._prg.ring_tensors(ticket.number, rec.free)
+        shares = self._prg.ring_tensors(ticket.number, rec.free + rec.derived)
+        ticket.derived = shares[len(rec.free):]
+        return shares[:len(rec.free)]
+
+    def take_derived(self, ticket: Ticket) -> list[np.ndarray]:
+        """The derived components; call after take_free. The last party may wait for the
+        maker here, so protocols take them as late as they can."""
+        if self.is_last:
+            return self._corrections(ticket, ticket.recipe.derived)
+        assert ticket.derived is not None, "take_free comes first"
+        return ticket.derived
 
     def get(self, spec: ItemSpec) -> list[np.ndarray]:
         return self.take(self.request(spec))

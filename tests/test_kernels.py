@@ -1,0 +1,266 @@
+"""mpc.kernels: every numba kernel equals its numpy reference exactly, on full-range uint64.
+
+Arrays come from a hypothesis-drawn seed and edge fraction: full-range random words with the
+edge values 0, 1, 2^63 and 2^64-1 mixed in (all-edge arrays included), so wraparound in every
+partial product and sum is exercised. The references themselves are checked against Python
+integers on tiny inputs, and the conv adjoints against the ring identity
+<conv(x, w), g> == <x, grad_input(g, w)> == <w, grad_weight(x, g)>.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mpc import kernels as K
+
+EDGES = np.array([0, 1, 2**63, 2**64 - 1], dtype=np.uint64)
+MOD = 2**64
+
+
+class Drawn(list):
+    """The drawn arrays, shown in failure reports by how to regenerate them, not by value."""
+
+    def __init__(self, arrays, how):
+        super().__init__(arrays)
+        self.how = how
+
+    def __repr__(self):
+        return self.how
+
+
+@st.composite
+def ring_arrays(draw, *shapes):
+    """One uint64 array per shape: full-range words, a drawn fraction replaced by edge values."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    edge_frac = draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
+    rng = np.random.default_rng(seed)
+    out = []
+    for shape in shapes:
+        x = rng.integers(0, 2**64, size=shape, dtype=np.uint64, endpoint=False)
+        mask = rng.random(shape) < edge_frac
+        x[mask] = rng.choice(EDGES, size=int(mask.sum()))
+        out.append(x)
+    return Drawn(out, f"ring_arrays{shapes} with seed={seed}, edge_frac={edge_frac}")
+
+
+def assert_ring_equal(got, want):
+    assert isinstance(got, np.ndarray) and got.dtype == np.uint64, type(got)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    np.testing.assert_array_equal(got, want)
+
+
+def ring_dot(x, y):
+    """<x, y> in Z_2^64 (uint64 sums wrap)."""
+    return np.sum(x * y, dtype=np.uint64)
+
+
+dims = st.integers(1, 12)
+
+
+# ---------------------------------------------------------------------------------- matmul
+
+@settings(max_examples=5)
+@given(ring_arrays((3, 4), (4, 2)))
+def test_matmul_reference_matches_python_ints(ab):
+    a, b = ab
+    want = [[sum(int(a[i, p]) * int(b[p, j]) for p in range(4)) % MOD for j in range(2)]
+            for i in range(3)]
+    assert_ring_equal(K.matmul_reference(a, b), np.array(want, dtype=np.uint64))
+
+
+@given(st.data(), dims, st.integers(1, 80), dims)
+def test_matmul_2d(data, m, k, n):
+    a, b = data.draw(ring_arrays((m, k), (k, n)))
+    assert_ring_equal(K.matmul(a, b), K.matmul_reference(a, b))
+
+
+@given(st.data(), st.integers(1, 11), st.integers(1, 70), st.integers(1, 9),
+       st.booleans(), st.booleans())
+def test_private_kernels_on_every_shape(data, m, k, n, accumulate, src_is_bt):
+    """Both kernels directly, below the dispatch thresholds too; the dot kernel also from a
+    transposed right operand and accumulating into out."""
+    a, b, start = data.draw(ring_arrays((m, k), (k, n), (m, n)))
+    want = K.matmul_reference(a, b)
+    out = start.copy()
+    K._mm_ikj(a, b, out)
+    assert_ring_equal(out, want)
+    out = start.copy()
+    K._mm_dot(a, np.ascontiguousarray(b.T) if src_is_bt else b, src_is_bt, out, accumulate)
+    assert_ring_equal(out, want + start if accumulate else want)
+
+
+@settings(max_examples=5)
+@given(ring_arrays((9, 1100), (1100, 37)))
+def test_matmul_several_packed_blocks(ab):
+    """Depth above _KC and more columns than one packed block holds."""
+    a, b = ab
+    assert K._KC < 1100 and K._BLOCK_WORDS // K._KC < 37
+    assert_ring_equal(K.matmul(a, b), K.matmul_reference(a, b))
+
+
+@given(st.data(), st.integers(1, 4), dims, st.integers(1, 40), dims)
+def test_matmul_batched_and_broadcast(data, batch, m, k, n):
+    a3, b3, a2, b2 = data.draw(ring_arrays((batch, m, k), (batch, k, n), (m, k), (k, n)))
+    for x, y in [(a3, b3), (a3, b2), (a2, b3), (a3[None], b3[:1]), (a3[:, None], b3[None])]:
+        assert_ring_equal(K.matmul(x, y), K.matmul_reference(x, y))
+
+
+@given(st.data(), dims, dims)
+def test_matmul_1d_operands(data, k, n):
+    v, w, b, b3 = data.draw(ring_arrays((k,), (k,), (k, n), (2, k, n)))
+    for x, y in [(v, w), (v, b), (b.T, v), (v, b3)]:
+        assert_ring_equal(np.asarray(K.matmul(x, y)), np.asarray(K.matmul_reference(x, y)))
+
+
+def test_matmul_rejects_bad_input():
+    a = np.ones((2, 3), dtype=np.uint64)
+    with pytest.raises(ValueError):
+        K.matmul(a, a)
+    with pytest.raises(TypeError):
+        K.matmul(a.astype(np.int64), a.T)
+    assert_ring_equal(K.matmul(a[:, :0], a[:0]), np.zeros((2, 3), dtype=np.uint64))
+
+
+# ---------------------------------------------------------------------------------- conv2d
+
+conv_cases = st.tuples(
+    st.integers(1, 3), st.integers(1, 3), st.integers(1, 4),  # N, C, O
+    st.integers(1, 4), st.integers(1, 4),  # kh, kw (non-square included)
+    st.sampled_from([(1, 1), (2, 2), (1, 2), (2, 1), (3, 2)]),  # stride
+    st.sampled_from([(0, 0), (1, 1), (2, 2), (1, 0), (0, 2)]),  # padding
+    st.integers(0, 6), st.integers(0, 6))  # extra input height/width beyond the kernel
+
+
+def conv_shapes(case):
+    n, c, o, kh, kw, stride, padding, eh, ew = case
+    x_shape = (n, c, max(1, kh + eh - 2 * padding[0]), max(1, kw + ew - 2 * padding[1]))
+    ho = (x_shape[2] + 2 * padding[0] - kh) // stride[0] + 1
+    wo = (x_shape[3] + 2 * padding[1] - kw) // stride[1] + 1
+    return x_shape, (o, c, kh, kw), (n, o, ho, wo), stride, padding
+
+
+@settings(max_examples=5)
+@given(ring_arrays((1, 2, 4, 3), (2, 2, 2, 3)))
+def test_conv_reference_matches_python_ints(xw):
+    x, w = xw
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = np.zeros((1, 2, 3, 2), dtype=object)
+    for o in range(2):
+        for i in range(3):
+            for j in range(2):
+                want[0, o, i, j] = sum(
+                    int(xp[0, c, 2 * i + di, 2 * j + dj]) * int(w[o, c, di, dj])
+                    for c in range(2) for di in range(2) for dj in range(3)) % MOD
+    got = K.conv2d_reference(x, w, (2, 2), (1, 1))
+    assert_ring_equal(got, want.astype(np.uint64))
+
+
+@given(st.data(), conv_cases)
+def test_conv2d_and_im2col(data, case):
+    x_shape, w_shape, _, stride, padding = conv_shapes(case)
+    x, w = data.draw(ring_arrays(x_shape, w_shape))
+    kh, kw = w_shape[2:]
+    assert_ring_equal(K.im2col(x, kh, kw, stride, padding),
+                      K.im2col_reference(x, kh, kw, stride, padding))
+    assert_ring_equal(K.conv2d(x, w, stride, padding), K.conv2d_reference(x, w, stride, padding))
+
+
+@given(st.data(), conv_cases)
+def test_conv_adjoints(data, case):
+    x_shape, w_shape, g_shape, stride, padding = conv_shapes(case)
+    x, w, g = data.draw(ring_arrays(x_shape, w_shape, g_shape))
+    kh, kw = w_shape[2:]
+    cols = K.im2col(x, kh, kw, stride, padding)
+    gi = K.conv2d_grad_input(g, w, x_shape, stride, padding)
+    gw = K.conv2d_grad_weight(x, g, w_shape, stride, padding)
+    assert_ring_equal(K.col2im(cols, x_shape, kh, kw, stride, padding),
+                      K.col2im_reference(cols, x_shape, kh, kw, stride, padding))
+    assert_ring_equal(gi, K.conv2d_grad_input_reference(g, w, x_shape, stride, padding))
+    assert_ring_equal(gw, K.conv2d_grad_weight_reference(x, g, w_shape, stride, padding))
+    y = K.conv2d(x, w, stride, padding)
+    assert ring_dot(y, g) == ring_dot(x, gi) == ring_dot(w, gw)
+
+
+@settings(max_examples=3)
+@given(ring_arrays((4, 3, 12, 10), (32, 3, 3, 5), (4, 32, 6, 10)))
+def test_conv_large_enough_for_the_dot_kernel(xwg):
+    """Shapes where all three conv kernels use the packed 4x2-tile matmul."""
+    x, w, g = xwg
+    assert w.shape[0] >= K._DOT_MIN_ROWS and 3 * 3 * 5 >= K._DOT_MIN_DEPTH
+    args = ((2, 1), (1, 2))
+    assert_ring_equal(K.conv2d(x, w, *args), K.conv2d_reference(x, w, *args))
+    assert_ring_equal(K.conv2d_grad_weight(x, g, w.shape, *args),
+                      K.conv2d_grad_weight_reference(x, g, w.shape, *args))
+    assert_ring_equal(K.conv2d_grad_input(g, w, x.shape, *args),
+                      K.conv2d_grad_input_reference(g, w, x.shape, *args))
+
+
+def test_conv2d_rejects_bad_shapes():
+    x = np.zeros((1, 2, 3, 3), dtype=np.uint64)
+    w = np.zeros((4, 2, 2, 2), dtype=np.uint64)
+    with pytest.raises(ValueError):
+        K.conv2d(x, np.zeros((1, 3, 2, 2), dtype=np.uint64))
+    with pytest.raises(ValueError):
+        K.conv2d(x, np.zeros((1, 2, 4, 4), dtype=np.uint64))
+    g = np.zeros((1, 4, 2, 2), dtype=np.uint64)
+    assert K.conv2d_grad_input(g, w, x.shape).shape == x.shape
+    assert K.conv2d_grad_weight(x, g, w.shape).shape == w.shape
+    with pytest.raises(ValueError):
+        K.conv2d_grad_input(g[:, :2], w, x.shape)
+    with pytest.raises(ValueError):
+        K.conv2d_grad_weight(x, g, (2, 2, 2, 2))
+
+
+# ---------------------------------------------------------------------------------- Beaver
+
+@given(st.data(), st.lists(st.integers(1, 5), min_size=0, max_size=3), st.booleans())
+def test_beaver_combine_same_shape(data, shape, add_de):
+    d, e, a, b, c = data.draw(ring_arrays(*[tuple(shape)] * 5))
+    assert_ring_equal(K.beaver_combine(d, e, a, b, c, add_de),
+                      K.beaver_combine_reference(d, e, a, b, c, add_de))
+
+
+@given(st.data(), st.sampled_from([((3, 1), (1, 4)), ((4,), (2, 4)), ((2, 3, 1), (3, 5)),
+                                   ((1,), (6,)), ((), (2, 2))]), st.booleans())
+def test_beaver_combine_broadcast(data, shapes, add_de):
+    xs, ys = shapes
+    d, a, e, b, c = data.draw(ring_arrays(xs, xs, ys, ys, np.broadcast_shapes(xs, ys)))
+    assert_ring_equal(K.beaver_combine(d, e, a, b, c, add_de),
+                      K.beaver_combine_reference(d, e, a, b, c, add_de))
+
+
+@given(st.data(), dims, st.integers(1, 40), dims, st.integers(0, 2), st.booleans())
+def test_beaver_combine_matmul(data, m, k, n, batch, add_de):
+    lead = (batch,) if batch else ()
+    d, a, e, b, c = data.draw(ring_arrays(lead + (m, k), lead + (m, k), (k, n), (k, n),
+                                          lead + (m, n)))
+    assert_ring_equal(K.beaver_combine_matmul(d, e, a, b, c, add_de),
+                      K.beaver_combine_matmul_reference(d, e, a, b, c, add_de))
+
+
+# ---------------------------------------------------------------------------------- bits
+
+@given(st.lists(st.booleans(), max_size=70), st.booleans())
+def test_pack_unpack_bits(bits, as_bool):
+    x = np.array(bits, dtype=np.bool_ if as_bool else np.uint8)
+    packed = K.pack_bits(x)
+    assert packed.dtype == np.uint8 and packed.size == (len(bits) + 7) // 8
+    out = K.unpack_bits(packed, len(bits))
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, np.array(bits, dtype=np.uint8))
+
+
+def test_unpack_bits_rejects_overlong_count():
+    with pytest.raises(ValueError):
+        K.unpack_bits(np.zeros(1, dtype=np.uint8), 9)
+
+
+@given(data=st.data())
+def test_trunc_finish_matches_reference(data):
+    n = data.draw(st.integers(1, 50))
+    c, m, s = data.draw(ring_arrays((n,), (n,), (n,)))
+    bits = data.draw(st.integers(0, 40))
+    for first in (True, False):
+        assert_ring_equal(K.trunc_finish(c, m, s, bits, first),
+                          K.trunc_finish_reference(c, m, s, bits, first))
