@@ -72,15 +72,20 @@ def cmd_keys(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from mpc.bench import WORKLOADS, run_workload
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    from mpc.bench import WORKLOADS, comparison, crypten_line, run_workload
+    names = list(WORKLOADS) if args.workload == "all" else args.workload.split(",")
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        print(f"unknown workload {unknown}; choose from {', '.join(WORKLOADS)} or all",
+              file=sys.stderr)
+        return 2
     for name in names:
-        if name not in WORKLOADS:
-            print(f"unknown workload {name}; choose from {', '.join(WORKLOADS)} or all",
-                  file=sys.stderr)
-            return 2
-        print(json.dumps(run_workload(name, args.parties, reps=args.reps,
-                                      truncation=args.truncation)), flush=True)
+        ours = run_workload(name, args.parties, reps=args.reps, truncation=args.truncation)
+        print(json.dumps(ours), flush=True)
+        theirs = crypten_line(name, args.parties, args.reps) if args.crypten else None
+        if theirs:
+            print(json.dumps(theirs), flush=True)
+            print(json.dumps(comparison(ours, theirs)), flush=True)
     return 0
 
 
@@ -128,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", default="W1")
     p.add_argument("--parties", type=int, default=2)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--crypten", action="store_true",
+                   help="also measure CrypTen (TTP) now with ../shared/anchors/crypten and print "
+                        "the ratios")
     _common(p)
     p.set_defaults(func=cmd_bench)
     return parser

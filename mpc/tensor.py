@@ -125,11 +125,12 @@ class SecretTensor:
             out_shape = recipe(ItemSpec(kind, (self.shape, other.shape), params or {})).derived[0]
         except ValueError as exc:
             raise ShapeError(str(exc)) from None
+        xs, ys = np.atleast_1d(self.share), np.atleast_1d(other.share)
         with self.ctx.operation(kind):
-            ticket = truncation.request(self.ctx, out_shape)
-            product = arithmetic.bilinear(self.ctx, kind, np.atleast_1d(self.share),
-                                          np.atleast_1d(other.share), params)
-            return self._new(truncation.truncate(self.ctx, product.reshape(out_shape), ticket))
+            triple = arithmetic.request(self.ctx, kind, xs.shape, ys.shape, params)
+            pair = truncation.request(self.ctx, out_shape)  # the dealer makes both meanwhile
+            product = arithmetic.bilinear(self.ctx, kind, xs, ys, params, triple)
+            return self._new(truncation.truncate(self.ctx, product.reshape(out_shape), pair))
 
     def _scaled(self, product: np.ndarray) -> "SecretTensor":
         """Truncate a product with a public fixed-point factor."""

@@ -24,10 +24,16 @@ def _conv_combine(d, e, a, b, c, add_de, stride, padding):
     return out + kernels.conv2d(left, e, stride=stride, padding=padding)
 
 
-def bilinear(ctx, kind: str, xs: np.ndarray, ys: np.ndarray, params: dict | None = None):
+def request(ctx, kind: str, x_shape, y_shape, params: dict | None = None):
+    """Ask the provider for the triple that `bilinear` will need (call early)."""
+    return ctx.provider.request(ItemSpec(kind, (tuple(x_shape), tuple(y_shape)), params or {}))
+
+
+def bilinear(ctx, kind: str, xs: np.ndarray, ys: np.ndarray, params: dict | None = None,
+             ticket=None):
     """[x o y] for kind in {"mul", "matmul", "conv2d"}; see the module docstring."""
     params = params or {}
-    ticket = ctx.provider.request(ItemSpec(kind, (xs.shape, ys.shape), params))
+    ticket = ticket or request(ctx, kind, xs.shape, ys.shape, params)
     a, b = ctx.provider.take_free(ticket)
     d, e = ctx.open_many([xs - a, ys - b], kind)
     (c,) = ctx.provider.take_derived(ticket)  # the dealer made it during the opening
