@@ -93,6 +93,8 @@ class SecretTensor:
         divisor = np.asarray(other, dtype=np.float64)
         if np.any(divisor == 0):
             raise ZeroDivisionError("division of a SecretTensor by zero")
+        if _is_integer(other) and np.ndim(other) == 0:
+            return self._divide_by_int(int(other))
         return self * (1.0 / divisor)
 
     def __matmul__(self, other):

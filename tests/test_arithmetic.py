@@ -128,6 +128,7 @@ def test_reductions_and_shape_ops(n, data):
              lambda a, b: mpc.concatenate([a, b], axis=1), 0.5, n)
     check_op([x, y], lambda a, b: np.stack([a, b]), lambda a, b: mpc.stack([a, b]), 0.5, n)
     check_op([x], lambda a: a / 4.0, lambda a: a / 4.0, 1.5, n)
+    check_op([x], lambda a: a / 7, lambda a: a / 7, 1.5, n)  # integer: 8 extra bits in 1/7
 
 
 def test_five_parties():

@@ -292,17 +292,27 @@ def test_killed_peer_process_is_reported_promptly():
     assert elapsed < 2.0
 
 
-def test_messages_sent_before_close_arrive_then_the_peer_is_lost():
+def send_and_exit(i, peers, key):
+    with mesh(i, peers, {i: key}, connect_timeout=20.0) as m:
+        m.send(0, 1, "last", big(1))
+
+
+def test_messages_sent_just_before_exit_arrive_then_the_peer_is_lost():
     peers, keys = cluster(2)
-    a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
-    with a:
-        b.send(0, 1, "last", big(1))
-        b.close()
-        np.testing.assert_array_equal(a.recv(0 + 1, 1, "last"), big(1))
-        begin = time.monotonic()
-        with pytest.raises(PeerLost, match="party 0: peer 1 closed the mesh"):
-            a.recv(1, 2, "x")
-        assert time.monotonic() - begin < 1.0
+    child = SPAWN.Process(target=send_and_exit, args=(1, peers, keys[1]), daemon=True)
+    child.start()
+    try:
+        with mesh(0, peers, keys, connect_timeout=20.0) as m:
+            child.join(20)
+            assert child.exitcode == 0
+            np.testing.assert_array_equal(m.recv(1, 1, "last", np.uint64, (BIG,)), big(1))
+            begin = time.monotonic()
+            with pytest.raises(PeerLost, match="party 0: peer 1 closed the mesh"):
+                m.recv(1, 2, "x")
+            assert time.monotonic() - begin < 0.5
+    finally:
+        child.kill()
+        child.join(10)
 
 
 def test_silent_peer_times_out_naming_it():

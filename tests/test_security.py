@@ -70,3 +70,44 @@ def test_non_owner_share_is_uniform_and_owner_free():
         return mpc.share(ctx, value if ctx.pid == 0 else None, owner=0, shape=value.shape).share
     a = mpc.run_local(shares, 2, args=(np.zeros(N),))[1]
     assert np.all(np.abs(bit_frequencies(a) - 0.5) < 6 * np.sqrt(0.25 / N))
+
+
+def test_dealer_receives_only_requests():
+    """The dealer's whole inbox during a computation is public requests: JSON naming a
+    kind and shapes, never a ring element."""
+    import threading
+
+    from net import MemoryHub
+    from mpc.context import Context
+    from mpc.providers.dealer import DealerProvider, serve_dealer
+
+    hub = MemoryHub(3, timeout=10)
+    dealer_transport = hub.transport(2)
+    seen = []
+    original = dealer_transport._wait
+
+    def recording(frm, seq):
+        op, array = original(frm, seq)
+        seen.append((op, array.dtype, bytes(array)))
+        return op, array
+
+    dealer_transport._wait = recording
+    dealer = threading.Thread(target=serve_dealer, args=(dealer_transport, 2))
+    dealer.start()
+
+    def party(pid, out):
+        transport = hub.transport(pid)
+        ctx = Context(pid, 2, transport, DealerProvider(pid, 2, transport, dealer_id=2))
+        x = mpc.share(ctx, np.full((4, 4), 3.0) if pid == 0 else None, 0, shape=(4, 4))
+        out[pid] = ((x * x) @ x).square().reveal()
+        ctx.close()
+
+    out = {}
+    threads = [threading.Thread(target=party, args=(p, out)) for p in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads + [dealer]:
+        t.join(20)
+    np.testing.assert_allclose(out[0], (np.full((4, 4), 9.0) @ np.full((4, 4), 3.0)) ** 2)
+    assert seen and all(op == "request" and dtype == np.uint8 for op, dtype, _ in seen)
+    assert all(raw.startswith(b'{"kind": ') for _, _, raw in seen)
