@@ -44,9 +44,6 @@ LOSS_GRACE = 0.5
 for its last messages (on the other TCP connection) to arrive, or for a transient
 drop to reconnect."""
 
-FLUSH_LINGER_MS = 2000
-"""close() gives queued messages to live peers this long to leave."""
-
 _LINK_STATES = {
     zmq.EVENT_CONNECT_DELAYED: "connecting",
     zmq.EVENT_CONNECT_RETRIED: "connection refused or unreachable, retrying",
@@ -188,6 +185,7 @@ class ZmqMesh(Transport):
                 dealer.curve_serverkey = self._peers[p][1]
             else:
                 dealer.routing_id = str(me).encode()   # the only sender id without CURVE
+            dealer.copy_threshold = 0   # let close() track its zero-copy goodbye
             monitor = dealer.get_monitor_socket(_MONITORED)
             self._sockets.append(monitor)
             self._monitors[monitor] = p
@@ -214,23 +212,34 @@ class ZmqMesh(Transport):
             self._pump(left)
 
     def close(self) -> None:
-        """Say goodbye to live peers, flush what is queued to them (at most
-        FLUSH_LINGER_MS), and release sockets and the auth thread. Idempotent."""
+        """Say goodbye to the peers still linked, wait until everything queued for them has
+        been handed to TCP (at most `timeout` s; no longer once a link drops), then release
+        sockets and the auth thread. Idempotent."""
         if self._closed:
             return
         self._closed = True
         if self._ctx is None:
             return
+        monitors = zmq.Poller()
         for monitor in self._monitors:
+            monitors.register(monitor, zmq.POLLIN)
             self._read_monitor(monitor)
-        for p, dealer in self._dealers.items():
-            if self._link.get(p) == "connected" and p not in self._gone:
-                try:
-                    self._send(p, 0, _GOODBYE, _NOTHING, zmq.NOBLOCK)
-                except NetError:
-                    pass   # best effort: the peer will see the disconnect instead
-                dealer.linger = FLUSH_LINGER_MS
+        queued = {p: self._goodbye(p) for p in self._dealers
+                  if self._link.get(p) == "connected" and p not in self._gone}
+        deadline = time.monotonic() + self.timeout
+        while any(not done.done and p not in self._down for p, done in queued.items()) \
+                and time.monotonic() < deadline:
+            for monitor, _ in monitors.poll(10):
+                self._read_monitor(monitor)
         self._release()
+
+    def _goodbye(self, peer: int) -> zmq.MessageTracker:
+        """Queue a goodbye for `peer`. Its tracker is done once the goodbye has left the
+        queue, and with it everything sent to `peer` before."""
+        header, payload = wire.encode(self.my_id, 0, _GOODBYE, _NOTHING)
+        dealer = self._dealers[peer]
+        dealer.send(header, zmq.SNDMORE)
+        return dealer.send(payload, copy=False, track=True)
 
     def __enter__(self) -> "ZmqMesh":
         return self if self._ctx is not None else self.start()
@@ -249,12 +258,12 @@ class ZmqMesh(Transport):
         self._require_peer(to)
         self.stats.sent(self._send(to, seq, op, array))
 
-    def _send(self, to: int, seq: int, op: str, array: np.ndarray, flags: int = 0) -> int:
+    def _send(self, to: int, seq: int, op: str, array: np.ndarray) -> int:
         header, payload = wire.encode(self.my_id, seq, op, array)
         dealer = self._dealers[to]
         try:
-            dealer.send(header, flags | zmq.SNDMORE)
-            dealer.send(payload, flags)
+            dealer.send(header, zmq.SNDMORE)
+            dealer.send(payload)
         except zmq.Again:
             raise PeerTimeout(to, f"party {self.my_id}: could not queue message {seq} for "
                                   f"party {to} within {self.timeout:g} s") from None
@@ -366,7 +375,7 @@ class ZmqMesh(Transport):
 def _release(ctx: zmq.Context, sockets: list[zmq.Socket],
              auth: _PeerAuthenticator | None) -> None:
     """Close a mesh's sockets (newest first: monitors before their DEALERs), stop its
-    authenticator and terminate its context, which waits for any lingering messages."""
+    authenticator and terminate its context."""
     for sock in reversed(sockets):
         sock.close()
     if auth is not None:

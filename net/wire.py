@@ -28,10 +28,10 @@ _FIXED = struct.Struct("<4sBHQBBB")
 _DIM = struct.Struct("<Q")
 _MAX_NBYTES = np.iinfo(np.intp).max  # numpy refuses larger arrays, even with a zero dim
 
-_DTYPES = {code: np.dtype(name).newbyteorder("<") for code, name in enumerate(
+DTYPES = {code: np.dtype(name).newbyteorder("<") for code, name in enumerate(
     ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
      "float32", "float64"])}
-_CODES = {dtype: code for code, dtype in _DTYPES.items()}
+_CODES = {dtype: code for code, dtype in DTYPES.items()}
 
 
 def encode(sender: int, seq: int, op: str, array: np.ndarray) -> tuple[bytes, memoryview]:
@@ -42,7 +42,7 @@ def encode(sender: int, seq: int, op: str, array: np.ndarray) -> tuple[bytes, me
     code = _CODES.get(array.dtype.newbyteorder("<"))
     if code is None:
         raise TypeError(f"dtype {array.dtype} cannot be sent; supported: "
-                        f"{', '.join(str(d) for d in _DTYPES.values())}")
+                        f"{', '.join(str(d) for d in DTYPES.values())}")
     if array.ndim > MAX_NDIM:
         raise ValueError(f"array has {array.ndim} dimensions; at most {MAX_NDIM} can be sent")
     op_bytes = op.encode("utf-8")
@@ -50,7 +50,7 @@ def encode(sender: int, seq: int, op: str, array: np.ndarray) -> tuple[bytes, me
         raise ValueError(f"op tag {op!r} is longer than {MAX_OP_BYTES} bytes")
     if not 0 <= sender < 2**16 or not 0 <= seq < 2**64:
         raise ValueError(f"sender {sender} or seq {seq} out of range")
-    array = np.asarray(array, dtype=_DTYPES[code], order="C")
+    array = np.asarray(array, dtype=DTYPES[code], order="C")
     header = b"".join([_FIXED.pack(MAGIC, VERSION, sender, seq, code, array.ndim, len(op_bytes)),
                        op_bytes, *(_DIM.pack(d) for d in array.shape)])
     return header, memoryview(array.reshape(-1)).cast("B")
@@ -68,7 +68,7 @@ def decode(header: bytes, payload) -> tuple[int, int, str, np.ndarray]:
     if magic != MAGIC or version != VERSION:
         raise ProtocolError(f"bad magic/version {magic!r}/{version}, expected "
                             f"{MAGIC!r}/{VERSION}: not a message of this protocol")
-    dtype = _DTYPES.get(code)
+    dtype = DTYPES.get(code)
     if dtype is None:
         raise ProtocolError(f"unknown dtype code {code}")
     if ndim > MAX_NDIM:

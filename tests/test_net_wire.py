@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import array_shapes, arrays
 from net import ProtocolError
 from net import wire
 
-DTYPES = list(wire._DTYPES.values())
+DTYPES = list(wire.DTYPES.values())
 SHAPES = [(), (0,), (1,), (7,), (2, 3), (0, 5), (3, 0, 2), (1,) * wire.MAX_NDIM]
 U64_EDGES = [0, 1, 2**63, 2**64 - 1]
 
