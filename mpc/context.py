@@ -98,10 +98,7 @@ class Context:
         seq = self.next_seq()
         got = self.transport.exchange(seq, op, {p: share for p in self.peers},
                                       {p: (DTYPE, share.shape) for p in self.peers})
-        total = share.copy()
-        for value in got.values():
-            total += value
-        return total
+        return _sum_into(share, got.values())
 
     def _open_reduce_scatter(self, share: np.ndarray, op: str) -> np.ndarray:
         flat = share.reshape(-1)
@@ -111,9 +108,7 @@ class Context:
         seq = self.next_seq()
         got = self.transport.exchange(seq, op + ":reduce", {p: part[p] for p in self.peers},
                                       {p: (DTYPE, mine.shape) for p in self.peers})
-        summed = mine.copy()
-        for value in got.values():
-            summed += value
+        summed = _sum_into(mine, got.values())
         seq = self.next_seq()
         got = self.transport.exchange(seq, op + ":gather", {p: summed for p in self.peers},
                                       {p: (DTYPE, part[p].shape) for p in self.peers})
@@ -123,9 +118,13 @@ class Context:
     def open_many(self, shares: list[np.ndarray], op: str = "open") -> list[np.ndarray]:
         """Open several tensors in one round (one message per peer)."""
         flat = np.concatenate([np.asarray(s, dtype=DTYPE).reshape(-1) for s in shares])
+        return self.open_flat(flat, [s.shape for s in shares], op)
+
+    def open_flat(self, flat: np.ndarray, shapes, op: str = "open") -> list[np.ndarray]:
+        """Open one flat buffer that holds several tensors of `shapes`, back to back."""
         opened = self.open(flat, op)
-        sizes = np.cumsum([s.size for s in shares])[:-1]
-        return [part.reshape(s.shape) for part, s in zip(np.split(opened, sizes), shares)]
+        sizes = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes])[:-1]
+        return [part.reshape(s) for part, s in zip(np.split(opened, sizes), shapes)]
 
     def open_to(self, share: np.ndarray, receiver: int, op: str = "reveal") -> np.ndarray | None:
         """Reveal a shared ring tensor to one party only; the others get None. One round."""
@@ -135,10 +134,7 @@ class Context:
             self.transport.send(receiver, seq, op, share)
             return None
         got = self.transport.exchange(seq, op, {}, {p: (DTYPE, share.shape) for p in self.peers})
-        total = share.copy()
-        for value in got.values():
-            total += value
-        return total
+        return _sum_into(share, got.values())
 
     def broadcast(self, owner: int, array: np.ndarray | None, dtype, op: str) -> np.ndarray:
         """Send a small public array from `owner` to every party (shapes, flags). One round."""
@@ -153,3 +149,14 @@ class Context:
     def close(self) -> None:
         """Release the provider (the dealer is told we are done)."""
         self.provider.close()
+
+
+def _sum_into(first: np.ndarray, others) -> np.ndarray:
+    """first + sum(others) in a new array, one pass per operand."""
+    total = None
+    for value in others:
+        if total is None:
+            total = np.add(first, value, out=np.empty_like(first))
+        else:
+            np.add(total, value, out=total)
+    return first.copy() if total is None else total

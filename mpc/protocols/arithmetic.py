@@ -16,6 +16,7 @@ import numpy as np
 
 from mpc import kernels
 from mpc.correlations import ItemSpec
+from mpc.ring import DTYPE
 
 
 def _conv_combine(d, e, a, b, c, add_de, stride, padding):
@@ -35,7 +36,10 @@ def bilinear(ctx, kind: str, xs: np.ndarray, ys: np.ndarray, params: dict | None
     params = params or {}
     ticket = ticket or request(ctx, kind, xs.shape, ys.shape, params)
     a, b = ctx.provider.take_free(ticket)
-    d, e = ctx.open_many([xs - a, ys - b], kind)
+    masked = np.empty(xs.size + ys.size, dtype=DTYPE)  # both openings in one message
+    np.subtract(xs, a, out=masked[:xs.size].reshape(xs.shape))
+    np.subtract(ys, b, out=masked[xs.size:].reshape(ys.shape))
+    d, e = ctx.open_flat(masked, [xs.shape, ys.shape], kind)
     (c,) = ctx.provider.take_derived(ticket)  # the dealer made it during the opening
     add_de = ctx.pid == 0
     if kind == "mul":
