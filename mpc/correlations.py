@@ -50,9 +50,27 @@ class ItemSpec:
 
 @dataclass(frozen=True)
 class Recipe:
+    """Free and derived component shapes, the function making the derived values, and
+    the bits of each derived component the protocol uses: a component needed only modulo
+    2^bits is shared modulo 2^bits, so its correction travels in a narrower dtype."""
+
     free: tuple[Shape, ...]
     derived: tuple[Shape, ...]
     make: Callable[[list[np.ndarray]], list[np.ndarray]]
+    derived_bits: tuple[int, ...] = ()
+
+    def bits(self, i: int) -> int:
+        return self.derived_bits[i] if self.derived_bits else 64
+
+    def reduce(self, i: int, value: np.ndarray) -> np.ndarray:
+        """Derived component i modulo 2^bits (a no-op at 64 bits)."""
+        bits = self.bits(i)
+        return value if bits == 64 else value & np.uint64((1 << bits) - 1)
+
+    def wire_dtype(self, i: int) -> np.dtype:
+        """The narrowest unsigned dtype that holds derived component i's correction."""
+        bits = self.bits(i)
+        return np.dtype(np.uint16 if bits <= 16 else np.uint32 if bits <= 32 else np.uint64)
 
 
 def _broadcast(a: Shape, b: Shape) -> Shape:
@@ -112,11 +130,21 @@ def recipe(spec: ItemSpec) -> Recipe:
                       lambda v: [kernels.conv2d(v[0], v[1], stride=stride, padding=padding)])
     if kind == "square":
         return Recipe(shapes, shapes, lambda v: [v[0] * v[0]])
-    frac_bits = int(params["frac_bits"])
-    if not 0 <= frac_bits < 62:
-        raise ValueError(f"trunc: frac_bits {frac_bits} out of range")
+    return _trunc_recipe(shapes, int(params["frac_bits"]))
+
+
+def _trunc_recipe(shapes, frac_bits: int) -> Recipe:
+    """For a mask r: t = 2^(63-f) m - ((r mod 2^63) >> f) and m = r >> 63, the latter
+    needed only modulo 2^f (mpc.protocols.truncation uses it times 2^(64-f))."""
+    if not 1 <= frac_bits < 62:
+        raise ValueError(f"trunc: frac_bits {frac_bits} out of range 1..61")
     low_mask, f, top = np.uint64((1 << 63) - 1), np.uint64(frac_bits), np.uint64(63)
-    return Recipe(shapes, shapes * 2, lambda v: [(v[0] & low_mask) >> f, v[0] >> top])
+    scale = np.uint64(1 << (63 - frac_bits))
+
+    def make(v):
+        m = v[0] >> top
+        return [m * scale - ((v[0] & low_mask) >> f), m]
+    return Recipe(shapes, shapes * 2, make, (64, frac_bits))
 
 
 def derive_item(spec: ItemSpec, share_streams) -> tuple[list, list]:
@@ -130,8 +158,31 @@ def derive_item(spec: ItemSpec, share_streams) -> tuple[list, list]:
         value = np.ascontiguousarray(value, dtype=DTYPE)
         for free_shares, derived_shares in share_streams[:-1]:
             value = value - derived_shares[i]
-        corrections.append(value)
+        corrections.append(rec.reduce(i, value))
     return free_plain, corrections
+
+
+def pack_corrections(rec: Recipe, corrections: list[np.ndarray]) -> np.ndarray:
+    """The last party's corrections as one byte buffer, each in its wire dtype."""
+    parts = [c.astype(rec.wire_dtype(i)).reshape(-1).view(np.uint8)
+             for i, c in enumerate(corrections)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+
+
+def correction_bytes(rec: Recipe) -> int:
+    return sum(int(np.prod(s, dtype=np.int64)) * rec.wire_dtype(i).itemsize
+               for i, s in enumerate(rec.derived))
+
+
+def unpack_corrections(rec: Recipe, raw: np.ndarray) -> list[np.ndarray]:
+    """Inverse of pack_corrections: uint64 tensors of the derived shapes."""
+    out, start = [], 0
+    for i, shape in enumerate(rec.derived):
+        dtype = rec.wire_dtype(i)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        out.append(raw[start:start + nbytes].view(dtype).astype(DTYPE).reshape(shape))
+        start += nbytes
+    return out
 
 
 def sum_shares(shares) -> np.ndarray:

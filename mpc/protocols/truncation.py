@@ -33,10 +33,11 @@ def truncate(ctx, xs: np.ndarray, ticket=None, bits: int | None = None) -> np.nd
 
 
 def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:
-    """Exact-to-one-ulp truncation with a dealer pair; any number of parties.
+    """Exact-to-one-ulp truncation by f = `bits` with a dealer pair; any number of parties.
 
-    Needs |x| < 2^62 (x as a signed ring value). With [r] uniform in Z_2^64, [s] =
-    [(r mod 2^63) >> f] and [m] = [r >> 63] (the top bit) from the provider:
+    Needs |x| < 2^62 (x as a signed ring value). With [r] uniform in Z_2^64, its top bit
+    m = r >> 63 and s = (r mod 2^63) >> f, the provider gives [t] = [2^(63-f) m - s] and
+    [m] modulo 2^f:
       1. x' = x + 2^62, so 0 <= x' < 2^63.
       2. Open c = x' + r mod 2^64 (uniform, so it reveals nothing about x).
       3. With c_low = c mod 2^63 and c63 its top bit, the carry into bit 63 of
@@ -44,26 +45,27 @@ def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:
       4. x' = c_low + 2^63 w - (r mod 2^63) exactly, so
          y' = (c_low >> f) + 2^(63-f) [w] - [s] equals floor(x' / 2^f) + b, where the
          bit b = [(c_low mod 2^f) < (r mod 2^f)] is 1 with probability (x' mod 2^f) / 2^f.
+         Here 2^(63-f) [w] - [s] = [t] + 2^(63-f) c63 - c63 2^(64-f) [m], and the last
+         term needs [m] only modulo 2^f.
       5. y = y' - 2^(62-f).
     Error: y is floor(x/2^f) or floor(x/2^f) + 1 and E[y] = x / 2^f (unbiased), so
     |y - x/2^f| < 1 unit of 2^-f. Failure probability: 0 for |x| < 2^62; outside that
     range the result is meaningless (the fixed-point range keeps products inside it).
 
     Rounds: 1. Comm: one ring element per element to each peer (one opening).
-    Provider: 3 ring elements per element; the dealer sends the last party 2.
+    Provider: the dealer sends the last party 8 + 2 bytes per element (f <= 16).
     References: Escudero, Ghosh, Keller, Rachuri, Scholl, "Improved Primitives for MPC over
     Mixed Arithmetic-Binary Circuits", CRYPTO 2020, Sec. 5 (truncation with the mask's
     top bit shared); Catrina and de Hoogh, ESORICS 2010 (probabilistic truncation).
     """
-    f = bits
     (r,) = ctx.provider.take_free(ticket)  # flat, like xs
     first = ctx.pid == 0
     masked = xs + r
     if first:
         masked += np.uint64(1 << OFFSET_BITS)
     c = ctx.open(masked, "trunc")
-    s, m = ctx.provider.take_derived(ticket)
-    return kernels.trunc_finish(c, m, s, f, first)
+    t, m = ctx.provider.take_derived(ticket)
+    return kernels.trunc_finish(c, t, m, bits, first)
 
 
 def truncate_local_probabilistic(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:

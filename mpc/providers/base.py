@@ -62,7 +62,7 @@ class Provider(ABC):
         if self.is_last:
             return self._prg.ring_tensors(ticket.number, rec.free)
         shares = self._prg.ring_tensors(ticket.number, rec.free + rec.derived)
-        ticket.derived = shares[len(rec.free):]
+        ticket.derived = [rec.reduce(i, d) for i, d in enumerate(shares[len(rec.free):])]
         return shares[:len(rec.free)]
 
     def take_derived(self, ticket: Ticket) -> list[np.ndarray]:
@@ -90,7 +90,9 @@ class Provider(ABC):
 def party_streams(prgs: list[Prg], number: int, spec: ItemSpec):
     """Every party's (free, derived-or-None) shares of item `number`, as the maker sees them."""
     rec = recipe(spec)
-    streams = [(lambda t: (t[:len(rec.free)], t[len(rec.free):]))(
-        prg.ring_tensors(number, rec.free + rec.derived)) for prg in prgs[:-1]]
+    def split(shares):
+        derived = [rec.reduce(i, d) for i, d in enumerate(shares[len(rec.free):])]
+        return shares[:len(rec.free)], derived
+    streams = [split(prg.ring_tensors(number, rec.free + rec.derived)) for prg in prgs[:-1]]
     streams.append((prgs[-1].ring_tensors(number, rec.free), None))
     return streams

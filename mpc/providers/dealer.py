@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.correlations import ItemSpec, derive_item
+from mpc.correlations import (ItemSpec, correction_bytes, derive_item, pack_corrections,
+                              recipe, unpack_corrections)
 from mpc.prg import SEED_BYTES, Prg, new_seed
 from mpc.providers.base import Provider, Ticket, party_streams
-from mpc.ring import DTYPE
 
 SEED_SEQ = 0
 DONE_REQUEST = b'{"kind": "done"}'
@@ -34,10 +34,10 @@ class DealerProvider(Provider):
             self._transport.send(self._dealer, ticket.number, "request", ticket.spec.to_bytes())
 
     def _corrections(self, ticket: Ticket, shapes):
-        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
-        flat = self._transport.recv(self._dealer, ticket.number, "correction", DTYPE,
-                                    (sum(sizes),))
-        return [part.reshape(s) for part, s in zip(np.split(flat, np.cumsum(sizes)[:-1]), shapes)]
+        rec = ticket.recipe
+        raw = self._transport.recv(self._dealer, ticket.number, "correction", np.uint8,
+                                   (correction_bytes(rec),))
+        return unpack_corrections(rec, raw)
 
     def close(self) -> None:
         if self.is_last:
@@ -65,7 +65,5 @@ def serve_dealer(transport, n_parties: int, idle_timeout: float | None = None) -
             return number - 1
         spec = ItemSpec.from_bytes(raw)
         _, corrections = derive_item(spec, party_streams(prgs, number, spec))
-        flat = np.concatenate([c.reshape(-1) for c in corrections]) if corrections \
-            else np.zeros(0, DTYPE)
-        transport.send(last, number, "correction", flat)
+        transport.send(last, number, "correction", pack_corrections(recipe(spec), corrections))
         number += 1
