@@ -2,8 +2,8 @@
 
 An item has *free* components (uniform ring elements: every party's share comes from its
 own seeded stream) and *derived* components (a public function of the free values, such
-as c = a * b). A seed-compressed provider gives every party but the last its derived
-shares from its stream too, and sends the last party one correction per derived tensor.
+as c = a * b). A seed-compressed provider gives every party but one its derived shares
+from its stream too, and sends that party one correction per derived tensor.
 The dealer and the insecure in-process provider both build items from these recipes.
 """
 
@@ -148,22 +148,23 @@ def _trunc_recipe(shapes, frac_bits: int) -> Recipe:
 
 
 def derive_item(spec: ItemSpec, share_streams) -> tuple[list, list]:
-    """Dealer side: given each party's (free shares, derived shares or None for the last
-    party), return the plain free values and the last party's derived corrections."""
+    """Dealer side: given each party's (free shares, derived shares or None for the
+    corrected party), return the plain free values and that party's corrections."""
     rec = recipe(spec)
     free_plain = [sum_shares([s[0][i] for s in share_streams]) for i in range(len(rec.free))]
     derived_plain = rec.make(free_plain)
     corrections = []
     for i, value in enumerate(derived_plain):
         value = np.ascontiguousarray(value, dtype=DTYPE)
-        for free_shares, derived_shares in share_streams[:-1]:
-            value = value - derived_shares[i]
+        for free_shares, derived_shares in share_streams:
+            if derived_shares is not None:
+                value = value - derived_shares[i]
         corrections.append(rec.reduce(i, value))
     return free_plain, corrections
 
 
 def pack_corrections(rec: Recipe, corrections: list[np.ndarray]) -> np.ndarray:
-    """The last party's corrections as one byte buffer, each in its wire dtype."""
+    """The corrected party's corrections as one byte buffer, each in its wire dtype."""
     parts = [c.astype(rec.wire_dtype(i)).reshape(-1).view(np.uint8)
              for i, c in enumerate(corrections)]
     return np.concatenate(parts) if parts else np.zeros(0, np.uint8)

@@ -33,16 +33,19 @@ class CommStats:
 
     A round is one blocking wait for the network: one `exchange` call, or one `recv`
     outside an exchange. Labels nest; traffic is booked under the outermost one, so a
-    user-level operation (say "mul") includes the sub-steps it runs.
+    user-level operation (say "mul") includes the sub-steps it runs, except inside a label
+    opened with `apart=True`, which keeps its own books.
     """
 
     total: Counter = field(default_factory=Counter)
     by_op: dict[str, Counter] = field(default_factory=dict)
-    _labels: list[str] = field(default_factory=list)
+    _labels: list[tuple[str, bool]] = field(default_factory=list)
 
     @contextlib.contextmanager
-    def operation(self, label: str):
-        self._labels.append(label)
+    def operation(self, label: str, *, apart: bool = False):
+        """Book traffic inside the block under `label`; with `apart`, even when nested in
+        another label (for side traffic, such as fetching correlated randomness)."""
+        self._labels.append((label, apart))
         try:
             yield
         finally:
@@ -50,7 +53,10 @@ class CommStats:
 
     @property
     def current(self) -> str:
-        return self._labels[0] if self._labels else "other"
+        apart = [label for label, is_apart in self._labels if is_apart]
+        if apart:
+            return apart[-1]
+        return self._labels[0][0] if self._labels else "other"
 
     def _book(self, **amounts: int) -> None:
         op = self.by_op.setdefault(self.current, Counter())
@@ -67,10 +73,15 @@ class CommStats:
     def round(self) -> None:
         self._book(rounds=1)
 
-    def snapshot(self) -> Counter:
-        """A copy of the totals, to subtract from a later snapshot."""
+    def snapshot(self, without: tuple[str, ...] = ()) -> Counter:
+        """A copy of the totals (less the labels in `without`), to subtract from a later
+        snapshot."""
         copy = Counter()
         copy.add(self.total)
+        for label in without:
+            if label in self.by_op:
+                for name, value in self.by_op[label].as_dict().items():
+                    setattr(copy, name, getattr(copy, name) - value)
         return copy
 
     def as_dict(self) -> dict:

@@ -34,9 +34,13 @@ class Transport(ABC):
         """Block until message (frm, seq) is here; return (op, array). Raises PeerTimeout
         or PeerLost naming `frm`."""
 
-    def recv(self, frm: int, seq: int, op: str, dtype=None, shape=None) -> np.ndarray:
-        """Wait for message `seq` from `frm` and check it is the expected op/dtype/shape."""
-        self.stats.round()
+    def recv(self, frm: int, seq: int, op: str, dtype=None, shape=None, *,
+             is_round: bool = True) -> np.ndarray:
+        """Wait for message `seq` from `frm` and check it is the expected op/dtype/shape.
+        `is_round=False` keeps a wait out of the round count (for traffic that overlaps
+        the protocol, such as prefetched randomness)."""
+        if is_round:
+            self.stats.round()
         return self._take(frm, seq, op, dtype, shape)
 
     def exchange(self, seq: int, op: str, outgoing: Mapping[int, np.ndarray],

@@ -54,9 +54,9 @@ def _count(ctx, n):
                      ("mul_public", lambda: x * 0.5), ("reveal", lambda: x.reveal())]:
         if op is None:
             continue
-        before = ctx.stats.snapshot()
+        before = ctx.stats.snapshot(without=("dealer",))
         op()
-        after = ctx.stats.snapshot()
+        after = ctx.stats.snapshot(without=("dealer",))
         counts[name] = (after.bytes_sent - before.bytes_sent, after.rounds - before.rounds)
     return counts
 

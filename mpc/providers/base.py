@@ -3,8 +3,9 @@
 Protocols ask for items by `ItemSpec` in two steps, `request` then `take`, so a provider
 that talks to a dealer can have the item made while the protocol does other work.
 Every provider here is seed-compressed: party i's shares of item k come from its own
-AES-CTR stream (seed_i, nonce k), and only the last party's derived shares are
-corrections from the maker.
+AES-CTR stream (seed_i, nonce k), and only one party's derived shares are corrections
+from the maker. That party takes turns (item k: party k mod n), so the work of receiving
+corrections is spread evenly over the parties.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ class Provider(ABC):
         self._prg = Prg(seed)
         self._next_item = 1
 
-    @property
-    def is_last(self) -> bool:
-        return self.pid == self.n_parties - 1
+    def corrects(self, ticket: Ticket) -> bool:
+        """Whether this party receives the corrections of `ticket`'s item."""
+        return corrected_party(ticket.number, self.n_parties) == self.pid
 
     def request(self, spec: ItemSpec) -> Ticket:
         """Start making an item; cheap, and may send a request to the maker."""
@@ -59,16 +60,16 @@ class Provider(ABC):
     def take_free(self, ticket: Ticket) -> list[np.ndarray]:
         """The free components only (local: they come from this party's stream)."""
         rec = ticket.recipe
-        if self.is_last:
+        if self.corrects(ticket):
             return self._prg.ring_tensors(ticket.number, rec.free)
         shares = self._prg.ring_tensors(ticket.number, rec.free + rec.derived)
         ticket.derived = [rec.reduce(i, d) for i, d in enumerate(shares[len(rec.free):])]
         return shares[:len(rec.free)]
 
     def take_derived(self, ticket: Ticket) -> list[np.ndarray]:
-        """The derived components; call after take_free. The last party may wait for the
-        maker here, so protocols take them as late as they can."""
-        if self.is_last:
+        """The derived components; call after take_free. The corrected party may wait for
+        the maker here, so protocols take them as late as they can."""
+        if self.corrects(ticket):
             return self._corrections(ticket, ticket.recipe.derived)
         assert ticket.derived is not None, "take_free comes first"
         return ticket.derived
@@ -81,18 +82,26 @@ class Provider(ABC):
 
     @abstractmethod
     def _corrections(self, ticket: Ticket, shapes) -> list[np.ndarray]:
-        """The last party's derived shares of the item."""
+        """The corrected party's derived shares of the item."""
 
     def close(self) -> None:
         """Tell the maker we are done (if it needs telling)."""
 
 
+def corrected_party(number: int, n_parties: int) -> int:
+    """The party that receives item `number`'s corrections."""
+    return number % n_parties
+
+
 def party_streams(prgs: list[Prg], number: int, spec: ItemSpec):
-    """Every party's (free, derived-or-None) shares of item `number`, as the maker sees them."""
+    """Every party's (free, derived-or-None) shares of item `number`, as the maker sees
+    them; the corrected party's derived shares are None."""
     rec = recipe(spec)
-    def split(shares):
-        derived = [rec.reduce(i, d) for i, d in enumerate(shares[len(rec.free):])]
-        return shares[:len(rec.free)], derived
-    streams = [split(prg.ring_tensors(number, rec.free + rec.derived)) for prg in prgs[:-1]]
-    streams.append((prgs[-1].ring_tensors(number, rec.free), None))
-    return streams
+    corrected = corrected_party(number, len(prgs))
+
+    def shares(pid, prg):
+        if pid == corrected:
+            return prg.ring_tensors(number, rec.free), None
+        drawn = prg.ring_tensors(number, rec.free + rec.derived)
+        return drawn[:len(rec.free)], [rec.reduce(i, d) for i, d in enumerate(drawn[len(rec.free):])]
+    return [shares(pid, prg) for pid, prg in enumerate(prgs)]
