@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from mpc.config import load_config
@@ -32,10 +33,14 @@ def _summary(who: str, stats: dict) -> str:
 
 def cmd_run(args) -> int:
     from mpc.launcher import ScriptTarget, run_processes
+    start = time.perf_counter()
     results = run_processes(ScriptTarget(args.script, args.script_args), args.parties,
                             provider=args.provider, timeout=args.timeout, with_stats=True,
                             truncation=args.truncation)
-    print("\ncommunication:", file=sys.stderr)
+    print(f"\n{args.parties} parties and the dealer finished in "
+          f"{time.perf_counter() - start:.1f} s (start-up, numba compilation included)",
+          file=sys.stderr)
+    print("communication:", file=sys.stderr)
     for pid, (_, stats) in enumerate(results):
         print(_summary(f"party {pid}", stats), file=sys.stderr)
     return 0

@@ -44,8 +44,9 @@ class DealerProvider(Provider):
 
     def close(self) -> None:
         if corrected_party(self._next_item, self.n_parties) == self.pid:
-            self._transport.send(self._dealer, self._next_item, "request",
-                                 np.frombuffer(DONE_REQUEST, dtype=np.uint8))
+            with self._transport.stats.operation("dealer", apart=True):
+                self._transport.send(self._dealer, self._next_item, "request",
+                                     np.frombuffer(DONE_REQUEST, dtype=np.uint8))
 
 
 def serve_dealer(transport, n_parties: int, idle_timeout: float | None = None) -> int:
