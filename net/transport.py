@@ -27,7 +27,8 @@ class Transport(ABC):
 
     @abstractmethod
     def send(self, to: int, seq: int, op: str, array: np.ndarray) -> None:
-        """Queue `array` for peer `to`; returns without waiting for delivery."""
+        """Queue `array` for peer `to`; returns without waiting for delivery. The
+        transport may read `array` after returning: do not modify it once sent."""
 
     @abstractmethod
     def _wait(self, frm: int, seq: int) -> tuple[str, np.ndarray]:

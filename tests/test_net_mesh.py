@@ -153,7 +153,7 @@ def test_a_seq_sent_twice_is_a_protocol_error():
             b.recv(0, 5, "x")
 
 
-def test_received_arrays_are_writable_and_the_sender_may_reuse_its_buffer():
+def test_received_arrays_are_writable_and_the_sender_may_reuse_small_buffers():
     peers, keys = cluster(2)
     a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
     with a, b:
@@ -163,6 +163,17 @@ def test_received_arrays_are_writable_and_the_sender_may_reuse_its_buffer():
         got = b.recv(0, 1, "x")
         np.testing.assert_array_equal(got, np.arange(100_000))
         got += 1
+
+
+def test_large_sent_arrays_go_without_copy_and_refuse_writes():
+    peers, keys = cluster(2)
+    a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
+    with a, b:
+        array = np.arange(1 << 18, dtype=np.uint64)  # 2 MiB
+        a.send(1, 1, "x", array)
+        with pytest.raises(ValueError, match="read-only"):
+            array[:] = 0
+        np.testing.assert_array_equal(b.recv(0, 1, "x"), np.arange(1 << 18))
 
 
 @pytest.mark.parametrize("expect, fragment", [
