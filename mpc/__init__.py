@@ -14,8 +14,8 @@ from mpc.context import Context
 from mpc.fixedpoint import FixedPoint
 from mpc.harness import PartyFailed, run_local
 from mpc.sharing import reveal, share, share_public
-from mpc.tensor import SecretTensor, ShapeError, concatenate, conv2d, stack
+from mpc.tensor import SecretTensor, ShapeError, concatenate, conv2d, stack, where
 
 __all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost", "PeerTimeout",
            "ProtocolError", "SecretTensor", "ShapeError", "concatenate", "conv2d", "reveal",
-           "run_local", "share", "share_public", "stack"]
+           "run_local", "share", "share_public", "stack", "where"]

@@ -126,6 +126,18 @@ class Context:
         sizes = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes])[:-1]
         return [part.reshape(s) for part, s in zip(np.split(opened, sizes), shapes)]
 
+    def open_xor(self, share: np.ndarray, op: str = "open-xor") -> np.ndarray:
+        """Reveal a XOR-shared array (any unsigned dtype) to every party. One round.
+        Comm per party: share.nbytes to each peer."""
+        share = np.asarray(share, order="C")
+        seq = self.next_seq()
+        got = self.transport.exchange(seq, op, {p: share for p in self.peers},
+                                      {p: (share.dtype, share.shape) for p in self.peers})
+        total = share.copy()
+        for value in got.values():
+            total ^= value
+        return total
+
     def open_to(self, share: np.ndarray, receiver: int, op: str = "reveal") -> np.ndarray | None:
         """Reveal a shared ring tensor to one party only; the others get None. One round."""
         share = np.asarray(share, dtype=DTYPE, order="C")

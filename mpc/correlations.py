@@ -50,27 +50,41 @@ class ItemSpec:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Free and derived component shapes, the function making the derived values, and
-    the bits of each derived component the protocol uses: a component needed only modulo
-    2^bits is shared modulo 2^bits, so its correction travels in a narrower dtype."""
+    """Free and derived component shapes and the function making the derived values.
+
+    Components are arithmetic shares (summed mod 2^64) unless listed in `free_xor` /
+    `derived_xor` (XOR shares of bit strings). A component needed only in its low `bits`
+    is shared modulo 2^bits, so its stream words are masked and its correction travels in
+    a narrower dtype.
+    """
 
     free: tuple[Shape, ...]
     derived: tuple[Shape, ...]
     make: Callable[[list[np.ndarray]], list[np.ndarray]]
     derived_bits: tuple[int, ...] = ()
+    free_bits: tuple[int, ...] = ()
+    free_xor: frozenset = frozenset()
+    derived_xor: frozenset = frozenset()
 
     def bits(self, i: int) -> int:
         return self.derived_bits[i] if self.derived_bits else 64
 
     def reduce(self, i: int, value: np.ndarray) -> np.ndarray:
         """Derived component i modulo 2^bits (a no-op at 64 bits)."""
-        bits = self.bits(i)
-        return value if bits == 64 else value & np.uint64((1 << bits) - 1)
+        return _low_bits(value, self.bits(i))
+
+    def reduce_free(self, i: int, value: np.ndarray) -> np.ndarray:
+        return _low_bits(value, self.free_bits[i] if self.free_bits else 64)
 
     def wire_dtype(self, i: int) -> np.dtype:
         """The narrowest unsigned dtype that holds derived component i's correction."""
         bits = self.bits(i)
-        return np.dtype(np.uint16 if bits <= 16 else np.uint32 if bits <= 32 else np.uint64)
+        return np.dtype(np.uint8 if bits <= 8 else np.uint16 if bits <= 16
+                        else np.uint32 if bits <= 32 else np.uint64)
+
+
+def _low_bits(value: np.ndarray, bits: int) -> np.ndarray:
+    return value if bits == 64 else value & np.uint64((1 << bits) - 1)
 
 
 def _broadcast(a: Shape, b: Shape) -> Shape:
@@ -112,7 +126,7 @@ def _conv_params(params: dict) -> tuple[Shape, Shape]:
 def recipe(spec: ItemSpec) -> Recipe:
     """The recipe for `spec`; raises ValueError for unknown kinds or bad shapes."""
     kind, shapes, params = spec.kind, spec.shapes, spec.params
-    arity = {"mul": 2, "matmul": 2, "conv2d": 2, "square": 1, "trunc": 1}
+    arity = {"mul": 2, "matmul": 2, "conv2d": 2, "square": 1, "trunc": 1, "ltz": 1}
     if kind not in arity:
         raise ValueError(f"unknown correlated-randomness kind {kind!r}")
     if len(shapes) != arity[kind] or any(d < 0 for s in shapes for d in s):
@@ -130,7 +144,33 @@ def recipe(spec: ItemSpec) -> Recipe:
                       lambda v: [kernels.conv2d(v[0], v[1], stride=stride, padding=padding)])
     if kind == "square":
         return Recipe(shapes, shapes, lambda v: [v[0] * v[0]])
+    if kind == "ltz":
+        return _ltz_recipe(shapes, bool(params.get("select", False)))
     return _trunc_recipe(shapes, int(params["frac_bits"]))
+
+
+LTZ_REST_BITS = 62  # the AND triples of tree levels 1..5 (32+16+8+4+2 bits) share one word
+
+
+def _ltz_recipe(shapes, select: bool) -> Recipe:
+    """Everything mpc.protocols.compare.less_than_zero needs, for one flat tensor.
+
+    Free: r (arithmetic mask), A0, Ar, B0, Br (XOR: AND-triple inputs, level 0 and levels
+    1-5 packed in 62 bits), beta (XOR, one bit) [and u (arithmetic) with `select`].
+    Derived: the bits of r (XOR), C0 = A0 & B0, Cr = Ar & Br (XOR), beta as an
+    arithmetic 0/1 [and u * beta].
+    """
+    shape = shapes[0]
+    free = [shape] * (7 if select else 6)
+    free_bits = (64, 64, LTZ_REST_BITS, 64, LTZ_REST_BITS, 1) + ((64,) if select else ())
+    derived_bits = (64, 64, LTZ_REST_BITS, 64) + ((64,) if select else ())
+
+    def make(v):
+        r, a0, ar, b0, br, beta = v[:6]
+        out = [r, a0 & b0, ar & br, beta]
+        return out + [v[6] * beta] if select else out
+    return Recipe(tuple(free), tuple([shape] * len(derived_bits)), make, derived_bits,
+                  free_bits, frozenset({1, 2, 3, 4, 5}), frozenset({0, 1, 2}))
 
 
 def _trunc_recipe(shapes, frac_bits: int) -> Recipe:
@@ -151,14 +191,18 @@ def derive_item(spec: ItemSpec, share_streams) -> tuple[list, list]:
     """Dealer side: given each party's (free shares, derived shares or None for the
     corrected party), return the plain free values and that party's corrections."""
     rec = recipe(spec)
-    free_plain = [sum_shares([s[0][i] for s in share_streams]) for i in range(len(rec.free))]
+    free_plain = [combine_shares([s[0][i] for s in share_streams], i in rec.free_xor)
+                  for i in range(len(rec.free))]
     derived_plain = rec.make(free_plain)
     corrections = []
     for i, value in enumerate(derived_plain):
-        value = np.ascontiguousarray(value, dtype=DTYPE)
+        value = np.array(value, dtype=DTYPE)
         for free_shares, derived_shares in share_streams:
             if derived_shares is not None:
-                value = value - derived_shares[i]
+                if i in rec.derived_xor:
+                    value ^= derived_shares[i]
+                else:
+                    value -= derived_shares[i]
         corrections.append(rec.reduce(i, value))
     return free_plain, corrections
 
@@ -186,8 +230,12 @@ def unpack_corrections(rec: Recipe, raw: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def sum_shares(shares) -> np.ndarray:
+def combine_shares(shares, xor: bool = False) -> np.ndarray:
+    """The shared value: the sum of arithmetic shares, or the XOR of binary ones."""
     total = np.array(shares[0], dtype=DTYPE, copy=True)
     for s in shares[1:]:
-        total += s
+        if xor:
+            total ^= s
+        else:
+            total += s
     return total

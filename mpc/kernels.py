@@ -654,3 +654,94 @@ def trunc_finish(c: np.ndarray, t: np.ndarray, m: np.ndarray, bits: int,
     out = np.empty(c.shape, dtype=_U64)
     _trunc_finish(c, t, m, bits, first, out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# comparison circuit on bit strings (see mpc.protocols.compare)
+# --------------------------------------------------------------------------------------------
+
+def compact_even_reference(x: np.ndarray) -> np.ndarray:
+    """Bits 0, 2, 4, ... of each word, packed into the low half (bit 2i -> bit i)."""
+    out = np.zeros_like(x)
+    for i in range(32):
+        out |= ((x >> np.uint64(2 * i)) & np.uint64(1)) << np.uint64(i)
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _compact_even(v):
+    v &= np.uint64(0x5555555555555555)
+    v = (v | (v >> np.uint64(1))) & np.uint64(0x3333333333333333)
+    v = (v | (v >> np.uint64(2))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    v = (v | (v >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
+    v = (v | (v >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
+    return (v | (v >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
+
+
+@njit(cache=True, nogil=True)
+def _compact_even_all(x, out):
+    for i in range(x.shape[0]):
+        out[i] = _compact_even(x[i])
+
+
+def compact_even(x: np.ndarray) -> np.ndarray:
+    _check_u64(x)
+    out = np.empty_like(x)
+    _compact_even_all(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def lt_level_prepare_reference(lt, eq, half: int):
+    """Inputs of one tree level's AND: X = (O(eq), O(eq)), Y = (E(lt), E(eq)) as the low and
+    high `half` bits, where E/O take the even/odd bits; also O(lt) for lt_level_finish."""
+    odd_lt, odd_eq = compact_even_reference(lt >> np.uint64(1)), compact_even_reference(eq >> np.uint64(1))
+    h = np.uint64(half)
+    x = odd_eq | (odd_eq << h)
+    y = compact_even_reference(lt) | (compact_even_reference(eq) << h)
+    return x, y, odd_lt
+
+
+@njit(cache=True, nogil=True)
+def _lt_prepare(lt, eq, half, x, y, odd_lt):
+    h = np.uint64(half)
+    one = np.uint64(1)
+    for i in range(lt.shape[0]):
+        odd_eq = _compact_even(eq[i] >> one)
+        x[i] = odd_eq | (odd_eq << h)
+        y[i] = _compact_even(lt[i]) | (_compact_even(eq[i]) << h)
+        odd_lt[i] = _compact_even(lt[i] >> one)
+
+
+def lt_level_prepare(lt: np.ndarray, eq: np.ndarray, half: int):
+    """Fused lt_level_prepare_reference (one pass)."""
+    _check_u64(lt, eq)
+    x, y, odd_lt = np.empty_like(lt), np.empty_like(lt), np.empty_like(lt)
+    _lt_prepare(lt, eq, half, x, y, odd_lt)
+    return x, y, odd_lt
+
+
+def and_combine(d, e, a, b, c, first: bool) -> np.ndarray:
+    """[x AND y] = c ^ (d & b) ^ (e & a) (^ d & e for one party) from an opened binary
+    triple (d = x ^ a, e = y ^ b)."""
+    z = c ^ (d & b) ^ (e & a)
+    if first:
+        z ^= d & e
+    return z
+
+
+def pack_narrow(values: np.ndarray, width: int) -> np.ndarray:
+    """Values of `width` bits (1, 2 or 4) packed 8/width to a byte, for the wire."""
+    per = 8 // width
+    v = values.astype(np.uint8).reshape(-1)
+    v = np.concatenate([v, np.zeros((-v.size) % per, np.uint8)]).reshape(-1, per)
+    out = np.zeros(v.shape[0], np.uint8)
+    for j in range(per):
+        out |= v[:, j] << np.uint8(j * width)
+    return out
+
+
+def unpack_narrow(packed: np.ndarray, width: int, count: int) -> np.ndarray:
+    """Inverse of pack_narrow: the first `count` values, as uint64."""
+    per, mask = 8 // width, np.uint8((1 << width) - 1)
+    parts = [(packed >> np.uint8(j * width)) & mask for j in range(per)]
+    return np.stack(parts, axis=1).reshape(-1)[:count].astype(_U64)

@@ -14,7 +14,7 @@ import numpy as np
 
 from mpc import kernels
 from mpc.correlations import ItemSpec, matmul_shape, recipe
-from mpc.protocols import arithmetic, truncation
+from mpc.protocols import arithmetic, compare, truncation
 from mpc.ring import DTYPE
 
 
@@ -139,6 +139,107 @@ class SecretTensor:
         with self.ctx.operation("mul_public"):
             return self._new(truncation.truncate(self.ctx, np.asarray(product, dtype=DTYPE)))
 
+    # ------------------------------------------------------------ comparisons
+    def _less_than_zero(self, label: str, select: bool = False):
+        """Integer 0/1 shares of [x < 0] (and of x * [x < 0] with `select`), x's shape."""
+        flat = np.atleast_1d(self.share).reshape(-1)
+        with self.ctx.operation(label):
+            bit, picked = compare.less_than_zero(self.ctx, flat, select=select)
+        shaped = (lambda v: v.reshape(self.shape))
+        return shaped(bit), (shaped(picked) if select else None)
+
+    def _from_bit(self, bit: np.ndarray, negate: bool = False) -> "SecretTensor":
+        """Integer 0/1 shares as fixed point 0.0/1.0 (or 1 - bit): exact, local."""
+        scaled = bit * np.uint64(self.ctx.fixed.scale)
+        if not negate:
+            return self._new(scaled)
+        one = np.uint64(self.ctx.fixed.scale) if self.ctx.pid == 0 else np.uint64(0)
+        return self._new(one - scaled)
+
+    def __lt__(self, other) -> "SecretTensor":
+        """[x < y] as 0.0/1.0; exact (see mpc.protocols.compare for rounds and bytes)."""
+        return (self - other)._from_bit((self - other)._less_than_zero("compare")[0])
+
+    def __gt__(self, other) -> "SecretTensor":
+        diff = other - self
+        return diff._from_bit(diff._less_than_zero("compare")[0])
+
+    def __le__(self, other) -> "SecretTensor":
+        diff = other - self
+        return diff._from_bit(diff._less_than_zero("compare")[0], negate=True)
+
+    def __ge__(self, other) -> "SecretTensor":
+        diff = self - other
+        return diff._from_bit(diff._less_than_zero("compare")[0], negate=True)
+
+    def __eq__(self, other) -> "SecretTensor":  # noqa: D105 - elementwise, like numpy
+        """[x == y] = 1 - [x < y] - [y < x]: two comparisons in one batch."""
+        diff = self - other
+        both = concatenate([diff.reshape(-1), (-diff).reshape(-1)])
+        bits = both._less_than_zero("compare")[0]
+        return diff._from_bit((bits[:diff.size] + bits[diff.size:]).reshape(diff.shape),
+                              negate=True)
+
+    __hash__ = None
+
+    def relu(self, with_grad: bool = False):
+        """max(x, 0); with `with_grad` also the derivative [x >= 0] as 0.0/1.0.
+        One comparison with the product fused in (see compare.less_than_zero)."""
+        bit, picked = self._less_than_zero("relu", select=True)
+        out = self._new(self.share - picked)
+        return (out, self._from_bit(bit, negate=True)) if with_grad else out
+
+    def sign(self) -> "SecretTensor":
+        """+1.0 where x >= 0, -1.0 where x < 0 (the sign of 0 is +1)."""
+        bit = self._less_than_zero("sign")[0]
+        one = np.uint64(1) if self.ctx.pid == 0 else np.uint64(0)
+        return self._from_bit(one - np.uint64(2) * bit)
+
+    def __abs__(self) -> "SecretTensor":
+        _, picked = self._less_than_zero("abs", select=True)
+        return self._new(self.share - np.uint64(2) * picked)
+
+    def abs(self) -> "SecretTensor":
+        return self.__abs__()
+
+    def max(self, axis=None) -> "SecretTensor":
+        """Maximum over `axis` (all elements if None) by a tree of log2(n) fused ReLUs:
+        max(a, b) = b + relu(a - b)."""
+        x = self.reshape(-1) if axis is None else self._axis_last(axis)
+        while x.shape[-1] > 1:
+            pairs = x.shape[-1] // 2
+            a, b = x[..., 0:2 * pairs:2], x[..., 1:2 * pairs:2]
+            merged = b + (a - b).relu()
+            x = concatenate([merged, x[..., 2 * pairs:]], axis=-1) if x.shape[-1] % 2 else merged
+        return x[..., 0] if axis is not None else x.reshape(())
+
+    def argmax(self, axis: int = -1) -> "SecretTensor":
+        """One-hot [x == max(x)] along `axis` (0.0/1.0, same shape as x); ties mark every
+        maximal position. One max tree plus one comparison."""
+        moved = self._axis_last(axis)
+        top = moved.max(axis=-1)
+        onehot = moved._ge_broadcast(top)
+        return onehot.transpose(*_inverse_last(self.ndim, axis))
+
+    def _ge_broadcast(self, top: "SecretTensor") -> "SecretTensor":
+        diff = self - top.reshape(top.shape + (1,))
+        return diff._from_bit(diff._less_than_zero("compare")[0], negate=True)
+
+    def _axis_last(self, axis: int) -> "SecretTensor":
+        axis = axis % self.ndim
+        order = [a for a in range(self.ndim) if a != axis] + [axis]
+        return self.transpose(*order)
+
+    def max_pool2d(self, kernel, stride=None) -> "SecretTensor":
+        """2-D max pooling of [N,C,H,W] over kernel windows (stride defaults to kernel)."""
+        kh, kw = _pair(kernel)
+        sh, sw = _pair(stride if stride is not None else kernel)
+        n, c, h, w = self.shape
+        cols = kernels.im2col(np.ascontiguousarray(self.share).reshape(n * c, 1, h, w),
+                              kh, kw, (sh, sw))
+        out_h, out_w = (h - kh) // sh + 1, (w - kw) // sw + 1
+        return self._new(cols).max(axis=1).reshape(n, c, out_h, out_w)
+
     # ------------------------------------------------------------ reductions
     def sum(self, axis=None, keepdims: bool = False) -> "SecretTensor":
         return self._new(np.sum(self.share, axis=axis, keepdims=keepdims, dtype=DTYPE))
@@ -238,6 +339,21 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _inverse_last(ndim: int, axis: int) -> list[int]:
+    """The transpose that undoes moving `axis` to the end."""
+    axis = axis % ndim
+    order = [a for a in range(ndim) if a != axis] + [axis]
+    return list(np.argsort(order))
+
+
+def where(condition: SecretTensor, x, y) -> SecretTensor:
+    """condition ? x : y elementwise, for a 0.0/1.0 secret condition: c * (x - y) + y
+    (x and y secret or public). One multiplication."""
+    if not isinstance(x, SecretTensor):
+        x = np.asarray(x, dtype=np.float64)
+    return condition * (x - y) + y
 
 
 def concatenate(tensors, axis: int = 0) -> SecretTensor:

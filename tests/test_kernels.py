@@ -264,3 +264,24 @@ def test_trunc_finish_matches_reference(data):
     for first in (True, False):
         assert_ring_equal(K.trunc_finish(c, t, m, bits, first),
                           K.trunc_finish_reference(c, t, m, bits, first))
+
+
+@given(data=st.data())
+def test_comparison_level_kernels_match_references(data):
+    n = data.draw(st.integers(1, 40))
+    lt, eq = data.draw(ring_arrays((n,), (n,)))
+    assert_ring_equal(K.compact_even(lt), K.compact_even_reference(lt))
+    half = data.draw(st.sampled_from([32, 16, 8, 4, 2, 1]))
+    mask = np.uint64((1 << (2 * half)) - 1) if half < 32 else np.uint64(2**64 - 1)
+    lt, eq = lt & mask, eq & mask
+    for got, want in zip(K.lt_level_prepare(lt, eq, half),
+                         K.lt_level_prepare_reference(lt, eq, half)):
+        assert_ring_equal(got, want)
+
+
+@given(st.integers(1, 100), st.sampled_from([1, 2, 4]), st.integers(0, 2**32 - 1))
+def test_pack_narrow_round_trip(n, width, seed):
+    values = np.random.default_rng(seed).integers(0, 1 << width, n).astype(np.uint64)
+    packed = K.pack_narrow(values, width)
+    assert packed.dtype == np.uint8 and packed.size == -(-n * width // 8)
+    assert_ring_equal(K.unpack_narrow(packed, width, n), values)

@@ -60,11 +60,9 @@ class Provider(ABC):
     def take_free(self, ticket: Ticket) -> list[np.ndarray]:
         """The free components only (local: they come from this party's stream)."""
         rec = ticket.recipe
-        if self.corrects(ticket):
-            return self._prg.ring_tensors(ticket.number, rec.free)
-        shares = self._prg.ring_tensors(ticket.number, rec.free + rec.derived)
-        ticket.derived = [rec.reduce(i, d) for i, d in enumerate(shares[len(rec.free):])]
-        return shares[:len(rec.free)]
+        free, derived = draw_shares(self._prg, ticket.number, rec, self.corrects(ticket))
+        ticket.derived = derived
+        return free
 
     def take_derived(self, ticket: Ticket) -> list[np.ndarray]:
         """The derived components; call after take_free. The corrected party may wait for
@@ -98,10 +96,14 @@ def party_streams(prgs: list[Prg], number: int, spec: ItemSpec):
     them; the corrected party's derived shares are None."""
     rec = recipe(spec)
     corrected = corrected_party(number, len(prgs))
+    return [draw_shares(prg, number, rec, pid == corrected) for pid, prg in enumerate(prgs)]
 
-    def shares(pid, prg):
-        if pid == corrected:
-            return prg.ring_tensors(number, rec.free), None
-        drawn = prg.ring_tensors(number, rec.free + rec.derived)
-        return drawn[:len(rec.free)], [rec.reduce(i, d) for i, d in enumerate(drawn[len(rec.free):])]
-    return [shares(pid, prg) for pid, prg in enumerate(prgs)]
+
+def draw_shares(prg: Prg, number: int, rec, corrected: bool):
+    """One party's (free shares, derived shares) of item `number` from its stream; the
+    corrected party draws only the free ones (derived: None)."""
+    drawn = prg.ring_tensors(number, rec.free if corrected else rec.free + rec.derived)
+    free = [rec.reduce_free(i, d) for i, d in enumerate(drawn[:len(rec.free)])]
+    if corrected:
+        return free, None
+    return free, [rec.reduce(i, d) for i, d in enumerate(drawn[len(rec.free):])]

@@ -1,0 +1,107 @@
+"""Comparisons, ReLU, sign, abs, max, argmax and max-pooling on shares against numpy:
+exact on random inputs and at the edges (equal values, one fixed-point step apart, the
+largest and smallest encodable values), for 2 and 3 parties; and the rounds and bytes
+per element that mpc.protocols.compare documents, from the transport's own counters."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import mpc
+from oracle import ULP, check_op
+
+PARTIES = [2, 3]
+LIMIT = mpc.FixedPoint().max_abs
+
+
+def grid_values(shape, bound=1000.0):
+    """Reals on the fixed-point grid (so that 'one step apart' is meaningful)."""
+    return hnp.arrays(np.int64, shape, elements=st.integers(int(-bound / ULP), int(bound / ULP))
+                      ).map(lambda a: a * ULP)
+
+
+def edge_pairs():
+    big = np.floor(LIMIT / 2)  # x - y must stay inside the range too
+    x = np.array([0.0, 1.0, -1.0, ULP, -ULP, 5.0, 5.0, big, -big, big, 3.5, -3.5])
+    y = np.array([0.0, 1.0, -1.0, 0.0, 0.0, 5.0 + ULP, 5.0 - ULP, -big, big, big, 3.5, -3.5])
+    return x, y
+
+
+@pytest.mark.parametrize("n", PARTIES)
+@given(data=st.data())
+def test_comparisons_exact(n, data):
+    shape = data.draw(hnp.array_shapes(max_dims=2, max_side=6))
+    x, y = data.draw(grid_values(shape)), data.draw(grid_values(shape))
+    y = np.where(data.draw(hnp.arrays(bool, shape)), x, y)  # many equal pairs
+    for np_fn, mpc_fn in [(np.less, lambda a, b: a < b), (np.greater, lambda a, b: a > b),
+                          (np.less_equal, lambda a, b: a <= b),
+                          (np.greater_equal, lambda a, b: a >= b),
+                          (np.equal, lambda a, b: a == b)]:
+        check_op([x, y], lambda a, b: np_fn(a, b).astype(float), mpc_fn, 0, n)
+
+
+@pytest.mark.parametrize("n", PARTIES)
+def test_comparisons_at_the_edges(n):
+    x, y = edge_pairs()
+    check_op([x, y], lambda a, b: (a < b).astype(float), lambda a, b: a < b, 0, n)
+    check_op([x, y], lambda a, b: (a == b).astype(float), lambda a, b: a == b, 0, n)
+    extremes = np.array([LIMIT, -LIMIT, ULP, -ULP, 0.0])
+    check_op([extremes], lambda a: (a < 0).astype(float), lambda a: a < 0.0, 0, n)
+    check_op([extremes], lambda a: np.maximum(a, 0), lambda a: a.relu(), 0, n)
+
+
+@pytest.mark.parametrize("n", PARTIES)
+@given(data=st.data())
+def test_relu_sign_abs_exact(n, data):
+    x = data.draw(grid_values(data.draw(hnp.array_shapes(max_dims=3, max_side=5))))
+    check_op([x], lambda a: np.maximum(a, 0), lambda a: a.relu(), 0, n)
+    check_op([x], lambda a: (a >= 0).astype(float), lambda a: a.relu(with_grad=True)[1], 0, n)
+    check_op([x], lambda a: np.where(a >= 0, 1.0, -1.0), lambda a: a.sign(), 0, n)
+    check_op([x], np.abs, abs, 0, n)
+
+
+@pytest.mark.parametrize("n", PARTIES)
+@given(data=st.data())
+def test_max_argmax_where(n, data):
+    rows, cols = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 7))
+    x = data.draw(grid_values((rows, cols)))
+    y = data.draw(grid_values((rows, cols)))
+    check_op([x], lambda a: a.max(axis=1), lambda a: a.max(axis=1), 0, n)
+    check_op([x], lambda a: a.max(axis=0), lambda a: a.max(axis=0), 0, n)
+    check_op([x], lambda a: np.max(a), lambda a: a.max(), 0, n)
+    check_op([x], lambda a: (a == a.max(axis=1, keepdims=True)).astype(float),
+             lambda a: a.argmax(axis=1), 0, n)
+    check_op([x, y], lambda a, b: np.where(a < b, a, b),
+             lambda a, b: mpc.where(a < b, a, b), 1, n)
+
+
+@pytest.mark.parametrize("n", PARTIES)
+@given(data=st.data())
+def test_max_pool2d(n, data):
+    k, s = data.draw(st.sampled_from([(2, 2), (2, 1), (3, 2)]))
+    h, w = data.draw(st.integers(k, 7)), data.draw(st.integers(k, 7))
+    x = data.draw(grid_values((2, 2, h, w)))
+    want = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    check_op([x], lambda a: want.max(axis=(-1, -2)), lambda a: a.max_pool2d(k, s), 0, n)
+
+
+def _costs(ctx, size):
+    x = mpc.share(ctx, np.linspace(-5, 5, size) if ctx.pid == 0 else None, 0, shape=(size,))
+    out = {}
+    for name, op in [("compare", lambda: x < 0.5), ("relu", lambda: x.relu())]:
+        before = ctx.stats.snapshot(without=("dealer",))
+        op()
+        after = ctx.stats.snapshot(without=("dealer",))
+        out[name] = (after.bytes_sent - before.bytes_sent, after.rounds - before.rounds)
+    return out
+
+
+@pytest.mark.parametrize("n", PARTIES)
+def test_rounds_and_bytes_match_the_docstring(n):
+    size = 8000  # a multiple of 8, below the reduce-scatter size
+    costs = mpc.run_local(_costs, n, args=(size,))[0]
+    per_peer_compare = 8 + 2 * (8 + 4 + 2 + 1) + 1 + 0.5 + 1 / 8  # compare's docstring
+    assert costs["compare"] == (per_peer_compare * size * (n - 1), 8)
+    assert costs["relu"] == ((per_peer_compare + 8) * size * (n - 1), 8)
