@@ -28,6 +28,8 @@ from mpc.launcher import run_processes
 def _inputs(name: str, rng: np.random.Generator):
     if name == "W1":
         return rng.uniform(-10, 10, 1_000_000), rng.uniform(-10, 10, 1_000_000)
+    if name in ("W3", "W7"):
+        return rng.uniform(-10, 10, 1_000_000), rng.uniform(-10, 10, 1_000_000)
     if name == "W2a":
         return rng.uniform(-1, 1, (256, 256)), rng.uniform(-1, 1, (256, 256))
     if name == "W2b":
@@ -40,6 +42,8 @@ WORKLOADS = {
     "W2a": (lambda x, y: x @ y, np.matmul),
     "W2b": (lambda x, y: x @ y, np.matmul),
     "W5": (lambda x, y: mpc.conv2d(x, y), None),
+    "W3": (lambda x, y: x.relu(), lambda x, y: np.maximum(x, 0)),
+    "W7": (lambda x, y: x < y, lambda x, y: (x < y).astype(float)),
 }
 
 

@@ -693,7 +693,8 @@ def compact_even(x: np.ndarray) -> np.ndarray:
 
 def lt_level_prepare_reference(lt, eq, half: int):
     """Inputs of one tree level's AND: X = (O(eq), O(eq)), Y = (E(lt), E(eq)) as the low and
-    high `half` bits, where E/O take the even/odd bits; also O(lt) for lt_level_finish."""
+    high `half` bits, where E/O take the even/odd bits; also O(lt), the merged lt's other
+    term. Reference for lt_level_masked and lt_level_finish."""
     odd_lt, odd_eq = compact_even_reference(lt >> np.uint64(1)), compact_even_reference(eq >> np.uint64(1))
     h = np.uint64(half)
     x = odd_eq | (odd_eq << h)
@@ -701,28 +702,9 @@ def lt_level_prepare_reference(lt, eq, half: int):
     return x, y, odd_lt
 
 
-@njit(cache=True, nogil=True)
-def _lt_prepare(lt, eq, half, x, y, odd_lt):
-    h = np.uint64(half)
-    one = np.uint64(1)
-    for i in range(lt.shape[0]):
-        odd_eq = _compact_even(eq[i] >> one)
-        x[i] = odd_eq | (odd_eq << h)
-        y[i] = _compact_even(lt[i]) | (_compact_even(eq[i]) << h)
-        odd_lt[i] = _compact_even(lt[i] >> one)
-
-
-def lt_level_prepare(lt: np.ndarray, eq: np.ndarray, half: int):
-    """Fused lt_level_prepare_reference (one pass)."""
-    _check_u64(lt, eq)
-    x, y, odd_lt = np.empty_like(lt), np.empty_like(lt), np.empty_like(lt)
-    _lt_prepare(lt, eq, half, x, y, odd_lt)
-    return x, y, odd_lt
-
-
-def and_combine(d, e, a, b, c, first: bool) -> np.ndarray:
+def and_combine_reference(d, e, a, b, c, first: bool) -> np.ndarray:
     """[x AND y] = c ^ (d & b) ^ (e & a) (^ d & e for one party) from an opened binary
-    triple (d = x ^ a, e = y ^ b)."""
+    triple (d = x ^ a, e = y ^ b). Reference for lt_level_finish."""
     z = c ^ (d & b) ^ (e & a)
     if first:
         z ^= d & e
@@ -745,3 +727,51 @@ def unpack_narrow(packed: np.ndarray, width: int, count: int) -> np.ndarray:
     per, mask = 8 // width, np.uint8((1 << width) - 1)
     parts = [(packed >> np.uint8(j * width)) & mask for j in range(per)]
     return np.stack(parts, axis=1).reshape(-1)[:count].astype(_U64)
+
+
+@njit(cache=True, nogil=True)
+def _lt_masked(lt, eq, half, a_word, b_word, offset, width, out):
+    h, one, off = np.uint64(half), np.uint64(1), np.uint64(offset)
+    mask = np.uint64(0xFFFFFFFFFFFFFFFF) if width == 64 else (one << np.uint64(width)) - one
+    n = lt.shape[0]
+    for i in range(n):
+        odd_eq = _compact_even(eq[i] >> one)
+        x = odd_eq | (odd_eq << h)
+        y = _compact_even(lt[i]) | (_compact_even(eq[i]) << h)
+        out[i] = x ^ ((a_word[i] >> off) & mask)
+        out[n + i] = y ^ ((b_word[i] >> off) & mask)
+
+
+def lt_level_masked(lt: np.ndarray, eq: np.ndarray, half: int, a_word: np.ndarray,
+                    b_word: np.ndarray, offset: int, width: int, dtype) -> np.ndarray:
+    """One tree level's masked AND inputs, [X ^ a | Y ^ b] (see lt_level_prepare_reference), with the
+    triple's `width`-bit fields read at `offset` from a and b words; written straight in
+    the wire dtype."""
+    out = np.empty(2 * lt.size, dtype=dtype)
+    _lt_masked(lt, eq, half, a_word, b_word, offset, width, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _lt_finish(d, e, a_word, b_word, c_word, offset, width, first, lt, half, new_lt, new_eq):
+    one, off, h = np.uint64(1), np.uint64(offset), np.uint64(half)
+    mask = np.uint64(0xFFFFFFFFFFFFFFFF) if width == 64 else (one << np.uint64(width)) - one
+    low = (one << h) - one
+    for i in range(lt.shape[0]):
+        a = (a_word[i] >> off) & mask
+        b = (b_word[i] >> off) & mask
+        dd, ee = np.uint64(d[i]), np.uint64(e[i])
+        z = ((c_word[i] >> off) & mask) ^ (dd & b) ^ (ee & a)
+        if first:
+            z ^= dd & ee
+        new_lt[i] = _compact_even(lt[i] >> one) ^ (z & low)
+        new_eq[i] = z >> h
+
+
+def lt_level_finish(d, e, a_word, b_word, c_word, offset: int, width: int, first: bool,
+                    lt: np.ndarray, half: int):
+    """From the opened d, e: z = [X AND Y] by the binary triple, then the merged
+    (lt, eq) = (O(lt) ^ low half of z, high half of z)."""
+    new_lt, new_eq = np.empty_like(lt), np.empty_like(lt)
+    _lt_finish(d, e, a_word, b_word, c_word, offset, width, first, lt, half, new_lt, new_eq)
+    return new_lt, new_eq

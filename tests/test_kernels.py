@@ -269,14 +269,23 @@ def test_trunc_finish_matches_reference(data):
 @given(data=st.data())
 def test_comparison_level_kernels_match_references(data):
     n = data.draw(st.integers(1, 40))
-    lt, eq = data.draw(ring_arrays((n,), (n,)))
+    lt, eq, a, b, c = data.draw(ring_arrays(*[(n,)] * 5))
     assert_ring_equal(K.compact_even(lt), K.compact_even_reference(lt))
-    half = data.draw(st.sampled_from([32, 16, 8, 4, 2, 1]))
-    mask = np.uint64((1 << (2 * half)) - 1) if half < 32 else np.uint64(2**64 - 1)
-    lt, eq = lt & mask, eq & mask
-    for got, want in zip(K.lt_level_prepare(lt, eq, half),
-                         K.lt_level_prepare_reference(lt, eq, half)):
-        assert_ring_equal(got, want)
+    level = data.draw(st.integers(0, 5))
+    width, half = 64 >> level, 32 >> level
+    offset = data.draw(st.integers(0, 64 - width))
+    low = np.uint64(2**64 - 1) if width == 64 else np.uint64((1 << width) - 1)
+    lt, eq = lt & low, eq & low
+    field = lambda w: (w >> np.uint64(offset)) & low  # noqa: E731
+    x, y, odd_lt = K.lt_level_prepare_reference(lt, eq, half)
+    masked = K.lt_level_masked(lt, eq, half, a, b, offset, width, np.uint64)
+    assert_ring_equal(masked, np.concatenate([x ^ field(a), y ^ field(b)]))
+    d, e = masked[:n], masked[n:]
+    for first in (True, False):
+        z = K.and_combine_reference(d, e, field(a), field(b), field(c), first)
+        new_lt, new_eq = K.lt_level_finish(d, e, a, b, c, offset, width, first, lt, half)
+        assert_ring_equal(new_lt, odd_lt ^ (z & np.uint64((1 << half) - 1)))
+        assert_ring_equal(new_eq, z >> np.uint64(half))
 
 
 @given(st.integers(1, 100), st.sampled_from([1, 2, 4]), st.integers(0, 2**32 - 1))

@@ -44,29 +44,19 @@ def request(ctx, size: int, select: bool = False):
     return ctx.provider.request(ItemSpec("ltz", ((int(size),),), {"select": select}))
 
 
-def _field(word: np.ndarray, level: int) -> np.ndarray:
-    if level == 0:
-        return word
-    width = 64 >> level
-    return (word >> np.uint64(REST_OFFSETS[level])) & np.uint64((1 << width) - 1)
-
-
-def _to_wire(values: np.ndarray, width: int) -> np.ndarray:
-    return values.astype(_WIRE[width]) if width >= 8 else kernels.pack_narrow(values, width)
-
-
-def _from_wire(raw: np.ndarray, width: int, count: int) -> np.ndarray:
-    return raw.astype(DTYPE) if width >= 8 else kernels.unpack_narrow(raw, width, count)
-
-
-def _and_level(ctx, level: int, x, y, a, b, c) -> np.ndarray:
-    """[x AND y] for `width`-bit strings with a binary triple; one round."""
-    width, n = 64 >> level, x.size
-    wire = np.concatenate([_to_wire(x ^ a, width), _to_wire(y ^ b, width)])
-    opened = ctx.open_xor(wire, "cmp-and")
-    half = opened.size // 2
-    d, e = _from_wire(opened[:half], width, n), _from_wire(opened[half:], width, n)
-    return kernels.and_combine(d, e, a, b, c, ctx.pid == 0)
+def _and_level(ctx, level: int, lt, eq, a_word, b_word, c_word):
+    """One tree level: [X AND Y] with a binary triple (one round), merged into (lt, eq)."""
+    width, half, n = 64 >> level, 32 >> level, lt.size
+    offset = 0 if level == 0 else REST_OFFSETS[level]
+    dtype = _WIRE.get(width, np.uint8)
+    masked = kernels.lt_level_masked(lt, eq, half, a_word, b_word, offset, width, dtype)
+    if width < 8:
+        masked = kernels.pack_narrow(masked, width)
+    opened = ctx.open_xor(masked, "cmp-and")
+    if width < 8:
+        opened = kernels.unpack_narrow(opened, width, 2 * n)
+    return kernels.lt_level_finish(opened[:n], opened[n:], a_word, b_word, c_word, offset,
+                                   width, ctx.pid == 0, lt, half)
 
 
 def less_than_zero(ctx, zs: np.ndarray, ticket=None, select: bool = False):
@@ -89,13 +79,8 @@ def less_than_zero(ctx, zs: np.ndarray, ticket=None, select: bool = False):
     lt = r_low & ~c_low
     eq = r_low ^ (c_low ^ ALL_ONES) if first else r_low
     for level in range(6):
-        half = 32 >> level
-        x, y, odd_lt = kernels.lt_level_prepare(lt, eq, half)
-        z_and = _and_level(ctx, level, x, y, _field(a0 if level == 0 else ar, level),
-                           _field(b0 if level == 0 else br, level),
-                           _field(c0 if level == 0 else cr, level))
-        lt = odd_lt ^ (z_and & np.uint64((1 << half) - 1))
-        eq = z_and >> np.uint64(half)
+        words = (a0, b0, c0) if level == 0 else (ar, br, cr)
+        lt, eq = _and_level(ctx, level, lt, eq, *words)
     msb = lt ^ (r_bits >> np.uint64(63))
     if first:
         msb ^= c >> np.uint64(63)
