@@ -89,7 +89,8 @@ class SecretTensor:
 
     def __truediv__(self, other):
         if isinstance(other, SecretTensor):
-            raise TypeError("secret / secret needs the reciprocal protocol (not available yet)")
+            from mpc.functions import divide  # functions builds on this module
+            return divide(self, other)
         divisor = np.asarray(other, dtype=np.float64)
         if np.any(divisor == 0):
             raise ZeroDivisionError("division of a SecretTensor by zero")

@@ -1,0 +1,136 @@
+"""Non-linear functions against numpy over their whole stated domains (a dense grid that
+includes the edges, plus random points), for 2 and 3 parties; what happens outside the
+domain; and the rounds and bytes their docstrings state."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mpc
+from mpc import functions as F
+from oracle import ULP
+
+FP = mpc.FixedPoint()
+
+
+def quantize(v):
+    return FP.decode(FP.encode(v))
+
+
+def _apply(ctx, name, xs, kwargs):
+    x = mpc.share(ctx, xs if ctx.pid == 0 else None, 0, shape=xs.shape)
+    return getattr(F, name)(x, **kwargs).reveal()
+
+
+def run(name, xs, n=2, **kwargs):
+    return mpc.run_local(_apply, n, args=(name, np.asarray(xs, dtype=float), kwargs))[0]
+
+
+# name: (domain sweep, numpy reference, absolute bound in units, relative bound)
+CASES = {
+    "reciprocal": (np.concatenate([-np.geomspace(2**-10, 2**15 - 1, 120),
+                                   np.geomspace(2**-10, 2**15 - 1, 120)]),
+                   lambda v: 1 / v, 4, 5e-5),
+    "exp": (np.linspace(-64, 20, 241), np.exp, 3, 2e-4),
+    "sigmoid": (np.linspace(-1000, 1000, 241), lambda v: 0.5 * (1 + np.tanh(v / 2)), 4, 0),
+    "tanh": (np.linspace(-100, 100, 241), np.tanh, 10, 0),
+    "inv_sqrt": (np.geomspace(4.0**-5, 4.0**8 - 1, 200), lambda v: 1 / np.sqrt(v), 4, 5e-5),
+    "sqrt": (np.geomspace(4.0**-5, 4.0**8 - 1, 200), np.sqrt, 4, 5e-5),
+    "log": (np.geomspace(2**-10, 2**15 - 1, 200), np.log, 6, 0),
+}
+
+
+def check(name, xs, n=2):
+    _, fn, absolute, relative = CASES[name]
+    want = fn(quantize(xs))
+    got = run(name, xs, n)
+    bound = absolute * ULP + relative * np.abs(want)
+    worst = np.argmax(np.abs(got - want) - bound)
+    assert np.all(np.abs(got - want) <= bound), \
+        f"{name}({xs[worst]}) = {got[worst]}, want {want[worst]} (bound {bound[worst]})"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_whole_domain_two_parties(name):
+    check(name, CASES[name][0])
+
+
+@pytest.mark.parametrize("name", ["reciprocal", "exp", "sigmoid", "log"])
+def test_whole_domain_three_parties(name):
+    check(name, CASES[name][0][::3], n=3)
+
+
+@settings(max_examples=10)
+@given(st.sampled_from(list(CASES)), st.integers(0, 2**32 - 1))
+def test_random_points_in_domain(name, seed):
+    sweep = CASES[name][0]
+    lo, hi = sweep.min(), sweep.max()
+    rng = np.random.default_rng(seed)
+    if name in ("reciprocal",):
+        xs = np.exp(rng.uniform(np.log(2**-10), np.log(2**15 - 1), 20)) * rng.choice([-1, 1], 20)
+    elif lo > 0:
+        xs = np.exp(rng.uniform(np.log(lo), np.log(hi), 20))
+    else:
+        xs = rng.uniform(lo, hi, 20)
+    check(name, xs)
+
+
+def test_division():
+    x = np.array([3.0, -7.5, 100.0, 0.25, 1e4])
+    y = np.array([2.0, 0.5, -3.0, 1e-2, 4096.0])
+
+    def divide(ctx):
+        a = mpc.share(ctx, x if ctx.pid == 0 else None, 0, shape=x.shape)
+        b = mpc.share(ctx, y if ctx.pid == 1 else None, 1, shape=y.shape)
+        return (a / b).reveal()
+    got = mpc.run_local(divide, 2)[0]
+    qx, qy = quantize(x), quantize(y)
+    bound = np.abs(qx) * (4 * ULP + 5e-5 / np.abs(qy)) + ULP  # divide's docstring
+    assert np.all(np.abs(got - qx / qy) <= bound)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_softmax_rows(n):
+    x = np.random.default_rng(3).normal(0, 5, (6, 10))
+    x[0] = [50, -50, 0, 0, 1, 1, 1, 1, 1, 1]  # large spread: max subtraction matters
+    got = run("softmax", x, n, axis=1)
+    z = quantize(x) - quantize(x).max(axis=1, keepdims=True)
+    want = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    assert np.max(np.abs(got - want)) <= 6 * ULP
+    got0 = run("softmax", x.T, n, axis=0)
+    np.testing.assert_allclose(got0, got.T, atol=6 * ULP)
+
+
+def test_outside_the_domain_saturates_as_documented():
+    got = run("reciprocal", [1e-5, -1e-5, 1e5, -4e5])
+    np.testing.assert_allclose(got, [1024, -1024, 2**-15, -(2**-15)], atol=4 * ULP, rtol=5e-5)
+    got = run("exp", [25.0, 1000.0])
+    np.testing.assert_allclose(got, [np.exp(20)] * 2, rtol=3e-4)
+    got = run("sigmoid", [-1e6, 1e6, 0.0])
+    np.testing.assert_allclose(got, [0.0, 1.0, 0.5], atol=4 * ULP)
+    got = run("log", [1e5])
+    assert abs(got[0] - np.log(2**15)) < 1e-3  # saturates at the top of the domain
+
+
+COSTS = {"reciprocal": (45, 1373.5), "exp": (32, 2102.0), "sigmoid": (60, 2365.625),
+         "tanh": (60, 2365.625), "inv_sqrt": (49, 954.375), "sqrt": (51, 978.375),
+         "log": (36, 1317.875)}
+
+
+def _costs(ctx, size):
+    x = mpc.share(ctx, np.linspace(0.5, 3, size) if ctx.pid == 0 else None, 0, shape=(size,))
+    out = {}
+    for name in COSTS:
+        before = ctx.stats.snapshot(without=("dealer",))
+        getattr(F, name)(x)
+        after = ctx.stats.snapshot(without=("dealer",))
+        out[name] = (after.rounds - before.rounds, (after.bytes_sent - before.bytes_sent) / size)
+    return out
+
+
+def test_rounds_and_bytes_match_the_docstrings():
+    assert mpc.run_local(_costs, 2, args=(64,))[0] == COSTS
+    for name, (rounds, per_element) in COSTS.items():
+        doc = getattr(F, name).__doc__
+        assert f"Rounds: {rounds}." in doc and f"{per_element:.1f}".rstrip("0").rstrip(".") in doc
