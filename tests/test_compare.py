@@ -90,7 +90,9 @@ def test_max_pool2d(n, data):
 def _costs(ctx, size):
     x = mpc.share(ctx, np.linspace(-5, 5, size) if ctx.pid == 0 else None, 0, shape=(size,))
     out = {}
-    for name, op in [("compare", lambda: x < 0.5), ("relu", lambda: x.relu())]:
+    rows = x.reshape(-1, 8)
+    for name, op in [("compare", lambda: x < 0.5), ("relu", lambda: x.relu()),
+                     ("max8", lambda: rows.max(axis=1))]:
         before = ctx.stats.snapshot(without=("dealer",))
         op()
         after = ctx.stats.snapshot(without=("dealer",))
@@ -105,3 +107,5 @@ def test_rounds_and_bytes_match_the_docstring(n):
     per_peer_compare = 8 + 2 * (8 + 4 + 2 + 1) + 1 + 0.5 + 1 / 8  # compare's docstring
     assert costs["compare"] == (per_peer_compare * size * (n - 1), 8)
     assert costs["relu"] == ((per_peer_compare + 8) * size * (n - 1), 8)
+    # max over 8: three levels of fused ReLUs on 4, 2 and 1 pairs per row (README table)
+    assert costs["max8"] == ((per_peer_compare + 8) * size * 7 / 8 * (n - 1), 24)
