@@ -1,0 +1,15 @@
+"""Neural networks on secret shares, built only on mpc's public API.
+
+A Module has parameters(), zero_grad(), forward (via __call__) and an explicit backward:
+in MPC every operation costs rounds, so layers work on whole batches and each layer's
+backward is written out rather than taped per scalar.
+"""
+
+from nn.layers import Flatten, Linear, ReLU, Sequential, Sigmoid
+from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
+from nn.module import Module, Parameter
+from nn.optim import SGD
+from nn.train import accuracy, fit
+
+__all__ = ["BCEWithLogitsLoss", "Flatten", "Linear", "MSELoss", "Module", "Parameter",
+           "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxCrossEntropyLoss", "accuracy", "fit"]

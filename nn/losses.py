@@ -1,0 +1,41 @@
+"""Losses: each keeps what backward needs and returns the gradient of the batch mean."""
+
+from __future__ import annotations
+
+import mpc
+
+
+class MSELoss:
+    """mean((pred - y)^2); gradient 2 (pred - y) / batch."""
+
+    def __call__(self, pred, target):
+        self._diff = pred - target
+        return self._diff
+
+    def backward(self):
+        return self._diff * 2 / self._diff.shape[0]
+
+
+class BCEWithLogitsLoss:
+    """Binary cross-entropy on logits; gradient (sigmoid(z) - y) / batch."""
+
+    def __call__(self, logits, target):
+        self._prob = mpc.sigmoid(logits)
+        self._target = target
+        return self._prob
+
+    def backward(self):
+        return (self._prob - self._target) / self._prob.shape[0]
+
+
+class SoftmaxCrossEntropyLoss:
+    """Cross-entropy of softmax(logits) against one-hot targets; gradient
+    (softmax(z) - y) / batch."""
+
+    def __call__(self, logits, target):
+        self._prob = mpc.softmax(logits, axis=-1)
+        self._target = target
+        return self._prob
+
+    def backward(self):
+        return (self._prob - self._target) / self._prob.shape[0]

@@ -1,0 +1,128 @@
+"""nn layers' forward and backward against numpy float64 (2 and 3 parties), the optimiser,
+and logistic regression on breast cancer against the same training in float64."""
+
+import math
+
+import numpy as np
+import pytest
+
+import mpc
+import nn
+from oracle import ULP
+
+PARTIES = [2, 3]
+
+
+def share_from_0(ctx, value):
+    return mpc.share(ctx, value if ctx.pid == 0 else None, 0, shape=value.shape)
+
+
+def _linear_round_trip(ctx, x, g, w, b):
+    layer = nn.Linear(ctx, w.shape[0], w.shape[1], weight=w, bias=b)
+    out = layer(share_from_0(ctx, x))
+    grad_in = layer.backward(share_from_0(ctx, g))
+    return (out.reveal(), grad_in.reveal(), layer.weight.grad.reveal(), layer.bias.grad.reveal())
+
+
+@pytest.mark.parametrize("n", PARTIES)
+def test_linear_forward_backward(n):
+    rng = np.random.default_rng(n)
+    x, g = rng.normal(size=(8, 5)), rng.normal(size=(8, 3))
+    w, b = rng.normal(size=(5, 3)), rng.normal(size=(3,))
+    out, grad_in, grad_w, grad_b = mpc.run_local(_linear_round_trip, n, args=(x, g, w, b))[0]
+    tol = 64 * ULP  # sums of up to 8 products of numbers of size ~3
+    np.testing.assert_allclose(out, x @ w + b, atol=tol)
+    np.testing.assert_allclose(grad_in, g @ w.T, atol=tol)
+    np.testing.assert_allclose(grad_w, x.T @ g, atol=tol)
+    np.testing.assert_allclose(grad_b, g.sum(axis=0), atol=tol)
+
+
+def _activation_round_trip(ctx, layer_name, x, g):
+    layer = getattr(nn, layer_name)()
+    out = layer(share_from_0(ctx, x))
+    return out.reveal(), layer.backward(share_from_0(ctx, g)).reveal()
+
+
+@pytest.mark.parametrize("n", PARTIES)
+def test_relu_sigmoid_flatten(n):
+    rng = np.random.default_rng(7)
+    x, g = rng.normal(0, 4, size=(6, 4)), rng.normal(size=(6, 4))
+    out, grad = mpc.run_local(_activation_round_trip, n, args=("ReLU", x, g))[0]
+    np.testing.assert_allclose(out, np.maximum(x, 0), atol=ULP)
+    np.testing.assert_allclose(grad, g * (x >= 0), atol=ULP)
+    out, grad = mpc.run_local(_activation_round_trip, n, args=("Sigmoid", x, g))[0]
+    s = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(out, s, atol=5 * ULP)
+    np.testing.assert_allclose(grad, g * s * (1 - s), atol=20 * ULP)
+    x4 = rng.normal(size=(2, 3, 2, 2))
+    out, grad = mpc.run_local(_activation_round_trip, n, args=("Flatten", x4, x4.reshape(2, -1)))[0]
+    np.testing.assert_allclose(out, x4.reshape(2, -1), atol=ULP)
+    np.testing.assert_allclose(grad, x4, atol=ULP)
+
+
+def _sgd_steps(ctx, w0, grads, momentum, decay):
+    p = nn.Parameter(share_from_0(ctx, w0))
+    opt = nn.SGD([p], lr=0.1, momentum=momentum, weight_decay=decay)
+    for g in grads:
+        p.grad = share_from_0(ctx, g)
+        opt.step()
+    return p.value.reveal()
+
+
+def test_sgd_momentum_weight_decay_match_numpy():
+    rng = np.random.default_rng(1)
+    w0, grads = rng.normal(size=(4,)), rng.normal(size=(5, 4))
+    got = mpc.run_local(_sgd_steps, 2, args=(w0, grads, 0.9, 0.01))[0]
+    w, v = w0.copy(), None
+    for g in grads:
+        g = g + 0.01 * w
+        v = g if v is None else 0.9 * v + g
+        w = w - 0.1 * v
+    np.testing.assert_allclose(got, w, atol=20 * ULP)
+
+
+def breast_cancer():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+    x, y = load_breast_cancer(return_X_y=True)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=0)
+    scaler = StandardScaler().fit(xtr)
+    return (scaler.transform(xtr), scaler.transform(xte), ytr.reshape(-1, 1).astype(float),
+            yte.reshape(-1, 1).astype(float))
+
+
+def float64_logistic_regression(xtr, ytr, epochs, batch, lr):
+    """The same training as nn.fit + nn.Linear(seed=0) + BCEWithLogits + SGD, in float64."""
+    rng, bound = np.random.default_rng(0), 1 / math.sqrt(xtr.shape[1])
+    w, b = rng.uniform(-bound, bound, (xtr.shape[1], 1)), rng.uniform(-bound, bound, (1,))
+    order_rng = np.random.default_rng(0)
+    for _ in range(epochs):
+        order = order_rng.permutation(len(xtr))
+        for i in range(0, len(xtr), batch):
+            rows = order[i:i + batch]
+            g = (1 / (1 + np.exp(-(xtr[rows] @ w + b))) - ytr[rows]) / len(rows)
+            w, b = w - lr * xtr[rows].T @ g, b - lr * g.sum(axis=0)
+    return w, b
+
+
+def _train_logistic(ctx, data, epochs):
+    xtr, xte, ytr, yte = data
+    third = np.array_split(np.arange(len(xtr)), ctx.n_parties)
+    x = mpc.concatenate([mpc.share(ctx, xtr[rows] if ctx.pid == p else None, p,
+                                   shape=(len(rows), xtr.shape[1])) for p, rows in enumerate(third)])
+    y = mpc.concatenate([mpc.share(ctx, ytr[rows] if ctx.pid == p else None, p,
+                                   shape=(len(rows), 1)) for p, rows in enumerate(third)])
+    model = nn.Linear(ctx, xtr.shape[1], 1, seed=0)
+    nn.fit(model, nn.BCEWithLogitsLoss(), nn.SGD(model.parameters(), lr=0.1), x, y,
+           epochs=epochs, batch_size=32, progress=False)
+    return nn.accuracy(model, share_from_0(ctx, xte), share_from_0(ctx, yte))
+
+
+def test_logistic_regression_matches_float64_accuracy():
+    data = breast_cancer()
+    xtr, xte, ytr, yte = data
+    w, b = float64_logistic_regression(xtr, ytr, epochs=3, batch=32, lr=0.1)
+    want = float(((xte @ w + b > 0) == yte).mean())
+    got = mpc.run_local(_train_logistic, 3, args=(data, 3))[0]
+    assert abs(got - want) <= 0.01, (got, want)
