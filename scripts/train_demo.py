@@ -7,45 +7,19 @@ secret-shared, the model is trained on shares, and only the test accuracy is rev
 Party 0 prints it next to the same training in plain float64.
 """
 
-import math
 import time
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 import mpc
 import nn
+from nn.plain import breast_cancer, logistic_regression_accuracy
 
 EPOCHS, BATCH, LR = 10, 32, 0.1
 
 
-def load():
-    """The W6 setting: standardised (with constants the hospitals agreed on), 80/20
-    split, seed 0. In a real deployment each party reads only its own file."""
-    x, y = load_breast_cancer(return_X_y=True)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=0)
-    scaler = StandardScaler().fit(xtr)
-    return (scaler.transform(xtr), scaler.transform(xte), ytr.reshape(-1, 1).astype(float),
-            yte.reshape(-1, 1).astype(float))
-
-
-def float64_baseline(xtr, ytr, xte, yte):
-    rng, bound = np.random.default_rng(0), 1 / math.sqrt(xtr.shape[1])
-    w, b = rng.uniform(-bound, bound, (xtr.shape[1], 1)), rng.uniform(-bound, bound, (1,))
-    order_rng = np.random.default_rng(0)
-    for _ in range(EPOCHS):
-        order = order_rng.permutation(len(xtr))
-        for i in range(0, len(xtr), BATCH):
-            rows = order[i:i + BATCH]
-            g = (1 / (1 + np.exp(-(xtr[rows] @ w + b))) - ytr[rows]) / len(rows)
-            w, b = w - LR * xtr[rows].T @ g, b - LR * g.sum(axis=0)
-    return float(((xte @ w + b > 0) == yte).mean())
-
-
 def main(ctx):
-    xtr, xte, ytr, yte = load()
+    xtr, xte, ytr, yte = breast_cancer()  # each hospital would read only its own rows
     mine = np.array_split(np.arange(len(xtr)), ctx.n_parties)  # hospital p owns mine[p]
     x = mpc.concatenate([mpc.share(ctx, xtr[r] if ctx.pid == p else None, p, shape=(len(r), 30))
                          for p, r in enumerate(mine)])
@@ -61,10 +35,12 @@ def main(ctx):
                      evaluate=lambda m: {"test_acc": nn.accuracy(m, x_test, y_test)})
     seconds = time.perf_counter() - start
     if ctx.pid == 0:
+        plain = logistic_regression_accuracy(xtr, ytr, xte, yte, epochs=EPOCHS,
+                                             batch_size=BATCH, lr=LR)
         for h in history:
             print(f"epoch {h['epoch']:2d}  test accuracy {h['test_acc']:.3f}  "
                   f"{h['seconds']:.2f} s  {h['bytes_sent'] / 1e6:.1f} MB sent")
         print(f"\n{ctx.n_parties} parties, {len(xtr)} training rows split among them: "
               f"private test accuracy {history[-1]['test_acc']:.3f}, same training in float64 "
-              f"{float64_baseline(xtr, ytr, xte, yte):.3f}; training took {seconds:.1f} s")
+              f"{plain:.3f}; training took {seconds:.1f} s")
     return history[-1]["test_acc"]

@@ -1,13 +1,12 @@
 """nn layers' forward and backward against numpy float64 (2 and 3 parties), the optimiser,
 and logistic regression on breast cancer against the same training in float64."""
 
-import math
-
 import numpy as np
 import pytest
 
 import mpc
 import nn
+from nn.plain import breast_cancer, logistic_regression_accuracy
 from oracle import ULP
 
 PARTIES = [2, 3]
@@ -81,31 +80,6 @@ def test_sgd_momentum_weight_decay_match_numpy():
     np.testing.assert_allclose(got, w, atol=20 * ULP)
 
 
-def breast_cancer():
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-    x, y = load_breast_cancer(return_X_y=True)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=0)
-    scaler = StandardScaler().fit(xtr)
-    return (scaler.transform(xtr), scaler.transform(xte), ytr.reshape(-1, 1).astype(float),
-            yte.reshape(-1, 1).astype(float))
-
-
-def float64_logistic_regression(xtr, ytr, epochs, batch, lr):
-    """The same training as nn.fit + nn.Linear(seed=0) + BCEWithLogits + SGD, in float64."""
-    rng, bound = np.random.default_rng(0), 1 / math.sqrt(xtr.shape[1])
-    w, b = rng.uniform(-bound, bound, (xtr.shape[1], 1)), rng.uniform(-bound, bound, (1,))
-    order_rng = np.random.default_rng(0)
-    for _ in range(epochs):
-        order = order_rng.permutation(len(xtr))
-        for i in range(0, len(xtr), batch):
-            rows = order[i:i + batch]
-            g = (1 / (1 + np.exp(-(xtr[rows] @ w + b))) - ytr[rows]) / len(rows)
-            w, b = w - lr * xtr[rows].T @ g, b - lr * g.sum(axis=0)
-    return w, b
-
-
 def _train_logistic(ctx, data, epochs):
     xtr, xte, ytr, yte = data
     third = np.array_split(np.arange(len(xtr)), ctx.n_parties)
@@ -122,7 +96,6 @@ def _train_logistic(ctx, data, epochs):
 def test_logistic_regression_matches_float64_accuracy():
     data = breast_cancer()
     xtr, xte, ytr, yte = data
-    w, b = float64_logistic_regression(xtr, ytr, epochs=3, batch=32, lr=0.1)
-    want = float(((xte @ w + b > 0) == yte).mean())
+    want = logistic_regression_accuracy(xtr, ytr, xte, yte, epochs=3, batch_size=32, lr=0.1)
     got = mpc.run_local(_train_logistic, 3, args=(data, 3))[0]
     assert abs(got - want) <= 0.01, (got, want)
