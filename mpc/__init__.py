@@ -12,12 +12,13 @@ from net import PeerError, PeerLost, PeerTimeout, ProtocolError
 
 from mpc.context import Context
 from mpc.fixedpoint import FixedPoint
-from mpc.functions import divide, exp, inv_sqrt, log, reciprocal, sigmoid, softmax, sqrt, tanh
+from mpc.functions import (divide, exp, exp_nonpositive, inv_sqrt, log, reciprocal, sigmoid,
+                           softmax, sqrt, tanh)
 from mpc.harness import PartyFailed, run_local
 from mpc.sharing import reveal, share, share_public
 from mpc.tensor import SecretTensor, ShapeError, concatenate, conv2d, stack, where
 
 __all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost", "PeerTimeout",
            "ProtocolError", "SecretTensor", "ShapeError", "concatenate", "conv2d", "divide",
-           "exp", "inv_sqrt", "log", "reciprocal", "reveal", "run_local", "share",
+           "exp", "exp_nonpositive", "inv_sqrt", "log", "reciprocal", "reveal", "run_local", "share",
            "share_public", "sigmoid", "softmax", "sqrt", "stack", "tanh", "where"]

@@ -22,6 +22,7 @@ DOMAINS = {
     "relu": (lambda n: np.linspace(-100, 100, n), lambda x: x.relu(), lambda v: np.maximum(v, 0)),
     "reciprocal": (lambda n: np.geomspace(2**-10, 2**15 - 1, n), mpc.reciprocal, lambda v: 1 / v),
     "exp": (lambda n: np.linspace(-64, 20, n), mpc.exp, np.exp),
+    "exp_nonpositive": (lambda n: np.linspace(-64, 0, n), mpc.exp_nonpositive, np.exp),
     "sigmoid": (lambda n: np.linspace(-50, 50, n), mpc.sigmoid, lambda v: 0.5 + 0.5 * np.tanh(v / 2)),
     "tanh": (lambda n: np.linspace(-20, 20, n), mpc.tanh, np.tanh),
     "sqrt": (lambda n: np.geomspace(4.0**-5, 4.0**8 - 1, n), mpc.sqrt, np.sqrt),
