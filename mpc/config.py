@@ -99,11 +99,14 @@ def load_config(path: str | Path) -> ClusterConfig:
 
 
 def write_config(path: str | Path, addresses: list[str], public_keys: list[bytes],
-                 timeout: float = 60.0, frac_bits: int = 16) -> None:
-    """Write a cluster file: the last address and key are the dealer's."""
+                 timeout: float = 60.0, frac_bits: int = 16, with_dealer: bool = True) -> None:
+    """Write a cluster file; with a dealer, the last address and key are the dealer's."""
+    n_parties = len(addresses) - (1 if with_dealer else 0)
     lines = [f"timeout = {timeout}", f"frac_bits = {frac_bits}", ""]
-    for pid, (address, key) in enumerate(zip(addresses[:-1], public_keys[:-1])):
+    for pid, (address, key) in enumerate(zip(addresses[:n_parties], public_keys[:n_parties])):
         lines += ["[[party]]", f"id = {pid}", f'address = "{address}"',
                   f'public_key = "{key.decode()}"', ""]
-    lines += ["[dealer]", f'address = "{addresses[-1]}"', f'public_key = "{public_keys[-1].decode()}"']
+    if with_dealer:
+        lines += ["[dealer]", f'address = "{addresses[-1]}"',
+                  f'public_key = "{public_keys[-1].decode()}"']
     Path(path).write_text("\n".join(lines) + "\n")

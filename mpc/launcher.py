@@ -44,21 +44,23 @@ def tune_allocator() -> None:
 
 
 def make_keys(directory: Path, n_parties: int, addresses: list[str], timeout: float = 60.0,
-              frac_bits: int = 16) -> Path:
-    """Key pairs for n parties and the dealer plus a cluster file; returns the file's path."""
+              frac_bits: int = 16, with_dealer: bool = True) -> Path:
+    """Key pairs for n parties (and the dealer) plus a cluster file; returns its path."""
     keys = directory / "keys"
     keys.mkdir(parents=True, exist_ok=True)
-    names = [f"party{i}" for i in range(n_parties)] + ["dealer"]
+    names = [f"party{i}" for i in range(n_parties)] + (["dealer"] if with_dealer else [])
     publics = [load_secret(write_keypair(keys, name)[1])[0] for name in names]
     path = directory / "cluster.toml"
-    write_config(path, addresses, publics, timeout, frac_bits)
+    write_config(path, addresses, publics, timeout, frac_bits, with_dealer)
     return path
 
 
 def make_local_cluster(directory: Path, n_parties: int, timeout: float = 60.0,
-                       frac_bits: int = 16) -> Path:
+                       frac_bits: int = 16, with_dealer: bool = True) -> Path:
     """Throw-away keys and a cluster file on free loopback ports."""
-    return make_keys(directory, n_parties, free_tcp_addresses(n_parties + 1), timeout, frac_bits)
+    members = n_parties + (1 if with_dealer else 0)
+    return make_keys(directory, n_parties, free_tcp_addresses(members), timeout, frac_bits,
+                     with_dealer)
 
 
 def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None = None,
@@ -141,7 +143,8 @@ def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
     spawn = mp.get_context("spawn")
     out = spawn.Queue()
     with tempfile.TemporaryDirectory(prefix="mpc-cluster-") as tmp:
-        config_path = str(make_local_cluster(Path(tmp), n_parties, timeout))
+        config_path = str(make_local_cluster(Path(tmp), n_parties, timeout,
+                                             with_dealer=provider == "dealer"))
         members = [("party", p) for p in range(n_parties)]
         if provider == "dealer":
             members.append(("dealer", n_parties))

@@ -42,6 +42,13 @@ def test_run_processes_matmul_matches_numpy(n):
     assert rounds == 2
 
 
+def test_run_processes_with_the_insecure_test_provider_needs_no_dealer():
+    results = run_processes(product_and_stats, 2, provider="insecure-seeded", timeout=30)
+    x = np.random.default_rng(0).normal(size=(30, 40))
+    y = np.random.default_rng(1).normal(size=(40, 20))
+    assert np.max(np.abs(results[0][0] - x @ y)) < 40 * 4 * 2**-16
+
+
 def cli(*args, env=None, **kw):
     return subprocess.Popen([sys.executable, "-m", "mpc", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
