@@ -231,15 +231,26 @@ class SecretTensor:
         order = [a for a in range(self.ndim) if a != axis] + [axis]
         return self.transpose(*order)
 
+    def im2col(self, kernel, stride=1, padding=0) -> "SecretTensor":
+        """[N,C,H,W] -> [N, C*kh*kw, H'*W'] patches (local: a rearrangement of shares)."""
+        kh, kw = _pair(kernel)
+        return self._new(kernels.im2col(np.ascontiguousarray(self.share), kh, kw,
+                                        _pair(stride), _pair(padding)))
+
+    def col2im(self, input_shape, kernel, stride=1, padding=0) -> "SecretTensor":
+        """Adjoint of im2col: add patches back onto an [N,C,H,W] tensor (local)."""
+        kh, kw = _pair(kernel)
+        return self._new(kernels.col2im(np.ascontiguousarray(self.share), tuple(input_shape),
+                                        kh, kw, _pair(stride), _pair(padding)))
+
     def max_pool2d(self, kernel, stride=None) -> "SecretTensor":
         """2-D max pooling of [N,C,H,W] over kernel windows (stride defaults to kernel)."""
         kh, kw = _pair(kernel)
         sh, sw = _pair(stride if stride is not None else kernel)
         n, c, h, w = self.shape
-        cols = kernels.im2col(np.ascontiguousarray(self.share).reshape(n * c, 1, h, w),
-                              kh, kw, (sh, sw))
+        cols = self.reshape(n * c, 1, h, w).im2col((kh, kw), (sh, sw))
         out_h, out_w = (h - kh) // sh + 1, (w - kw) // sw + 1
-        return self._new(cols).max(axis=1).reshape(n, c, out_h, out_w)
+        return cols.max(axis=1).reshape(n, c, out_h, out_w)
 
     # ------------------------------------------------------------ reductions
     def sum(self, axis=None, keepdims: bool = False) -> "SecretTensor":

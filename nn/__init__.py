@@ -5,11 +5,11 @@ in MPC every operation costs rounds, so layers work on whole batches and each la
 backward is written out rather than taped per scalar.
 """
 
-from nn.layers import Flatten, Linear, ReLU, Sequential, Sigmoid
+from nn.layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Sigmoid
 from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
 from nn.module import Module, Parameter
 from nn.optim import SGD
 from nn.train import accuracy, fit
 
-__all__ = ["BCEWithLogitsLoss", "Flatten", "Linear", "MSELoss", "Module", "Parameter",
+__all__ = ["AvgPool2d", "BCEWithLogitsLoss", "Conv2d", "Flatten", "MaxPool2d", "Linear", "MSELoss", "Module", "Parameter",
            "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxCrossEntropyLoss", "accuracy", "fit"]

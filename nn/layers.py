@@ -94,3 +94,97 @@ class Sequential(Module):
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
         return grad
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class Conv2d(Module):
+    """2-D convolution [N,C,H,W] -> [N,O,H',W'] with stride and padding, as a matrix
+    product of the weight [O, C*kh*kw] with the input's patches (im2col is local on
+    shares). Backward: dW = sum_n g_n @ cols_n^T, dx = col2im(W^T @ g)."""
+
+    def __init__(self, ctx, in_channels: int, out_channels: int, kernel_size, *,
+                 stride=1, padding=0, seed: int = 0, weight: np.ndarray | None = None,
+                 bias: np.ndarray | None = None):
+        self.kernel, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        fan_in = in_channels * self.kernel[0] * self.kernel[1]
+        rng, bound = np.random.default_rng(seed), 1 / math.sqrt(fan_in)
+        if weight is None:
+            weight = rng.uniform(-bound, bound, (out_channels, in_channels) + self.kernel)
+        if bias is None:
+            bias = rng.uniform(-bound, bound, (out_channels,))
+        self.weight = Parameter(mpc.share_public(ctx, weight))
+        self.bias = Parameter(mpc.share_public(ctx, bias))
+
+    def parameters(self):
+        return [self.weight, self.bias]
+
+    def _out_hw(self, h: int, w: int) -> tuple[int, int]:
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+    def forward(self, x):
+        self._shape = x.shape
+        self._cols = x.im2col(self.kernel, self.stride, self.padding)  # [N, C*kh*kw, L]
+        w2 = self.weight.value.reshape(self.weight.value.shape[0], -1)
+        out = w2 @ self._cols + self.bias.value.reshape(1, -1, 1)
+        return out.reshape(x.shape[0], w2.shape[0], *self._out_hw(*x.shape[2:]))
+
+    def backward(self, grad):
+        n, o = grad.shape[:2]
+        g = grad.reshape(n, o, -1)
+        w_shape = self.weight.value.shape
+        self.weight.grad = (g @ self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
+        self.bias.grad = g.sum(axis=(0, 2))
+        w2 = self.weight.value.reshape(o, -1)
+        return (w2.T @ g).col2im(self._shape, self.kernel, self.stride, self.padding)
+
+
+class AvgPool2d(Module):
+    """Mean over kernel windows (stride defaults to the kernel); local but for one
+    division by kh*kw. Backward spreads g / (kh*kw) back over each window."""
+
+    def __init__(self, kernel_size, stride=None):
+        self.kernel = _pair(kernel_size)
+        self.stride = _pair(stride if stride is not None else kernel_size)
+
+    def forward(self, x):
+        n, c, h, w = self._shape = x.shape
+        cols = x.reshape(n * c, 1, h, w).im2col(self.kernel, self.stride)
+        self._cols_shape = cols.shape
+        out_h = (h - self.kernel[0]) // self.stride[0] + 1
+        out_w = (w - self.kernel[1]) // self.stride[1] + 1
+        return cols.mean(axis=1).reshape(n, c, out_h, out_w)
+
+    def backward(self, grad):
+        n, c, h, w = self._shape
+        size = self.kernel[0] * self.kernel[1]
+        per_window = (grad / size).reshape(n * c, 1, -1)
+        spread = mpc.concatenate([per_window] * size, axis=1)
+        return spread.col2im((n * c, 1, h, w), self.kernel, self.stride).reshape(n, c, h, w)
+
+
+class MaxPool2d(Module):
+    """Max over kernel windows; backward routes g to the window's maximum (the one-hot of
+    argmax; on ties every maximal position gets g)."""
+
+    def __init__(self, kernel_size, stride=None):
+        self.kernel = _pair(kernel_size)
+        self.stride = _pair(stride if stride is not None else kernel_size)
+
+    def forward(self, x):
+        n, c, h, w = self._shape = x.shape
+        cols = x.reshape(n * c, 1, h, w).im2col(self.kernel, self.stride)  # [NC, k, L]
+        top = cols.max(axis=1)
+        self._onehot = cols >= top.reshape(top.shape[0], 1, top.shape[1])
+        out_h = (h - self.kernel[0]) // self.stride[0] + 1
+        out_w = (w - self.kernel[1]) // self.stride[1] + 1
+        return top.reshape(n, c, out_h, out_w)
+
+    def backward(self, grad):
+        n, c, h, w = self._shape
+        g = grad.reshape(n * c, 1, -1)
+        routed = self._onehot * g.broadcast_to(self._onehot.shape)
+        return routed.col2im((n * c, 1, h, w), self.kernel, self.stride).reshape(n, c, h, w)

@@ -99,3 +99,71 @@ def test_logistic_regression_matches_float64_accuracy():
     want = logistic_regression_accuracy(xtr, ytr, xte, yte, epochs=3, batch_size=32, lr=0.1)
     got = mpc.run_local(_train_logistic, 3, args=(data, 3))[0]
     assert abs(got - want) <= 0.01, (got, want)
+
+
+def conv_reference(x, w, stride, padding):
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    kh, kw = w.shape[2:]
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    return np.einsum("nchwij,ocij->nohw", win, w)
+
+
+def numeric_grads(fn, x, g):
+    """Backward of a linear-in-x float64 function by its adjoint, via d<fn(x), g>/dx."""
+    eps, grad = 1e-6, np.zeros_like(x)
+    base = np.sum(fn(x) * g)
+    for i in np.ndindex(x.shape):
+        xp = x.copy()
+        xp[i] += eps
+        grad[i] = (np.sum(fn(xp) * g) - base) / eps
+    return grad
+
+
+def _layer_round_trip(ctx, make, x, g):
+    layer = make(ctx)
+    out = layer(share_from_0(ctx, x))
+    grad_in = layer.backward(share_from_0(ctx, g))
+    grads = [p.grad.reveal() for p in layer.parameters()]
+    return out.reveal(), grad_in.reveal(), grads
+
+
+def make_conv(ctx):
+    w = np.random.default_rng(11).normal(size=(3, 2, 3, 2))
+    return nn.Conv2d(ctx, 2, 3, (3, 2), stride=2, padding=1, weight=w, bias=np.array([0.5, -1, 0]))
+
+
+@pytest.mark.parametrize("n", PARTIES)
+def test_conv2d_forward_backward(n):
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(2, 2, 5, 4))
+    w, b = np.random.default_rng(11).normal(size=(3, 2, 3, 2)), np.array([0.5, -1, 0])
+    want = conv_reference(x, w, 2, 1) + b.reshape(1, -1, 1, 1)
+    g = rng.normal(size=want.shape)
+    out, grad_in, (grad_w, grad_b) = mpc.run_local(_layer_round_trip, n, args=(make_conv, x, g))[0]
+    tol = 200 * ULP
+    np.testing.assert_allclose(out, want, atol=tol)
+    np.testing.assert_allclose(grad_in, numeric_grads(lambda v: conv_reference(v, w, 2, 1), x, g),
+                               atol=tol + 1e-4)
+    np.testing.assert_allclose(grad_w, numeric_grads(lambda v: conv_reference(x, v, 2, 1), w, g),
+                               atol=tol + 1e-4)
+    np.testing.assert_allclose(grad_b, g.sum(axis=(0, 2, 3)), atol=tol)
+
+
+@pytest.mark.parametrize("n", PARTIES)
+@pytest.mark.parametrize("pool", ["AvgPool2d", "MaxPool2d"])
+def test_pooling_forward_backward(n, pool):
+    rng = np.random.default_rng(5)
+    x = np.round(rng.normal(size=(2, 2, 4, 6)), 3)  # distinct values: no ties in a window
+    g = rng.normal(size=(2, 2, 2, 3))
+    win = x.reshape(2, 2, 2, 2, 3, 2).transpose(0, 1, 2, 4, 3, 5).reshape(2, 2, 2, 3, 4)
+    if pool == "AvgPool2d":
+        want = win.mean(axis=-1)
+        want_grad = np.repeat(np.repeat(g / 4, 2, axis=2), 2, axis=3)
+    else:
+        want = win.max(axis=-1)
+        hit = x == np.repeat(np.repeat(want, 2, axis=2), 2, axis=3)
+        want_grad = hit * np.repeat(np.repeat(g, 2, axis=2), 2, axis=3)
+    out, grad_in, _ = mpc.run_local(_layer_round_trip, n,
+                                    args=(lambda ctx: getattr(nn, pool)(2), x, g))[0]
+    np.testing.assert_allclose(out, want, atol=2 * ULP)
+    np.testing.assert_allclose(grad_in, want_grad, atol=4 * ULP)
