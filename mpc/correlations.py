@@ -9,6 +9,7 @@ The dealer and the insecure in-process provider both build items from these reci
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Callable
@@ -29,6 +30,12 @@ class ItemSpec:
     kind: str
     shapes: tuple[Shape, ...]
     params: dict = field(default_factory=dict)
+
+    @property
+    def tag(self) -> bytes:
+        """8 bytes that name this spec: item streams are keyed by (number, tag), and the
+        dealer's speculative corrections carry it so a wrong guess is recognised."""
+        return hashlib.sha256(bytes(self.to_bytes())).digest()[:8]
 
     def to_bytes(self) -> np.ndarray:
         text = json.dumps({"kind": self.kind, "shapes": [list(s) for s in self.shapes],

@@ -17,6 +17,7 @@ from mpc.ring import DTYPE
 
 SEED_BYTES = 16
 CHUNK_WORDS = 1 << 17  # encrypt a 1 MiB zero block at a time into the output
+_ZEROS = memoryview(bytes(8 * CHUNK_WORDS))  # read-only, shared by every generator
 
 
 def new_seed() -> bytes:
@@ -31,7 +32,6 @@ class Prg:
         if len(seed) != SEED_BYTES:
             raise ValueError(f"a seed has {SEED_BYTES} bytes, got {len(seed)}")
         self._key = bytes(seed)
-        self._zeros = memoryview(bytes(8 * CHUNK_WORDS))
 
     def ring(self, nonce: int, count: int) -> np.ndarray:
         """`count` uniform ring elements of stream `nonce` (0 <= nonce < 2^64).
@@ -46,8 +46,17 @@ class Prg:
         raw = memoryview(out).cast("B")
         for start in range(0, count, CHUNK_WORDS):
             words = min(CHUNK_WORDS, count - start)
-            enc.update_into(self._zeros[:8 * words], raw[8 * start:])
+            enc.update_into(_ZEROS[:8 * words], raw[8 * start:])
         return out[:count]
+
+    def derive(self, number: int, tag: bytes) -> "Prg":
+        """An independent generator for (number, tag): AES of the block number || tag under
+        this seed, a PRF, so streams for different tags never overlap."""
+        if len(tag) != 8:
+            raise ValueError(f"a tag has 8 bytes, got {len(tag)}")
+        block = int(number).to_bytes(8, "big") + bytes(tag)
+        enc = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()
+        return Prg(enc.update(block) + enc.finalize())
 
     def ring_tensors(self, nonce: int, shapes) -> list[np.ndarray]:
         """One stream cut into tensors of the given shapes, in order."""

@@ -111,3 +111,36 @@ def test_dealer_receives_only_requests():
     np.testing.assert_allclose(out[0], (np.full((4, 4), 9.0) @ np.full((4, 4), 3.0)) ** 2)
     assert seen and all(op == "request" and dtype == np.uint8 for op, dtype, _ in seen)
     assert all(raw.startswith(b'{"kind": ') for _, _, raw in seen)
+
+
+def _changing_sequence(ctx):
+    """A repeated pattern the dealer learns, then a change it cannot guess."""
+    x = mpc.share(ctx, np.arange(1.0, 5.0) if ctx.pid == 0 else None, 0, shape=(4,))
+    out = []
+    for _ in range(4):
+        out.append((x * x).reveal())
+        out.append(x.square().reveal())
+    out.append((x.reshape(2, 2) @ x.reshape(2, 2)).reveal().reshape(-1))  # a new spec
+    out.append((x < 2.5).reveal())
+    return np.concatenate(out)
+
+
+def test_dealer_guesses_ahead_and_recovers_from_wrong_guesses():
+    x = np.arange(1.0, 5.0)
+    want = np.concatenate([x * x, x * x] * 4 + [(x.reshape(2, 2) @ x.reshape(2, 2)).reshape(-1),
+                                                (x < 2.5).astype(float)])
+    for n in (2, 3):
+        got = mpc.run_local(_changing_sequence, n)[0]
+        np.testing.assert_allclose(got, want, atol=4 * 2**-16)
+
+
+def test_item_streams_are_keyed_by_the_spec():
+    """A guessed item with the wrong spec uses randomness nobody else ever uses."""
+    from mpc.correlations import ItemSpec
+    from mpc.prg import Prg, new_seed
+    prg = Prg(new_seed())
+    a = ItemSpec("mul", ((4,), (4,))).tag
+    b = ItemSpec("trunc", ((4,),), {"frac_bits": 16}).tag
+    assert a != b
+    assert not np.array_equal(prg.derive(7, a).ring(0, 8), prg.derive(7, b).ring(0, 8))
+    assert np.array_equal(prg.derive(7, a).ring(0, 8), prg.derive(7, a).ring(0, 8))

@@ -60,7 +60,8 @@ class Provider(ABC):
     def take_free(self, ticket: Ticket) -> list[np.ndarray]:
         """The free components only (local: they come from this party's stream)."""
         rec = ticket.recipe
-        free, derived = draw_shares(self._prg, ticket.number, rec, self.corrects(ticket))
+        free, derived = draw_shares(self._prg, ticket.number, ticket.spec, rec,
+                                    self.corrects(ticket))
         ticket.derived = derived
         return free
 
@@ -96,13 +97,17 @@ def party_streams(prgs: list[Prg], number: int, spec: ItemSpec):
     them; the corrected party's derived shares are None."""
     rec = recipe(spec)
     corrected = corrected_party(number, len(prgs))
-    return [draw_shares(prg, number, rec, pid == corrected) for pid, prg in enumerate(prgs)]
+    return [draw_shares(prg, number, spec, rec, pid == corrected)
+            for pid, prg in enumerate(prgs)]
 
 
-def draw_shares(prg: Prg, number: int, rec, corrected: bool):
-    """One party's (free shares, derived shares) of item `number` from its stream; the
-    corrected party draws only the free ones (derived: None)."""
-    drawn = prg.ring_tensors(number, rec.free if corrected else rec.free + rec.derived)
+def draw_shares(prg: Prg, number: int, spec: ItemSpec, rec, corrected: bool):
+    """One party's (free shares, derived shares) of item `number` from its stream, which
+    is keyed by the number and the spec's tag (so an item the dealer made for a wrong
+    guess of the spec shares no randomness with the real one); the corrected party draws
+    only the free ones (derived: None)."""
+    stream = prg.derive(number, spec.tag)
+    drawn = stream.ring_tensors(0, rec.free if corrected else rec.free + rec.derived)
     free = [rec.reduce_free(i, d) for i, d in enumerate(drawn[:len(rec.free)])]
     if corrected:
         return free, None
