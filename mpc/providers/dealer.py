@@ -28,7 +28,8 @@ SEED_SEQ = 0
 DONE_REQUEST = b'{"kind": "done"}'
 RETRY = 1 << 40  # seq offset of a correction that replaces a wrong guess
 SPECULATION_DEPTH = 2
-SPECULATE_MAX_ELEMENTS = 1 << 22  # a wrong guess must not cost much
+SPECULATE_MAX_ELEMENTS = 1 << 16  # guessing helps latency-bound small items; a wrong
+# guess at a large one would cost a lot of work
 CONTEXTS = (16, 8, 4, 2)  # context lengths tried, longest first
 TAG_BYTES = 8
 
