@@ -167,3 +167,20 @@ def test_pooling_forward_backward(n, pool):
                                     args=(lambda ctx: getattr(nn, pool)(2), x, g))[0]
     np.testing.assert_allclose(out, want, atol=2 * ULP)
     np.testing.assert_allclose(grad_in, want_grad, atol=4 * ULP)
+
+
+def _train_mlp(ctx, data, epochs):
+    xtr, xte, ytr, yte = data
+    x, y = share_from_0(ctx, xtr), share_from_0(ctx, ytr)
+    model = nn.Sequential(nn.Linear(ctx, 64, 32, seed=0), nn.ReLU(), nn.Linear(ctx, 32, 10, seed=1))
+    nn.fit(model, nn.SoftmaxCrossEntropyLoss(), nn.SGD(model.parameters(), lr=0.5), x, y,
+           epochs=epochs, batch_size=32, progress=False)
+    return nn.accuracy(model, share_from_0(ctx, xte), share_from_0(ctx, yte))
+
+
+def test_mlp_on_digits_matches_float64_accuracy():
+    from nn.plain import digits, mlp_accuracy
+    data = xtr, xte, ytr, yte = digits()
+    want = mlp_accuracy(xtr, ytr, xte, yte, hidden=32, epochs=1, batch_size=32, lr=0.5)
+    got = mpc.run_local(_train_mlp, 2, args=(data, 1))[0]
+    assert abs(got - want) <= 0.02, (got, want)
