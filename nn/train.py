@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 import mpc
+from nn import checkpoint
 
 
 def accuracy(model, x, y) -> float:
@@ -36,21 +37,26 @@ def _progress(ctx, total: int, show: bool):
 
 
 def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int = 0,
-        evaluate=None, progress: bool = True) -> list[dict]:
+        evaluate=None, progress: bool = True, checkpoint_dir=None) -> list[dict]:
     """Minibatch training on secret data; returns one record per epoch (seconds, bytes
     sent, rounds, and whatever `evaluate(model)` returns, e.g. a test accuracy).
 
     Batches are drawn by a public seeded permutation each epoch (shuffled, not Poisson
-    sampled). Example:
+    sampled). With `checkpoint_dir`, each party saves its shares after every epoch and a
+    new call resumes after the newest epoch all parties saved (nn.checkpoint). Example:
         history = nn.fit(model, nn.BCEWithLogitsLoss(), nn.SGD(model.parameters(), 0.1),
                          x, y, epochs=10, batch_size=32)
     """
     ctx = x.ctx
     rng = np.random.default_rng(seed)
     history = []
+    done = checkpoint.resume(checkpoint_dir, ctx, model.parameters(), optimizer) \
+        if checkpoint_dir is not None else 0
     for epoch in range(epochs):
+        batches = _batches(x.shape[0], batch_size, rng)  # drawn even when skipped: same order
+        if epoch < done:
+            continue
         start, before = time.perf_counter(), ctx.stats.snapshot()
-        batches = _batches(x.shape[0], batch_size, rng)
         bar = _progress(ctx, len(batches), progress)
         for rows in batches:
             optimizer.zero_grad()
@@ -67,5 +73,7 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
                   "rounds": used.rounds - before.rounds}
         if evaluate is not None:
             record.update(evaluate(model))
+        if checkpoint_dir is not None:
+            checkpoint.save(checkpoint_dir, ctx, model.parameters(), optimizer, epoch + 1)
         history.append(record)
     return history

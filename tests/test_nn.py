@@ -184,3 +184,31 @@ def test_mlp_on_digits_matches_float64_accuracy():
     want = mlp_accuracy(xtr, ytr, xte, yte, hidden=32, epochs=1, batch_size=32, lr=0.5)
     got = mpc.run_local(_train_mlp, 2, args=(data, 1))[0]
     assert abs(got - want) <= 0.02, (got, want)
+
+
+def _train_with_checkpoints(ctx, data, directory, plan):
+    """Run fit once per entry of `plan` (epochs to reach), optionally losing one party's
+    newest checkpoint in between (a crash between two parties' writes)."""
+    import os
+    xtr, xte, ytr, yte = data
+    x, y = share_from_0(ctx, xtr[:96]), share_from_0(ctx, ytr[:96])
+    for epochs, lose in plan:
+        model = nn.Linear(ctx, xtr.shape[1], 1, seed=0)
+        optimizer = nn.SGD(model.parameters(), lr=0.1, momentum=0.5)
+        nn.fit(model, nn.BCEWithLogitsLoss(), optimizer, x, y, epochs=epochs, batch_size=32,
+               progress=False, checkpoint_dir=directory)
+        if lose is not None and ctx.pid == 1:
+            os.remove(os.path.join(directory, f"party1-epoch{lose}.npz"))
+    return model.weight.value.reveal()
+
+
+def test_training_resumes_from_the_newest_common_checkpoint(tmp_path):
+    data = breast_cancer()
+    straight = mpc.run_local(_train_with_checkpoints, 2,
+                             args=(data, str(tmp_path / "a"), [(3, None)]))[0]
+    resumed = mpc.run_local(_train_with_checkpoints, 2,
+                            args=(data, str(tmp_path / "b"), [(2, 2), (3, None)]))[0]
+    # party 1 lost epoch 2: both resume from epoch 1 and redo 2 and 3 with the same batches
+    np.testing.assert_allclose(resumed, straight, atol=30 * ULP)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "party0-epoch2.npz", "party0-epoch3.npz", "party1-epoch2.npz", "party1-epoch3.npz"]
