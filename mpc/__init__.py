@@ -15,10 +15,10 @@ from mpc.fixedpoint import FixedPoint
 from mpc.functions import (divide, exp, exp_nonpositive, inv_sqrt, log, reciprocal, sigmoid,
                            softmax, sqrt, tanh)
 from mpc.harness import PartyFailed, run_local
-from mpc.sharing import reveal, share, share_public
+from mpc.sharing import reveal, share, share_public, share_rows
 from mpc.tensor import SecretTensor, ShapeError, concatenate, conv2d, stack, where
 
 __all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost", "PeerTimeout",
            "ProtocolError", "SecretTensor", "ShapeError", "concatenate", "conv2d", "divide",
            "exp", "exp_nonpositive", "inv_sqrt", "log", "reciprocal", "reveal", "run_local", "share",
-           "share_public", "sigmoid", "softmax", "sqrt", "stack", "tanh", "where"]
+           "share_public", "share_rows", "sigmoid", "softmax", "sqrt", "stack", "tanh", "where"]

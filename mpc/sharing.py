@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.ring import DTYPE
-from mpc.tensor import SecretTensor
+from mpc.tensor import SecretTensor, concatenate
 
 
 def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
@@ -40,6 +40,30 @@ def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
         for peer in ctx.peers:
             mine -= ctx.pairwise_ring(peer, nonce, shape)
         return SecretTensor(ctx, mine)
+
+
+def share_rows(ctx, my_rows) -> SecretTensor:
+    """[rows of party 0; rows of party 1; ...]: each party passes its own rows (a 2-D or
+    higher array, or None for none) and all get the union, secret-shared, in party order.
+    Row counts need not be known in advance (each owner announces its shape).
+
+    Rounds: n (one shape announcement per party). Comm: no ring elements.
+    Example:
+        x = mpc.share_rows(ctx, np.load(f"hospital{ctx.pid}.npy"))
+    """
+    blocks = []
+    for owner in range(ctx.n_parties):
+        rows = my_rows if ctx.pid == owner else None
+        if rows is not None and len(rows) == 0:
+            rows = None
+        with ctx.operation("share"):
+            present = ctx.broadcast(owner, np.array([rows is not None], np.int64)
+                                    if ctx.pid == owner else None, np.int64, "share-rows")
+        if present[0]:
+            blocks.append(share(ctx, rows, owner=owner))
+    if not blocks:
+        raise ValueError("share_rows: no party contributed any rows")
+    return blocks[0] if len(blocks) == 1 else concatenate(blocks)
 
 
 def share_public(ctx, value) -> SecretTensor:

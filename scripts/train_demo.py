@@ -20,11 +20,9 @@ EPOCHS, BATCH, LR = 10, 32, 0.1
 
 def main(ctx):
     xtr, xte, ytr, yte = breast_cancer()  # each hospital would read only its own rows
-    mine = np.array_split(np.arange(len(xtr)), ctx.n_parties)  # hospital p owns mine[p]
-    x = mpc.concatenate([mpc.share(ctx, xtr[r] if ctx.pid == p else None, p, shape=(len(r), 30))
-                         for p, r in enumerate(mine)])
-    y = mpc.concatenate([mpc.share(ctx, ytr[r] if ctx.pid == p else None, p, shape=(len(r), 1))
-                         for p, r in enumerate(mine)])
+    mine = np.array_split(np.arange(len(xtr)), ctx.n_parties)[ctx.pid]  # this party's rows
+    x = mpc.share_rows(ctx, xtr[mine])
+    y = mpc.share_rows(ctx, ytr[mine])
     x_test = mpc.share(ctx, xte if ctx.pid == 0 else None, 0, shape=xte.shape)
     y_test = mpc.share(ctx, yte if ctx.pid == 0 else None, 0, shape=yte.shape)
 

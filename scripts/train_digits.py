@@ -20,11 +20,9 @@ HIDDEN, BATCH, LR = 32, 32, 0.5
 def main(ctx):
     epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     xtr, xte, ytr, yte = digits()
-    mine = np.array_split(np.arange(len(xtr)), ctx.n_parties)
-    x = mpc.concatenate([mpc.share(ctx, xtr[r] if ctx.pid == p else None, p, shape=(len(r), 64))
-                         for p, r in enumerate(mine)])
-    y = mpc.concatenate([mpc.share(ctx, ytr[r] if ctx.pid == p else None, p, shape=(len(r), 10))
-                         for p, r in enumerate(mine)])
+    mine = np.array_split(np.arange(len(xtr)), ctx.n_parties)[ctx.pid]  # this party's rows
+    x = mpc.share_rows(ctx, xtr[mine])
+    y = mpc.share_rows(ctx, ytr[mine])
     x_test = mpc.share(ctx, xte if ctx.pid == 0 else None, 0, shape=xte.shape)
     y_test = mpc.share(ctx, yte if ctx.pid == 0 else None, 0, shape=yte.shape)
     model = nn.Sequential(nn.Linear(ctx, 64, HIDDEN, seed=0), nn.ReLU(),

@@ -80,3 +80,17 @@ def test_large_openings_use_reduce_scatter_for_three_parties():
     # peers (2 |slice 0|): about 2 (n-1)/n = 4/3 of the tensor, in two rounds
     slice0 = int(np.linspace(0, n, 4).astype(np.int64)[1])
     assert counts["reveal"] == ((n + slice0) * 8, 2)
+
+
+def _rows(ctx):
+    counts = [3, 0, 2, 4, 1][:ctx.n_parties]
+    mine = np.full((counts[ctx.pid], 2), float(ctx.pid)) if counts[ctx.pid] else None
+    return mpc.share_rows(ctx, mine).reveal()
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_share_rows_unions_each_party_rows_in_order(n):
+    counts = [3, 0, 2, 4, 1][:n]
+    want = np.concatenate([np.full((c, 2), float(p)) for p, c in enumerate(counts)])
+    for got in mpc.run_local(_rows, n):
+        np.testing.assert_array_equal(got, want)
