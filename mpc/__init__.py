@@ -20,5 +20,6 @@ from mpc.tensor import SecretTensor, ShapeError, concatenate, conv2d, stack, whe
 
 __all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost", "PeerTimeout",
            "ProtocolError", "SecretTensor", "ShapeError", "concatenate", "conv2d", "divide",
-           "exp", "exp_nonpositive", "inv_sqrt", "log", "reciprocal", "reveal", "run_local", "share",
+           "exp", "exp_nonpositive", "inv_sqrt", "log", "reciprocal", "reveal", "run_local",
+           "share",
            "share_public", "share_rows", "sigmoid", "softmax", "sqrt", "stack", "tanh", "where"]

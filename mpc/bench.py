@@ -186,6 +186,7 @@ def comparison(ours: dict, theirs: dict) -> dict:
     """Our time and bytes as fractions of CrypTen's (its actual TCP bytes)."""
     tcp = theirs.get("tcp_bytes_sent_party0") or theirs.get("bytes_sent_party0")
     return {"system": "ratio mpc-dl/crypten", "workload": ours["workload"],
-            "parties": ours["parties"], "time_ratio": round(ours["median_s"] / theirs["median_s"], 3),
+            "parties": ours["parties"],
+            "time_ratio": round(ours["median_s"] / theirs["median_s"], 3),
             "bytes_ratio": round(ours["bytes_sent_party0"] / tcp, 3) if tcp else None,
             "rounds": [ours["rounds"], theirs.get("rounds")]}

@@ -39,7 +39,8 @@ class Context:
             raise ValueError(f"party id {pid} outside 0..{n_parties - 1}")
         from mpc.protocols.truncation import TRUNCATIONS
         if truncation not in TRUNCATIONS:
-            raise ValueError(f"unknown truncation {truncation!r}; choose one of {sorted(TRUNCATIONS)}")
+            raise ValueError(f"unknown truncation {truncation!r}; "
+                             f"choose one of {sorted(TRUNCATIONS)}")
         if truncation == "local-probabilistic" and n_parties != 2:
             raise ValueError("local-probabilistic truncation works for 2 parties only")
         self.pid = pid

@@ -47,7 +47,8 @@ class ItemSpec:
         """Parse and validate a request; raises ValueError on anything malformed."""
         try:
             obj = json.loads(bytes(raw).decode())
-            spec = ItemSpec(str(obj["kind"]), tuple(tuple(int(d) for d in s) for s in obj["shapes"]),
+            shapes = tuple(tuple(int(d) for d in s) for s in obj["shapes"])
+            spec = ItemSpec(str(obj["kind"]), shapes,
                             dict(obj.get("params", {})))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"malformed correlated-randomness request: {exc}") from None
@@ -139,7 +140,8 @@ def recipe(spec: ItemSpec) -> Recipe:
     if len(shapes) != arity[kind] or any(d < 0 for s in shapes for d in s):
         raise ValueError(f"{kind}: bad shapes {shapes}")
     if sum(int(np.prod(s, dtype=np.int64)) for s in shapes) > MAX_ITEM_ELEMENTS:
-        raise ValueError(f"{kind}: request for {shapes} is larger than {MAX_ITEM_ELEMENTS} elements")
+        raise ValueError(f"{kind}: request for {shapes} is larger than "
+                         f"{MAX_ITEM_ELEMENTS} elements")
     if kind == "mul":
         return Recipe(shapes, (_broadcast(*shapes),), lambda v: [v[0] * v[1]])
     if kind == "matmul":

@@ -57,7 +57,3 @@ class FixedPoint:
     def decode(self, ring_values: np.ndarray) -> np.ndarray:
         """Ring elements -> float64 reals."""
         return signed(ring_values).astype(np.float64) / self.scale
-
-    def encode_int(self, values) -> np.ndarray:
-        """Integers -> ring elements scaled by 2^f (exact; for public integer constants)."""
-        return (np.asarray(values, dtype=np.int64) * self.scale).view(DTYPE)

@@ -695,7 +695,8 @@ def lt_level_prepare_reference(lt, eq, half: int):
     """Inputs of one tree level's AND: X = (O(eq), O(eq)), Y = (E(lt), E(eq)) as the low and
     high `half` bits, where E/O take the even/odd bits; also O(lt), the merged lt's other
     term. Reference for lt_level_masked and lt_level_finish."""
-    odd_lt, odd_eq = compact_even_reference(lt >> np.uint64(1)), compact_even_reference(eq >> np.uint64(1))
+    odd_lt = compact_even_reference(lt >> np.uint64(1))
+    odd_eq = compact_even_reference(eq >> np.uint64(1))
     h = np.uint64(half)
     x = odd_eq | (odd_eq << h)
     y = compact_even_reference(lt) | (compact_even_reference(eq) << h)
@@ -744,7 +745,7 @@ def _lt_masked(lt, eq, half, a_word, b_word, offset, width, out):
 
 def lt_level_masked(lt: np.ndarray, eq: np.ndarray, half: int, a_word: np.ndarray,
                     b_word: np.ndarray, offset: int, width: int, dtype) -> np.ndarray:
-    """One tree level's masked AND inputs, [X ^ a | Y ^ b] (see lt_level_prepare_reference), with the
+    """One tree level's masked AND inputs, [X ^ a | Y ^ b] (lt_level_prepare_reference), with the
     triple's `width`-bit fields read at `offset` from a and b words; written straight in
     the wire dtype."""
     out = np.empty(2 * lt.size, dtype=dtype)

@@ -67,8 +67,3 @@ class Prg:
             out.append(flat[start:start + size].reshape(shape))
             start += size
         return out
-
-
-def random_ring(shape) -> np.ndarray:
-    """Uniform ring elements from a fresh OS-seeded stream (for one-off masks)."""
-    return Prg(new_seed()).ring(0, int(np.prod(shape, dtype=np.int64))).reshape(shape)

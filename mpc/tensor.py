@@ -146,8 +146,7 @@ class SecretTensor:
         flat = np.atleast_1d(self.share).reshape(-1)
         with self.ctx.operation(label):
             bit, picked = compare.less_than_zero(self.ctx, flat, select=select)
-        shaped = (lambda v: v.reshape(self.shape))
-        return shaped(bit), (shaped(picked) if select else None)
+        return bit.reshape(self.shape), (picked.reshape(self.shape) if select else None)
 
     def _from_bit(self, bit: np.ndarray, negate: bool = False) -> "SecretTensor":
         """Integer 0/1 shares as fixed point 0.0/1.0 (or 1 - bit): exact, local."""

@@ -11,5 +11,6 @@ from nn.module import Module, Parameter
 from nn.optim import SGD
 from nn.train import accuracy, fit
 
-__all__ = ["AvgPool2d", "BCEWithLogitsLoss", "Conv2d", "Flatten", "MaxPool2d", "Linear", "MSELoss", "Module", "Parameter",
+__all__ = ["AvgPool2d", "BCEWithLogitsLoss", "Conv2d", "Flatten", "MaxPool2d", "Linear",
+           "MSELoss", "Module", "Parameter",
            "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxCrossEntropyLoss", "accuracy", "fit"]

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 
-import mpc
 from nn import checkpoint
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mpc
-from oracle import ULP, check_op
+from oracle import check_op
 
 PARTIES = [2, 3]
 PROVIDERS = ["dealer", "insecure-seeded"]
@@ -90,7 +90,8 @@ def test_square(n, data):
 @pytest.mark.parametrize("n", PARTIES)
 @given(data=st.data())
 def test_conv2d(n, data):
-    batch, chans, outs = data.draw(st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 3)))
+    batch, chans, outs = data.draw(st.tuples(st.integers(1, 2), st.integers(1, 2),
+                                             st.integers(1, 3)))
     kh, kw = data.draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
     stride, padding = data.draw(st.integers(1, 2)), data.draw(st.integers(0, 2))
     h, w = data.draw(st.tuples(st.integers(kh, 6), st.integers(kw, 6)))

@@ -84,7 +84,8 @@ def _train_logistic(ctx, data, epochs):
     xtr, xte, ytr, yte = data
     third = np.array_split(np.arange(len(xtr)), ctx.n_parties)
     x = mpc.concatenate([mpc.share(ctx, xtr[rows] if ctx.pid == p else None, p,
-                                   shape=(len(rows), xtr.shape[1])) for p, rows in enumerate(third)])
+                                   shape=(len(rows), xtr.shape[1]))
+                         for p, rows in enumerate(third)])
     y = mpc.concatenate([mpc.share(ctx, ytr[rows] if ctx.pid == p else None, p,
                                    shape=(len(rows), 1)) for p, rows in enumerate(third)])
     model = nn.Linear(ctx, xtr.shape[1], 1, seed=0)
@@ -104,7 +105,8 @@ def test_logistic_regression_matches_float64_accuracy():
 def conv_reference(x, w, stride, padding):
     x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     kh, kw = w.shape[2:]
-    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    win = win[:, :, ::stride, ::stride]
     return np.einsum("nchwij,ocij->nohw", win, w)
 
 

@@ -31,7 +31,6 @@ import numpy as np
 
 from mpc import kernels
 from mpc.correlations import ItemSpec
-from mpc.ring import DTYPE
 
 LOW63 = np.uint64((1 << 63) - 1)
 ALL_ONES = np.uint64(2**64 - 1)
