@@ -134,3 +134,40 @@ def test_config_with_duplicate_address_refused(tmp_path):
     path.write_text(text.replace(second, first))
     with pytest.raises(ValueError, match="used by more than one member"):
         load_config(path)
+
+
+def train_killed_at(ctx, directory, kill_party, kill_epoch):
+    """Logistic regression with checkpoints; in a fresh run `kill_party` SIGKILLs itself
+    while evaluating epoch `kill_epoch` (after epoch kill_epoch - 1 was saved)."""
+    import signal
+
+    import nn
+    from nn.plain import breast_cancer
+    xtr, _, ytr, _ = breast_cancer()
+    x = mpc.share(ctx, xtr[:96] if ctx.pid == 0 else None, 0, shape=(96, 30))
+    y = mpc.share(ctx, ytr[:96] if ctx.pid == 1 else None, 1, shape=(96, 1))
+    model = nn.Linear(ctx, 30, 1, seed=0)
+
+    epochs_seen = []
+
+    def evaluate(m):  # called once per epoch, before that epoch's checkpoint is written
+        epochs_seen.append(1)
+        if ctx.pid == kill_party and len(epochs_seen) == kill_epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {}
+    nn.fit(model, nn.BCEWithLogitsLoss(), nn.SGD(model.parameters(), lr=0.1, momentum=0.5),
+           x, y, epochs=3, batch_size=32, progress=False, checkpoint_dir=directory,
+           evaluate=evaluate)
+    return model.weight.value.reveal()
+
+
+def test_training_killed_mid_run_resumes_and_matches(tmp_path):
+    straight = run_processes(train_killed_at, 2, args=(str(tmp_path / "a"), -1, -1),
+                             timeout=20)[0]
+    with pytest.raises(mpc.PartyFailed, match="party 1"):
+        run_processes(train_killed_at, 2, args=(str(tmp_path / "b"), 1, 3), timeout=5)
+    assert sorted(os.listdir(tmp_path / "b")) == ["party0-epoch1.npz", "party0-epoch2.npz",
+                                                  "party1-epoch1.npz", "party1-epoch2.npz"]
+    resumed = run_processes(train_killed_at, 2, args=(str(tmp_path / "b"), -1, -1),
+                            timeout=20)[0]
+    np.testing.assert_allclose(resumed, straight, atol=30 * 2**-16)
