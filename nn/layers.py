@@ -16,7 +16,7 @@ class Linear(Module):
     and are secret from the first update on.
 
     Backward: dW = x^T @ g, db = sum_batch g, dx = g @ W^T (two secret matrix products,
-    independent, so they share rounds when the caller batches them)."""
+    run one after the other: 4 rounds; batching them into one opening is not done yet)."""
 
     def __init__(self, ctx, in_features: int, out_features: int, *, seed: int = 0,
                  weight: np.ndarray | None = None, bias: np.ndarray | None = None):

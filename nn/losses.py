@@ -1,4 +1,7 @@
-"""Losses: each keeps what backward needs and returns the gradient of the batch mean."""
+"""Losses: calling one returns its forward output (the residual or the predicted
+probabilities) and keeps what backward needs; backward() returns the gradient of the batch
+mean. The loss value itself is not computed: revealing it per batch would leak, and
+training needs only the gradient (nn.accuracy reports progress instead)."""
 
 from __future__ import annotations
 

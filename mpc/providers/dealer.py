@@ -31,6 +31,7 @@ SPECULATION_DEPTH = 2
 SPECULATE_MAX_ELEMENTS = 1 << 16  # guessing helps latency-bound small items; a wrong
 # guess at a large one would cost a lot of work
 CONTEXTS = (16, 8, 4, 2)  # context lengths tried, longest first
+MAX_CONTEXTS = 1 << 16  # forget what was learnt past this many contexts (bounded memory)
 TAG_BYTES = 8
 
 
@@ -105,6 +106,8 @@ def serve_dealer(transport, n_parties: int, idle_timeout: float | None = None) -
             send_item(number, raw, number)
         elif guess != raw:
             send_item(number, raw, number + RETRY)
+        if len(follows) > MAX_CONTEXTS:
+            follows.clear()  # a program that never repeats: guessing would not help anyway
         for length in CONTEXTS:
             if len(history) >= length:
                 follows[history[len(history) - length:]] = raw
