@@ -13,7 +13,7 @@ from net import PeerError, PeerLost, PeerTimeout, ProtocolError
 from mpc.context import Context
 from mpc.fixedpoint import FixedPoint
 from mpc.functions import (divide, exp, exp_nonpositive, inv_sqrt, log, reciprocal, sigmoid,
-                           softmax, sqrt, tanh)
+                           sigmoid_piecewise, softmax, sqrt, tanh)
 from mpc.harness import PartyFailed, run_local
 from mpc.sharing import reveal, share, share_public, share_rows
 from mpc.tensor import SecretTensor, ShapeError, concatenate, conv2d, stack, where
@@ -22,4 +22,5 @@ __all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost", "Pee
            "ProtocolError", "SecretTensor", "ShapeError", "concatenate", "conv2d", "divide",
            "exp", "exp_nonpositive", "inv_sqrt", "log", "reciprocal", "reveal", "run_local",
            "share",
-           "share_public", "share_rows", "sigmoid", "softmax", "sqrt", "stack", "tanh", "where"]
+           "share_public", "share_rows", "sigmoid", "sigmoid_piecewise", "softmax", "sqrt",
+           "stack", "tanh", "where"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -31,16 +32,19 @@ class ItemSpec:
     shapes: tuple[Shape, ...]
     params: dict = field(default_factory=dict)
 
-    @property
+    @cached_property
     def tag(self) -> bytes:
         """8 bytes that name this spec: item streams are keyed by (number, tag), and the
         dealer's speculative corrections carry it so a wrong guess is recognised."""
-        return hashlib.sha256(bytes(self.to_bytes())).digest()[:8]
+        return hashlib.sha256(self._encoded).digest()[:8]
+
+    @cached_property
+    def _encoded(self) -> bytes:  # specs are immutable: encode once (hot in training loops)
+        return json.dumps({"kind": self.kind, "shapes": [list(s) for s in self.shapes],
+                           "params": self.params}, sort_keys=True).encode()
 
     def to_bytes(self) -> np.ndarray:
-        text = json.dumps({"kind": self.kind, "shapes": [list(s) for s in self.shapes],
-                           "params": self.params}, sort_keys=True)
-        return np.frombuffer(text.encode(), dtype=np.uint8)
+        return np.frombuffer(self._encoded, dtype=np.uint8)
 
     @staticmethod
     def from_bytes(raw: np.ndarray) -> "ItemSpec":

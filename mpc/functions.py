@@ -23,6 +23,7 @@ RECIPROCAL_LOG2_RANGE = (-10, 14)  # |x| in [2^-10, 2^15): about [9.8e-4, 32768)
 SQRT_LOG4_RANGE = (-5, 7)  # x in [4^-5, 4^8): about [9.8e-4, 65536)
 EXP_MAX_ARG = 20.0  # exp(20) = 4.85e8 is inside the fixed-point range
 LOG_LOG2_RANGE = (-10, 14)
+SIGMOID_KNOTS = np.linspace(-8.0, 8.0, 33)  # pieces of width 1/2; outside, 0 and 1
 
 
 def _chebyshev_poly(fn, lo: float, hi: float, degree: int) -> np.ndarray:
@@ -174,6 +175,47 @@ def sigmoid(x: SecretTensor) -> SecretTensor:
     s = _newton_reciprocal(half_denominator) * 0.5
     flipped = (s * -2.0 + 1.0)  # 1 - 2s
     return s + x._new(_mul_by_bit(flipped, negative))
+
+
+def _sigmoid_pieces(knots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Intercepts and slopes of the minimax line of sigmoid on each piece [k_j, k_j+1]
+    (sigmoid is convex or concave on each, since 0 is a knot: the minimax line is the chord
+    shifted by half its largest gap), then 1 above the last knot."""
+    def sig(v):
+        return 0.5 * (1 + np.tanh(v / 2))
+    intercepts, slopes = [], []
+    for lo, hi in zip(knots[:-1], knots[1:]):
+        slope = (sig(hi) - sig(lo)) / (hi - lo)
+        grid = np.linspace(lo, hi, 2001)
+        gap = sig(grid) - (sig(lo) + slope * (grid - lo))
+        intercepts.append(sig(lo) - slope * lo + (gap.max() + gap.min()) / 2)
+        slopes.append(slope)
+    return np.array(intercepts + [1.0]), np.array(slopes + [0.0])
+
+
+SIGMOID_LINES = _sigmoid_pieces(SIGMOID_KNOTS)
+
+
+def sigmoid_piecewise(x: SecretTensor) -> SecretTensor:
+    """sigmoid(x) by 32 minimax lines on [-8, 8] (pieces of width 1/2), 0 below and 1
+    above, for every x. Error <= 0.0016 (the lines' 0.0015, the tails' 3.4e-4, rounding):
+    100 times coarser than sigmoid's but 5 times fewer rounds, which is what a training
+    step needs (a gradient p - y wants two or three correct digits, not five).
+
+    One batched comparison gives c_j = [x >= k_j] for all 33 knots; the line in force is
+    then a public combination of the c_j (local: intercept A and slope B as shares), and
+    sigmoid = A + B x costs one product. Rounds: 10. Comm: 1331.6 bytes per element to
+    each peer (the 33 comparisons).
+    """
+    intercepts, slopes = SIGMOID_LINES
+    scale = x.ctx.fixed.scale
+    steps = _at_least(x, SIGMOID_KNOTS)  # c_j, line j applies from knot j on
+
+    def telescoped(values):  # sum_j c_j (v_j - v_j-1) with v_-1 = 0, exact on integers
+        encoded = [int(round(v * scale)) for v in values]
+        return x._new(_weighted(steps, np.diff(encoded, prepend=0)))
+
+    return telescoped(intercepts) + telescoped(slopes) * x
 
 
 def tanh(x: SecretTensor) -> SecretTensor:

@@ -7,10 +7,12 @@ backward is written out rather than taped per scalar.
 
 from nn.layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Sigmoid
 from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
+from nn.guard import FixedPointOverflow
 from nn.module import Module, Parameter
 from nn.optim import SGD
 from nn.train import accuracy, fit
 
-__all__ = ["AvgPool2d", "BCEWithLogitsLoss", "Conv2d", "Flatten", "MaxPool2d", "Linear",
+__all__ = ["AvgPool2d", "BCEWithLogitsLoss", "Conv2d", "FixedPointOverflow", "Flatten",
+           "MaxPool2d", "Linear",
            "MSELoss", "Module", "Parameter",
            "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxCrossEntropyLoss", "accuracy", "fit"]

@@ -16,7 +16,8 @@ class Linear(Module):
     and are secret from the first update on.
 
     Backward: dW = x^T @ g, db = sum_batch g, dx = g @ W^T (two secret matrix products,
-    run one after the other: 4 rounds; batching them into one opening is not done yet)."""
+    run one after the other: 4 rounds; 2 when the input needs no gradient, as the first
+    layer's data does not)."""
 
     def __init__(self, ctx, in_features: int, out_features: int, *, seed: int = 0,
                  weight: np.ndarray | None = None, bias: np.ndarray | None = None):
@@ -37,10 +38,10 @@ class Linear(Module):
         self._x = x
         return x @ self.weight.value + self.bias.value
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad=True):
         self.weight.grad = self._x.T @ grad
         self.bias.grad = grad.sum(axis=0)
-        return grad @ self.weight.value.T
+        return grad @ self.weight.value.T if input_grad else None
 
 
 class ReLU(Module):
@@ -50,7 +51,7 @@ class ReLU(Module):
         out, self._mask = x.relu(with_grad=True)
         return out
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad=True):
         return grad * self._mask
 
 
@@ -61,7 +62,7 @@ class Sigmoid(Module):
         self._s = mpc.sigmoid(x)
         return self._s
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad=True):
         return grad * (self._s - self._s.square())
 
 
@@ -72,7 +73,7 @@ class Flatten(Module):
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad=True):
         return grad.reshape(self._shape)
 
 
@@ -90,9 +91,9 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def backward(self, grad):
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+    def backward(self, grad, input_grad=True):
+        for i in reversed(range(len(self.layers))):
+            grad = self.layers[i].backward(grad, input_grad=input_grad or i > 0)
         return grad
 
 
@@ -132,12 +133,14 @@ class Conv2d(Module):
         out = w2 @ self._cols + self.bias.value.reshape(1, -1, 1)
         return out.reshape(x.shape[0], w2.shape[0], *self._out_hw(*x.shape[2:]))
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad=True):
         n, o = grad.shape[:2]
         g = grad.reshape(n, o, -1)
         w_shape = self.weight.value.shape
         self.weight.grad = (g @ self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
         self.bias.grad = g.sum(axis=(0, 2))
+        if not input_grad:
+            return None
         w2 = self.weight.value.reshape(o, -1)
         return (w2.T @ g).col2im(self._shape, self.kernel, self.stride, self.padding)
 
@@ -158,7 +161,7 @@ class AvgPool2d(Module):
         out_w = (w - self.kernel[1]) // self.stride[1] + 1
         return cols.mean(axis=1).reshape(n, c, out_h, out_w)
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad=True):
         n, c, h, w = self._shape
         size = self.kernel[0] * self.kernel[1]
         per_window = (grad / size).reshape(n * c, 1, -1)
@@ -183,7 +186,7 @@ class MaxPool2d(Module):
         out_w = (w - self.kernel[1]) // self.stride[1] + 1
         return top.reshape(n, c, out_h, out_w)
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad=True):
         n, c, h, w = self._shape
         g = grad.reshape(n * c, 1, -1)
         routed = self._onehot * g.broadcast_to(self._onehot.shape)

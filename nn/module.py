@@ -12,7 +12,9 @@ class Parameter:
 
 
 class Module:
-    """forward(x) -> y and backward(grad_y) -> grad_x; parameters() lists what trains."""
+    """forward(x) -> y and backward(grad_y) -> grad_x; parameters() lists what trains.
+    backward(grad, input_grad=False) may skip grad_x (and return None) where the input is
+    data: nn.fit asks so, which saves the first layer's input-gradient product."""
 
     def parameters(self) -> list[Parameter]:
         return []
@@ -27,5 +29,5 @@ class Module:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad=True):
         raise NotImplementedError

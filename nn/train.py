@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from nn import checkpoint
+from nn import checkpoint, guard
 
 
 def accuracy(model, x, y) -> float:
@@ -35,44 +35,99 @@ def _progress(ctx, total: int, show: bool):
     return tqdm(total=total, unit="step", leave=False)
 
 
+def _guard_rows(n: int, rows: int, seed: int) -> np.ndarray:
+    """The public, fixed sample of training rows the guard runs the model on."""
+    return np.sort(np.random.default_rng(seed + 1).permutation(n)[:rows])
+
+
 def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int = 0,
-        evaluate=None, progress: bool = True, checkpoint_dir=None) -> list[dict]:
-    """Minibatch training on secret data; returns one record per epoch (seconds, bytes
-    sent, rounds, and whatever `evaluate(model)` returns, e.g. a test accuracy).
+        evaluate=None, progress: bool = True, checkpoint_dir=None,
+        guard_every: int | None = None, guard_rows: int = 256) -> list[dict]:
+    """Minibatch training on secret data; returns one record per epoch: the training loss
+    (on a fixed sample of `guard_rows` rows), seconds, bytes sent, rounds, what
+    `evaluate(model)` returns (e.g. a test accuracy) and what `optimizer.metrics()` does
+    (e.g. DP's epsilon). A progress bar shows them on a terminal.
 
     Batches are drawn by a public seeded permutation each epoch (shuffled, not Poisson
     sampled). With `checkpoint_dir`, each party saves its shares after every epoch and a
-    new call resumes after the newest epoch all parties saved (nn.checkpoint). Example:
+    new call resumes after the newest epoch all parties saved (nn.checkpoint).
+
+    The guard (nn.guard) runs after every `guard_every` steps (default: at the end of each
+    epoch; 0: never): it reveals the loss on the sample and how many values of each layer
+    and parameter left the safe range. On trouble, with checkpoints the epoch is rolled
+    back and run once more (a failed probabilistic truncation is a random event); without,
+    or if it happens again, FixedPointOverflow names the steps and layers.
+    Example:
         history = nn.fit(model, nn.BCEWithLogitsLoss(), nn.SGD(model.parameters(), 0.1),
                          x, y, epochs=10, batch_size=32)
     """
     ctx = x.ctx
     rng = np.random.default_rng(seed)
-    history = []
-    done = checkpoint.resume(checkpoint_dir, ctx, model.parameters(), optimizer) \
-        if checkpoint_dir is not None else 0
-    for epoch in range(epochs):
-        batches = _batches(x.shape[0], batch_size, rng)  # drawn even when skipped: same order
-        if epoch < done:
-            continue
+    plan = [_batches(x.shape[0], batch_size, rng) for _ in range(epochs)]
+    sample = _guard_rows(x.shape[0], guard_rows, seed)
+    history, retried = [], set()
+    epoch = 0
+    if checkpoint_dir is not None:
+        epoch = checkpoint.resume(checkpoint_dir, ctx, model.parameters(), optimizer)
+        if epoch == 0:  # something to roll back to if the first epoch overflows
+            checkpoint.save(checkpoint_dir, ctx, model.parameters(), optimizer, 0)
+    while epoch < epochs:
+        first_step = sum(map(len, plan[:epoch])) + 1
         start, before = time.perf_counter(), ctx.stats.snapshot()
-        bar = _progress(ctx, len(batches), progress)
-        for rows in batches:
-            optimizer.zero_grad()
-            loss(model(x[rows]), y[rows])
-            model.backward(loss.backward())
-            optimizer.step()
+        bar = _progress(ctx, len(plan[epoch]), progress)
+        try:
+            train_loss = _run_epoch(model, loss, optimizer, x, y, plan[epoch], first_step,
+                                    sample, guard_every, bar)
+        except guard.FixedPointOverflow:
+            if checkpoint_dir is None or epoch in retried:
+                raise
+            retried.add(epoch)
+            epoch = checkpoint.resume(checkpoint_dir, ctx, model.parameters(), optimizer)
+            continue
+        finally:
             if bar is not None:
-                bar.update()
-        if bar is not None:
-            bar.close()
+                bar.close()
         used = ctx.stats.snapshot()
-        record = {"epoch": epoch + 1, "seconds": time.perf_counter() - start,
+        record = {"epoch": epoch + 1, "loss": train_loss,
+                  "seconds": time.perf_counter() - start,
                   "bytes_sent": used.bytes_sent - before.bytes_sent,
                   "rounds": used.rounds - before.rounds}
         if evaluate is not None:
             record.update(evaluate(model))
+        if hasattr(optimizer, "metrics"):
+            record.update(optimizer.metrics())
         if checkpoint_dir is not None:
             checkpoint.save(checkpoint_dir, ctx, model.parameters(), optimizer, epoch + 1)
+        _report(ctx, record, progress)
         history.append(record)
+        epoch += 1
     return history
+
+
+def _run_epoch(model, loss, optimizer, x, y, batches, first_step, sample, guard_every, bar):
+    """The epoch's steps with the guard's checks; returns the last checked loss (None
+    when the guard is off)."""
+    checked, train_loss = first_step, None
+    for i, rows in enumerate(batches):
+        optimizer.zero_grad()
+        loss(model(x[rows]), y[rows])
+        model.backward(loss.backward(), input_grad=False)
+        optimizer.step()
+        step, last = first_step + i, i == len(batches) - 1
+        if last if guard_every is None else guard_every and (step % guard_every == 0 or last):
+            train_loss, where = guard.check(model, loss, x[sample], y[sample])
+            if where or not 0.0 <= train_loss <= guard.MAX_LOSS:
+                raise guard.FixedPointOverflow(where, train_loss, (checked, step))
+            checked = step + 1
+        if bar is not None:
+            bar.set_postfix(loss="-" if train_loss is None else f"{train_loss:.4f}",
+                            refresh=False)
+            bar.update()
+    return train_loss
+
+
+def _report(ctx, record: dict, show: bool) -> None:
+    """One line per epoch on a terminal (party 0 only)."""
+    if show and ctx.pid == 0 and sys.stderr.isatty():
+        shown = {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in record.items()}
+        print("  ".join(f"{k} {v}" for k, v in shown.items()), file=sys.stderr)

@@ -35,6 +35,8 @@ CASES = {
     "exp": (np.linspace(-64, 20, 241), np.exp, 3, 2e-4),
     "exp_nonpositive": (np.linspace(-64, 0, 241), np.exp, 3, 0),
     "sigmoid": (np.linspace(-1000, 1000, 241), lambda v: 0.5 * (1 + np.tanh(v / 2)), 4, 0),
+    "sigmoid_piecewise": (np.linspace(-1000, 1000, 241) ** 3 / 1e6,
+                          lambda v: 0.5 * (1 + np.tanh(v / 2)), 0.0016 / ULP, 0),
     "tanh": (np.linspace(-100, 100, 241), np.tanh, 10, 0),
     "inv_sqrt": (np.geomspace(4.0**-5, 4.0**8 - 1, 200), lambda v: 1 / np.sqrt(v), 4, 5e-5),
     "sqrt": (np.geomspace(4.0**-5, 4.0**8 - 1, 200), np.sqrt, 4, 5e-5),
@@ -120,7 +122,8 @@ def test_outside_the_domain_saturates_as_documented():
 
 
 COSTS = {"reciprocal": (45, 1373.5), "exp": (28, 2006.375), "exp_nonpositive": (20, 849.25),
-         "sigmoid": (48, 1112.875), "tanh": (48, 1112.875), "inv_sqrt": (49, 954.375),
+         "sigmoid": (48, 1112.875), "sigmoid_piecewise": (10, 1331.625),
+         "tanh": (48, 1112.875), "inv_sqrt": (49, 954.375),
          "sqrt": (53, 1002.375),
          "log": (36, 1317.875)}
 
