@@ -3,6 +3,7 @@
     mpc run -n 3 script.py            all parties and the dealer as local processes
     mpc party --config cluster.toml --id 1 script.py
     mpc dealer --config cluster.toml
+    mpc share --config cluster.toml --owner hospital_a data.npz [--receive model.npz]
     mpc keys --parties 3 --out cluster/   key pairs and a cluster.toml template
     mpc bench --workload W1 --parties 2   benchmark workloads as JSON lines
 
@@ -65,14 +66,36 @@ def cmd_dealer(args) -> int:
     return 0
 
 
+def cmd_share(args) -> int:
+    import numpy as np
+
+    from mpc.launcher import run_owner
+    config = load_config(args.config)
+    config.owner(args.owner)  # an unknown name fails before the data is read
+    with np.load(args.data) as data:
+        arrays = {name: data[name] for name in data.files}
+    results = run_owner(config, args.owner, arrays, receive=args.receive is not None,
+                        key_file=args.key)
+    shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items())
+    print(f"owner {args.owner}: shared {shapes} with {config.n_parties} parties",
+          file=sys.stderr)
+    if results is not None:
+        np.savez(args.receive, **results)
+        print(f"owner {args.owner}: wrote {', '.join(results)} to {args.receive}",
+              file=sys.stderr)
+    return 0
+
+
 def cmd_keys(args) -> int:
     from mpc.launcher import make_keys
     out = Path(args.out)
-    addresses = [f"tcp://{args.host}:{args.port + i}" for i in range(args.parties + 1)]
-    path = make_keys(out, args.parties, addresses)
+    owners = [o for o in args.owners.split(",") if o]
+    addresses = [f"tcp://{args.host}:{args.port + i}"
+                 for i in range(args.parties + 1 + len(owners))]
+    path = make_keys(out, args.parties, addresses, owners=owners)
     print(f"wrote {path} and keys in {out / 'keys'}: give each party its own "
-          f"keys/partyN.key_secret, the dealer keys/dealer.key_secret, everyone {path.name}; "
-          "edit the addresses to the real hosts")
+          f"keys/partyN.key_secret, the dealer keys/dealer.key_secret, each owner "
+          f"keys/<name>.key_secret, everyone {path.name}; edit the addresses to the real hosts")
     return 0
 
 
@@ -127,8 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="secret key file (default keys/dealer.key_secret)")
     p.set_defaults(func=cmd_dealer)
 
+    p = sub.add_parser("share", help="as a data owner, secret-share arrays with the parties")
+    p.add_argument("--config", required=True)
+    p.add_argument("--owner", required=True, help="this owner's name in the cluster file")
+    p.add_argument("--key", help="secret key file (default keys/<owner>.key_secret)")
+    p.add_argument("--receive", metavar="OUT.npz",
+                   help="then wait for the results revealed to this owner and save them")
+    p.add_argument("data", help=".npz file: every array in it is shared under its name")
+    p.set_defaults(func=cmd_share)
+
     p = sub.add_parser("keys", help="make key pairs and a cluster.toml template")
     p.add_argument("--parties", type=int, default=3)
+    p.add_argument("--owners", default="", help="comma-separated names of data owners")
     p.add_argument("--out", default="cluster")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7000)

@@ -10,9 +10,17 @@
     [dealer]
     address = "tcp://10.0.0.9:7100"
     public_key = "..."
+    [[owner]]               # optional: data owners that are not computing parties
+    name = "hospital_a"
+    address = "tcp://10.0.1.5:7200"
+    public_key = "..."
+    owner_timeout = 600.0   # seconds the parties wait for an owner's data (top level)
 
 Each process also needs its own secret key file, by default `keys/party<ID>.key_secret`
-(or `keys/dealer.key_secret`) next to the config.
+(or `keys/dealer.key_secret`, `keys/<owner name>.key_secret`) next to the config.
+Mesh ids: parties 0..n-1, the dealer n, owners n+1, n+2, ... in file order. Owners link
+to the parties only, and the parties do not wait for them to start: an owner comes,
+shares its data (mpc share), perhaps waits for a result, and goes.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ class Peer:
     id: int
     address: str
     public_key: bytes
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,8 @@ class ClusterConfig:
     timeout: float = 60.0
     frac_bits: int = 16
     directory: Path = Path(".")
+    owners: tuple[Peer, ...] = ()
+    owner_timeout: float = 600.0
 
     @property
     def n_parties(self) -> int:
@@ -49,13 +60,30 @@ class ClusterConfig:
 
     def mesh_peers(self) -> dict[int, tuple[str, bytes]]:
         """Peer id -> (address, public key) for every mesh member (the dealer is n_parties)."""
-        peers = {p.id: (p.address, p.public_key) for p in self.parties}
+        members = list(self.parties) + list(self.owners)
         if self.dealer is not None:
-            peers[self.dealer_id] = (self.dealer.address, self.dealer.public_key)
-        return peers
+            members.append(self.dealer)
+        return {m.id: (m.address, m.public_key) for m in members}
+
+    def links(self, member_id: int) -> list[int]:
+        """Whom a member talks to: a party to everyone, the dealer and owners to parties."""
+        if member_id < self.n_parties:
+            return sorted(self.mesh_peers())
+        return list(range(self.n_parties)) + [member_id]
+
+    def owner_ids(self) -> dict[str, int]:
+        return {o.name: o.id for o in self.owners}
+
+    def owner(self, name: str) -> Peer:
+        for o in self.owners:
+            if o.name == name:
+                return o
+        raise ValueError(f"no owner named {name!r} in the cluster file (owners: "
+                         f"{[o.name for o in self.owners] or 'none'})")
 
     def default_key_file(self, member_id: int) -> Path:
-        name = "dealer" if member_id == self.dealer_id else f"party{member_id}"
+        names = {self.dealer_id: "dealer", **{o.id: o.name for o in self.owners}}
+        name = names.get(member_id, f"party{member_id}")
         return self.directory / "keys" / f"{name}.key_secret"
 
 
@@ -83,7 +111,12 @@ def load_config(path: str | Path) -> ClusterConfig:
                          f"{[p.id for p in parties]}")
     dealer = _peer({**raw["dealer"], "id": len(parties)}, f"{path} [dealer]") \
         if "dealer" in raw else None
-    members = list(parties) + ([dealer] if dealer else [])
+    owners = tuple(_owner(e, len(parties) + 1 + i, path)
+                   for i, e in enumerate(raw.get("owner", [])))
+    names = [o.name for o in owners]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: two [[owner]] entries have the same name")
+    members = list(parties) + ([dealer] if dealer else []) + list(owners)
     addresses = [m.address for m in members]
     for address in set(addresses):
         if addresses.count(address) > 1:
@@ -95,18 +128,34 @@ def load_config(path: str | Path) -> ClusterConfig:
         if len(m.public_key) != 40:
             raise AuthError(f"{path}: member {m.id}'s public_key is not a 40-character z85 key")
     return ClusterConfig(parties, dealer, float(raw.get("timeout", 60.0)),
-                         int(raw.get("frac_bits", 16)), path.parent)
+                         int(raw.get("frac_bits", 16)), path.parent, owners,
+                         float(raw.get("owner_timeout", 600.0)))
+
+
+def _owner(entry: dict, member_id: int, path: Path) -> Peer:
+    name = str(entry.get("name", ""))
+    if not (name.replace("_", "").replace("-", "").isalnum() and name.isascii()):
+        raise ValueError(f"{path} [[owner]]: name {name!r} must be letters, digits, - or _ "
+                         f"(it names the owner's key file)")
+    peer = _peer({**entry, "id": member_id}, f"{path} [[owner]] {name}")
+    return Peer(peer.id, peer.address, peer.public_key, name)
 
 
 def write_config(path: str | Path, addresses: list[str], public_keys: list[bytes],
-                 timeout: float = 60.0, frac_bits: int = 16, with_dealer: bool = True) -> None:
-    """Write a cluster file; with a dealer, the last address and key are the dealer's."""
-    n_parties = len(addresses) - (1 if with_dealer else 0)
+                 timeout: float = 60.0, frac_bits: int = 16, with_dealer: bool = True,
+                 owners: list[str] = ()) -> None:
+    """Write a cluster file. Addresses and keys list the parties, then the dealer (if
+    any), then the owners named in `owners`."""
+    n_parties = len(addresses) - (1 if with_dealer else 0) - len(owners)
     lines = [f"timeout = {timeout}", f"frac_bits = {frac_bits}", ""]
     for pid, (address, key) in enumerate(zip(addresses[:n_parties], public_keys[:n_parties])):
         lines += ["[[party]]", f"id = {pid}", f'address = "{address}"',
                   f'public_key = "{key.decode()}"', ""]
     if with_dealer:
-        lines += ["[dealer]", f'address = "{addresses[-1]}"',
-                  f'public_key = "{public_keys[-1].decode()}"']
-    Path(path).write_text("\n".join(lines) + "\n")
+        lines += ["[dealer]", f'address = "{addresses[n_parties]}"',
+                  f'public_key = "{public_keys[n_parties].decode()}"', ""]
+    first_owner = len(addresses) - len(owners)
+    for name, address, key in zip(owners, addresses[first_owner:], public_keys[first_owner:]):
+        lines += ["[[owner]]", f'name = "{name}"', f'address = "{address}"',
+                  f'public_key = "{key.decode()}"', ""]
+    Path(path).write_text("\n".join(lines))

@@ -29,10 +29,12 @@ class Context:
         truncation: "exact" (default, one round, cannot fail inside the range) or
             "local-probabilistic" (2 parties only, no messages, fails with probability
             |x| / 2^64 per element; see mpc.protocols.truncation).
+        owners: names and transport ids of data owners that are not parties (mpc.owners).
     """
 
     def __init__(self, pid: int, n_parties: int, transport, provider, *,
-                 fixed: FixedPoint | None = None, truncation: str = "exact"):
+                 fixed: FixedPoint | None = None, truncation: str = "exact",
+                 owners: dict[str, int] | None = None):
         if n_parties < 2:
             raise ValueError(f"need at least 2 parties, got {n_parties}")
         if not 0 <= pid < n_parties:
@@ -49,6 +51,9 @@ class Context:
         self.provider = provider
         self.fixed = fixed or FixedPoint()
         self.truncation = truncation
+        self.owners = dict(owners or {})
+        self.owner_inputs: dict[str, dict] = {}     # shares each owner sent (mpc.owners)
+        self.owners_answered: set[str] = set()       # owners results were revealed to
         self._seq = PAIRWISE_SEED_SEQ
         self._pair_prgs = self._agree_pairwise_seeds()
 

@@ -24,6 +24,7 @@ from net import ZmqMesh, free_tcp_addresses, load_secret, write_keypair
 from mpc.config import ClusterConfig, load_config, write_config
 from mpc.fixedpoint import FixedPoint
 from mpc.harness import PartyFailed, run_party
+from mpc.owners import encode_inputs, owner_session
 from mpc.providers.dealer import serve_dealer
 
 
@@ -44,35 +45,40 @@ def tune_allocator() -> None:
 
 
 def make_keys(directory: Path, n_parties: int, addresses: list[str], timeout: float = 60.0,
-              frac_bits: int = 16, with_dealer: bool = True) -> Path:
-    """Key pairs for n parties (and the dealer) plus a cluster file; returns its path."""
+              frac_bits: int = 16, with_dealer: bool = True, owners: list[str] = ()) -> Path:
+    """Key pairs for n parties, the dealer and the named owners plus a cluster file (the
+    addresses in that order); returns its path."""
     keys = directory / "keys"
     keys.mkdir(parents=True, exist_ok=True)
-    names = [f"party{i}" for i in range(n_parties)] + (["dealer"] if with_dealer else [])
+    names = [f"party{i}" for i in range(n_parties)] + (["dealer"] if with_dealer else []) \
+        + list(owners)
     publics = [load_secret(write_keypair(keys, name)[1])[0] for name in names]
     path = directory / "cluster.toml"
-    write_config(path, addresses, publics, timeout, frac_bits, with_dealer)
+    write_config(path, addresses, publics, timeout, frac_bits, with_dealer, owners)
     return path
 
 
 def make_local_cluster(directory: Path, n_parties: int, timeout: float = 60.0,
-                       frac_bits: int = 16, with_dealer: bool = True) -> Path:
+                       frac_bits: int = 16, with_dealer: bool = True,
+                       owners: list[str] = ()) -> Path:
     """Throw-away keys and a cluster file on free loopback ports."""
-    members = n_parties + (1 if with_dealer else 0)
+    members = n_parties + (1 if with_dealer else 0) + len(owners)
     return make_keys(directory, n_parties, free_tcp_addresses(members), timeout, frac_bits,
-                     with_dealer)
+                     with_dealer, owners)
 
 
 def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None = None,
-              curve: bool = True) -> ZmqMesh:
+              curve: bool = True, timeout: float | None = None) -> ZmqMesh:
     """Connect member `member_id` (a party, or the dealer at n_parties) to the mesh."""
     peers = config.mesh_peers()
     if member_id not in peers:
         raise ValueError(f"id {member_id} is not in the cluster (members {sorted(peers)})")
     key_file = Path(key_file) if key_file else config.default_key_file(member_id)
     public, secret = load_secret(key_file, expected_public=peers[member_id][1])
-    mesh = ZmqMesh(member_id, peers, secret, public, timeout=config.timeout,
-                   connect_timeout=config.timeout, curve=curve)
+    mesh = ZmqMesh(member_id, peers, secret, public, timeout=timeout or config.timeout,
+                   connect_timeout=config.timeout, curve=curve,
+                   talks_to=config.links(member_id), late_peers=config.owner_ids().values(),
+                   late_timeout=config.owner_timeout)
     mesh.start()
     return mesh
 
@@ -84,6 +90,7 @@ def run_cluster_party(config: ClusterConfig, pid: int, fn, args=(), key_file=Non
     mesh = open_mesh(config, pid, key_file)
     try:
         ctx_options.setdefault("fixed", FixedPoint(config.frac_bits))
+        ctx_options.setdefault("owners", config.owner_ids())
         result = run_party(fn, pid, config.n_parties, mesh, provider, args, **ctx_options)
         return result, mesh.stats.as_dict()
     finally:
@@ -95,6 +102,19 @@ def run_cluster_dealer(config: ClusterConfig, key_file=None) -> int:
     mesh = open_mesh(config, config.dealer_id, key_file)
     try:
         return serve_dealer(mesh, config.n_parties, idle_timeout=max(config.timeout, 600.0))
+    finally:
+        mesh.close()
+
+
+def run_owner(config: ClusterConfig, name: str, arrays: dict, receive: bool,
+              key_file=None) -> dict | None:
+    """An owner's whole life (`mpc share`): connect to the parties, share `arrays`, and
+    with `receive` wait (up to owner_timeout s) for the results revealed to it."""
+    owner, fixed = config.owner(name), FixedPoint(config.frac_bits)
+    encoded = encode_inputs(fixed, arrays)
+    mesh = open_mesh(config, owner.id, key_file, timeout=config.owner_timeout)
+    try:
+        return owner_session(mesh, config.n_parties, fixed, encoded, receive)
     finally:
         mesh.close()
 

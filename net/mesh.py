@@ -80,12 +80,15 @@ class _PeerAuthenticator(ThreadAuthenticator):
 
 class ZmqMesh(Transport):
     """The Transport over ZeroMQ. `peers` maps every party id, this one included, to
-    (tcp address, z85 public key); `talks_to` limits the links to some of them."""
+    (tcp address, z85 public key); `talks_to` limits the links to some of them.
+    `late_peers` may come and go: start() does not wait for them, a wait for their
+    messages lasts `late_timeout` s, and sending to one that said goodbye raises PeerLost."""
 
     def __init__(self, my_id: int, peers: Mapping[int, tuple[str, bytes]],
                  secret_key: bytes, public_key: bytes, *, timeout: float = 30.0,
                  connect_timeout: float = 30.0, curve: bool = True,
-                 talks_to: Iterable[int] | None = None):
+                 talks_to: Iterable[int] | None = None, late_peers: Iterable[int] = (),
+                 late_timeout: float = 600.0):
         if my_id not in peers:
             raise ValueError(f"party {my_id} is not in the peers config (ids {sorted(peers)})")
         talks = set(peers) if talks_to is None else set(talks_to)
@@ -94,6 +97,8 @@ class ZmqMesh(Transport):
                              f" that are not in the peers config (ids {sorted(peers)})")
         self.my_id = my_id
         self.peer_ids = tuple(sorted(talks - {my_id}))
+        self.late_peers = frozenset(late_peers) & set(self.peer_ids)
+        self.late_timeout = late_timeout
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.stats = CommStats()
@@ -206,7 +211,8 @@ class ZmqMesh(Transport):
         for p in self.peer_ids:
             self._send(p, 0, _HELLO, _NOTHING)
         deadline = time.monotonic() + self.connect_timeout
-        while missing := [p for p in self.peer_ids if p not in self._hello]:
+        while missing := [p for p in self.peer_ids
+                          if p not in self._hello and p not in self.late_peers]:
             left = deadline - time.monotonic()
             if left <= 0:
                 links = "; ".join(f"link to {p}: {self._link[p]}" for p in missing)
@@ -262,6 +268,9 @@ class ZmqMesh(Transport):
             raise ValueError(f"op names starting with {CONTROL_PREFIX!r} are reserved "
                              f"for the mesh: {op!r}")
         self._require_peer(to)
+        if to in self._gone:
+            raise PeerLost(to, f"party {self.my_id}: cannot send message {seq} to peer {to}, "
+                               f"which has left the mesh")
         self.stats.sent(self._send(to, seq, op, array))
 
     def _send(self, to: int, seq: int, op: str, array: np.ndarray) -> int:
@@ -290,7 +299,8 @@ class ZmqMesh(Transport):
     def _wait(self, frm: int, seq: int) -> tuple[str, np.ndarray]:
         self._require_peer(frm)
         me, key = self.my_id, (frm, seq)
-        deadline = time.monotonic() + self.timeout
+        patience = self.late_timeout if frm in self.late_peers else self.timeout
+        deadline = time.monotonic() + patience
         while key not in self._mailbox:
             now = time.monotonic()
             if frm in self._gone:
@@ -302,7 +312,7 @@ class ZmqMesh(Transport):
                                     f"network failed) before sending message {seq}")
             if now >= deadline:
                 raise PeerTimeout(frm, f"party {me}: no message {seq} from peer {frm} within "
-                                       f"{self.timeout:g} s")
+                                       f"{patience:g} s")
             wake = deadline if lost is None else min(deadline, lost + LOSS_GRACE)
             self._pump(wake - now)
         op, array, nbytes = self._mailbox.pop(key)
