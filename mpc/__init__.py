@@ -16,13 +16,15 @@ from mpc.functions import (divide, exp, exp_nonpositive, inv_sqrt, log, reciproc
                            sigmoid_piecewise, softmax, sqrt, tanh)
 from mpc.harness import PartyFailed, run_local
 from mpc.owners import input_from, reveal_to_owner
-from mpc.sharing import reveal, share, share_public, share_rows
+from mpc.noise import add_noise, discrete_gaussian
+from mpc.sharing import reveal, share, share_columns, share_public, share_rows
 from mpc.tensor import SecretTensor, ShapeError, concatenate, conv2d, stack, where
 
 __all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost", "PeerTimeout",
-           "ProtocolError", "SecretTensor", "ShapeError", "concatenate", "conv2d", "divide",
+           "ProtocolError", "SecretTensor", "ShapeError", "add_noise", "concatenate", "conv2d",
+           "discrete_gaussian", "divide",
            "exp", "exp_nonpositive", "input_from", "inv_sqrt", "log", "reciprocal", "reveal",
            "reveal_to_owner", "run_local",
-           "share",
+           "share", "share_columns",
            "share_public", "share_rows", "sigmoid", "sigmoid_piecewise", "softmax", "sqrt",
            "stack", "tanh", "where"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.ring import DTYPE
-from mpc.tensor import SecretTensor, concatenate
+from mpc.tensor import SecretTensor, ShapeError, concatenate
 
 
 def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
@@ -44,26 +44,49 @@ def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
 
 def share_rows(ctx, my_rows) -> SecretTensor:
     """[rows of party 0; rows of party 1; ...]: each party passes its own rows (a 2-D or
-    higher array, or None for none) and all get the union, secret-shared, in party order.
-    Row counts need not be known in advance (each owner announces its shape).
+    higher array, or None for none) and all get the union, secret-shared, in party order
+    (horizontal partitioning: each hospital has its own patients). Row counts need not be
+    known in advance (each owner announces its shape).
 
     Rounds: n (one shape announcement per party). Comm: no ring elements.
     Example:
         x = mpc.share_rows(ctx, np.load(f"hospital{ctx.pid}.npy"))
     """
-    blocks = []
+    return _share_blocks(ctx, my_rows, 0, "share_rows")
+
+
+def share_columns(ctx, my_columns) -> SecretTensor:
+    """[columns of party 0 | columns of party 1 | ...] (vertical partitioning: each party
+    holds some features of the same records, in the same row order). Each party passes its
+    own [rows, k] array (or None); row counts must agree (ShapeError otherwise).
+
+    Rounds: n. Comm: no ring elements.
+    Example:
+        x = mpc.share_columns(ctx, lab_results if ctx.pid == 0 else demographics)
+    """
+    return _share_blocks(ctx, my_columns, 1, "share_columns")
+
+
+def _share_blocks(ctx, mine, axis: int, name: str) -> SecretTensor:
+    """Each party's block, shared in party order and joined along `axis`."""
+    blocks, owners = [], []
     for owner in range(ctx.n_parties):
-        rows = my_rows if ctx.pid == owner else None
-        if rows is not None and len(rows) == 0:
-            rows = None
+        block = mine if ctx.pid == owner else None
+        if block is not None and np.shape(block)[axis] == 0:
+            block = None
         with ctx.operation("share"):
-            present = ctx.broadcast(owner, np.array([rows is not None], np.int64)
-                                    if ctx.pid == owner else None, np.int64, "share-rows")
+            present = ctx.broadcast(owner, np.array([block is not None], np.int64)
+                                    if ctx.pid == owner else None, np.int64, "share-blocks")
         if present[0]:
-            blocks.append(share(ctx, rows, owner=owner))
+            blocks.append(share(ctx, block, owner=owner))
+            owners.append(owner)
     if not blocks:
-        raise ValueError("share_rows: no party contributed any rows")
-    return blocks[0] if len(blocks) == 1 else concatenate(blocks)
+        raise ValueError(f"{name}: no party contributed anything")
+    for owner, block in zip(owners, blocks):
+        if np.delete(block.shape, axis).tolist() != np.delete(blocks[0].shape, axis).tolist():
+            raise ShapeError(f"{name}: party {owner}'s block has shape {block.shape}, party "
+                             f"{owners[0]}'s {blocks[0].shape}: only axis {axis} may differ")
+    return blocks[0] if len(blocks) == 1 else concatenate(blocks, axis=axis)
 
 
 def share_public(ctx, value) -> SecretTensor:
@@ -72,6 +95,13 @@ def share_public(ctx, value) -> SecretTensor:
     return SecretTensor(ctx, encoded if ctx.pid == 0 else np.zeros_like(encoded, dtype=DTYPE))
 
 
-def reveal(x: SecretTensor, to: int | None = None):
-    """Open [x] to every party (float64), or only to party `to` (None elsewhere)."""
-    return x.reveal() if to is None else x.reveal_to(to)
+def reveal(x: SecretTensor, to: int | None = None, *, noise: float | None = None,
+           colluders: int | None = None):
+    """Open [x] to every party (float64), or only to party `to` (None elsewhere); with
+    `noise`, open x + discrete Gaussian noise instead (see mpc.noise.add_noise).
+    Example:
+        mpc.reveal(x.sum(), noise=2.0)    # each party adds std 2.0: safe against n-1 colluders
+    """
+    if to is None:
+        return x.reveal(noise=noise, colluders=colluders)
+    return x.reveal_to(to, noise=noise, colluders=colluders)

@@ -14,6 +14,7 @@ import numpy as np
 
 from mpc import kernels
 from mpc.correlations import ItemSpec, matmul_shape, recipe
+from mpc.noise import add_noise
 from mpc.protocols import arithmetic, compare, truncation
 from mpc.ring import DTYPE
 
@@ -297,13 +298,21 @@ class SecretTensor:
         self.share[index] = _same_ctx(self, value).share
 
     # ------------------------------------------------------------ revealing
-    def reveal(self) -> np.ndarray:
-        """Open to every party and decode to float64. One round."""
+    def reveal(self, noise: float | None = None, colluders: int | None = None) -> np.ndarray:
+        """Open to every party and decode to float64. One round. With `noise` (a standard
+        deviation), each party first adds its own discrete Gaussian: the opened value is
+        x + e and no party sees x (mpc.noise.add_noise: `colluders`, the utility cost)."""
+        if noise is not None:
+            return add_noise(self, noise, colluders).reveal()
         with self.ctx.operation("reveal"):
             return self.ctx.fixed.decode(self.ctx.open(self.share, "reveal"))
 
-    def reveal_to(self, party: int) -> np.ndarray | None:
-        """Open to `party` only (float64 there, None elsewhere). One round."""
+    def reveal_to(self, party: int, noise: float | None = None,
+                  colluders: int | None = None) -> np.ndarray | None:
+        """Open to `party` only (float64 there, None elsewhere). One round. `noise` and
+        `colluders` as for reveal."""
+        if noise is not None:
+            return add_noise(self, noise, colluders).reveal_to(party)
         with self.ctx.operation("reveal"):
             opened = self.ctx.open_to(self.share, party, "reveal")
         return None if opened is None else self.ctx.fixed.decode(opened)

@@ -5,14 +5,18 @@ in MPC every operation costs rounds, so layers work on whole batches and each la
 backward is written out rather than taped per scalar.
 """
 
+from nn.dp import DPSGD, DPModel
+from nn.guard import FixedPointOverflow
+from nn.io import load_npz, save_npz
 from nn.layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Sigmoid
 from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
-from nn.guard import FixedPointOverflow
 from nn.module import Module, Parameter
-from nn.optim import SGD
+from nn.optim import SGD, Adam
+from nn.privacy import PrivacyAccountant, dp_sgd_epsilon, noise_multiplier_for
 from nn.train import accuracy, fit
 
-__all__ = ["AvgPool2d", "BCEWithLogitsLoss", "Conv2d", "FixedPointOverflow", "Flatten",
-           "MaxPool2d", "Linear",
-           "MSELoss", "Module", "Parameter",
-           "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxCrossEntropyLoss", "accuracy", "fit"]
+__all__ = ["Adam", "AvgPool2d", "BCEWithLogitsLoss", "Conv2d", "DPModel", "DPSGD",
+           "FixedPointOverflow", "Flatten", "MaxPool2d", "Linear", "MSELoss", "Module",
+           "Parameter", "PrivacyAccountant", "ReLU", "SGD", "Sequential", "Sigmoid",
+           "SoftmaxCrossEntropyLoss", "accuracy", "dp_sgd_epsilon", "fit", "load_npz",
+           "noise_multiplier_for", "save_npz"]

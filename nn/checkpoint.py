@@ -1,8 +1,9 @@
 """Checkpoints: each party writes its own shares of the parameters and optimiser state,
 atomically, and the parties resume together from the newest epoch all of them have.
 
-A party's file `party<ID>-epoch<E>.npz` holds only its shares (useless alone). The last
-two epochs are kept, since a crash can fall between two parties' writes.
+A party's file `party<ID>-epoch<E>.npz` holds only its shares (useless alone) and the
+optimiser's `state()` (shares and public counters). The last two epochs are kept, since a
+crash can fall between two parties' writes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import mpc
 
 KEEP = 2
+SECRET, PUBLIC = "optim-secret-", "optim-public-"  # key prefixes of the optimiser's state
 
 
 def _file(directory: Path, pid: int, epoch: int) -> Path:
@@ -26,9 +28,11 @@ def save(directory, ctx, parameters, optimizer, epoch: int) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {f"param{i}": p.value.share for i, p in enumerate(parameters)}
-    for i, v in enumerate(getattr(optimizer, "_velocity", [])):
-        if v is not None:
-            arrays[f"velocity{i}"] = v.share
+    for name, value in optimizer.state().items():
+        if isinstance(value, mpc.SecretTensor):
+            arrays[f"{SECRET}{name}"] = value.share
+        elif value is not None:
+            arrays[f"{PUBLIC}{name}"] = np.asarray(value)
     path = _file(directory, ctx.pid, epoch)
     temporary = path.with_suffix(".tmp.npz")
     np.savez(temporary, **arrays)
@@ -42,6 +46,18 @@ def _epochs(directory: Path, pid: int) -> list[int]:
     found = [int(p.stem.split("epoch")[1]) for p in directory.glob(f"party{pid}-epoch*.npz")
              if not p.name.endswith(".tmp.npz")]
     return sorted(found)
+
+
+def _optimizer_state(ctx, saved, names) -> dict:
+    """The optimiser's state dict from a checkpoint: shares as SecretTensors, public values
+    as numbers, and None for every name that was not saved (not created yet)."""
+    state = dict.fromkeys(names)
+    for key in saved.files:
+        if key.startswith(SECRET):
+            state[key[len(SECRET):]] = mpc.SecretTensor(ctx, saved[key])
+        elif key.startswith(PUBLIC):
+            state[key[len(PUBLIC):]] = saved[key].item()
+    return state
 
 
 def resume(directory, ctx, parameters, optimizer) -> int:
@@ -60,9 +76,5 @@ def resume(directory, ctx, parameters, optimizer) -> int:
     with np.load(_file(directory, ctx.pid, epoch)) as saved:
         for i, p in enumerate(parameters):
             p.value = mpc.SecretTensor(ctx, saved[f"param{i}"])
-        velocity = getattr(optimizer, "_velocity", None)
-        if velocity is not None:
-            for i in range(len(velocity)):
-                key = f"velocity{i}"
-                velocity[i] = mpc.SecretTensor(ctx, saved[key]) if key in saved else None
+        optimizer.load_state(_optimizer_state(ctx, saved, optimizer.state()))
     return epoch

@@ -19,6 +19,21 @@ class Module:
     def parameters(self) -> list[Parameter]:
         return []
 
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """(name, parameter) pairs, named by where they live: "weight" in a Linear,
+        "2.bias" for the third layer of a Sequential (as PyTorch names them)."""
+        found = []
+        for attr, value in vars(self).items():
+            if isinstance(value, Parameter):
+                found.append((attr, value))
+            elif isinstance(value, Module):
+                found += [(f"{attr}.{n}", p) for n, p in value.named_parameters()]
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        found += [(f"{i}.{n}", p) for n, p in item.named_parameters()]
+        return found
+
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = None
