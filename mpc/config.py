@@ -2,6 +2,7 @@
 
     # cluster.toml
     timeout = 60.0          # seconds a party waits for a peer before giving up
+    heartbeat = 10.0        # seconds of silence (no ping answered) after which a link is dead
     frac_bits = 16
     [[party]]
     id = 0
@@ -49,6 +50,7 @@ class ClusterConfig:
     directory: Path = Path(".")
     owners: tuple[Peer, ...] = ()
     owner_timeout: float = 600.0
+    heartbeat: float | None = None
 
     @property
     def n_parties(self) -> int:
@@ -129,7 +131,8 @@ def load_config(path: str | Path) -> ClusterConfig:
             raise AuthError(f"{path}: member {m.id}'s public_key is not a 40-character z85 key")
     return ClusterConfig(parties, dealer, float(raw.get("timeout", 60.0)),
                          int(raw.get("frac_bits", 16)), path.parent, owners,
-                         float(raw.get("owner_timeout", 600.0)))
+                         float(raw.get("owner_timeout", 600.0)),
+                         float(raw["heartbeat"]) if "heartbeat" in raw else None)
 
 
 def _owner(entry: dict, member_id: int, path: Path) -> Peer:
@@ -143,11 +146,12 @@ def _owner(entry: dict, member_id: int, path: Path) -> Peer:
 
 def write_config(path: str | Path, addresses: list[str], public_keys: list[bytes],
                  timeout: float = 60.0, frac_bits: int = 16, with_dealer: bool = True,
-                 owners: list[str] = ()) -> None:
+                 owners: list[str] = (), heartbeat: float | None = None) -> None:
     """Write a cluster file. Addresses and keys list the parties, then the dealer (if
     any), then the owners named in `owners`."""
     n_parties = len(addresses) - (1 if with_dealer else 0) - len(owners)
-    lines = [f"timeout = {timeout}", f"frac_bits = {frac_bits}", ""]
+    lines = [f"timeout = {timeout}", f"frac_bits = {frac_bits}"]
+    lines += [f"heartbeat = {heartbeat}", ""] if heartbeat is not None else [""]
     for pid, (address, key) in enumerate(zip(addresses[:n_parties], public_keys[:n_parties])):
         lines += ["[[party]]", f"id = {pid}", f'address = "{address}"',
                   f'public_key = "{key.decode()}"', ""]

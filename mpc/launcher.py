@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from net import ZmqMesh, free_tcp_addresses, load_secret, write_keypair
@@ -45,7 +46,8 @@ def tune_allocator() -> None:
 
 
 def make_keys(directory: Path, n_parties: int, addresses: list[str], timeout: float = 60.0,
-              frac_bits: int = 16, with_dealer: bool = True, owners: list[str] = ()) -> Path:
+              frac_bits: int = 16, with_dealer: bool = True, owners: list[str] = (),
+              heartbeat: float | None = None) -> Path:
     """Key pairs for n parties, the dealer and the named owners plus a cluster file (the
     addresses in that order); returns its path."""
     keys = directory / "keys"
@@ -54,17 +56,17 @@ def make_keys(directory: Path, n_parties: int, addresses: list[str], timeout: fl
         + list(owners)
     publics = [load_secret(write_keypair(keys, name)[1])[0] for name in names]
     path = directory / "cluster.toml"
-    write_config(path, addresses, publics, timeout, frac_bits, with_dealer, owners)
+    write_config(path, addresses, publics, timeout, frac_bits, with_dealer, owners, heartbeat)
     return path
 
 
 def make_local_cluster(directory: Path, n_parties: int, timeout: float = 60.0,
                        frac_bits: int = 16, with_dealer: bool = True,
-                       owners: list[str] = ()) -> Path:
+                       owners: list[str] = (), heartbeat: float | None = None) -> Path:
     """Throw-away keys and a cluster file on free loopback ports."""
     members = n_parties + (1 if with_dealer else 0) + len(owners)
     return make_keys(directory, n_parties, free_tcp_addresses(members), timeout, frac_bits,
-                     with_dealer, owners)
+                     with_dealer, owners, heartbeat)
 
 
 def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None = None,
@@ -78,7 +80,7 @@ def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None
     mesh = ZmqMesh(member_id, peers, secret, public, timeout=timeout or config.timeout,
                    connect_timeout=config.timeout, curve=curve,
                    talks_to=config.links(member_id), late_peers=config.owner_ids().values(),
-                   late_timeout=config.owner_timeout)
+                   late_timeout=config.owner_timeout, heartbeat=config.heartbeat)
     mesh.start()
     return mesh
 
@@ -87,23 +89,17 @@ def run_cluster_party(config: ClusterConfig, pid: int, fn, args=(), key_file=Non
                       provider: str = "dealer", **ctx_options):
     """One party's whole life: connect, run `fn(ctx, *args)`, disconnect. Returns
     (result, communication stats as a dict)."""
-    mesh = open_mesh(config, pid, key_file)
-    try:
+    with _leaving(open_mesh(config, pid, key_file)) as mesh:
         ctx_options.setdefault("fixed", FixedPoint(config.frac_bits))
         ctx_options.setdefault("owners", config.owner_ids())
         result = run_party(fn, pid, config.n_parties, mesh, provider, args, **ctx_options)
         return result, mesh.stats.as_dict()
-    finally:
-        mesh.close()
 
 
 def run_cluster_dealer(config: ClusterConfig, key_file=None) -> int:
     """The dealer's whole life; returns the number of items served."""
-    mesh = open_mesh(config, config.dealer_id, key_file)
-    try:
+    with _leaving(open_mesh(config, config.dealer_id, key_file)) as mesh:
         return serve_dealer(mesh, config.n_parties, idle_timeout=max(config.timeout, 600.0))
-    finally:
-        mesh.close()
 
 
 def run_owner(config: ClusterConfig, name: str, arrays: dict, receive: bool,
@@ -112,9 +108,19 @@ def run_owner(config: ClusterConfig, name: str, arrays: dict, receive: bool,
     with `receive` wait (up to owner_timeout s) for the results revealed to it."""
     owner, fixed = config.owner(name), FixedPoint(config.frac_bits)
     encoded = encode_inputs(fixed, arrays)
-    mesh = open_mesh(config, owner.id, key_file, timeout=config.owner_timeout)
-    try:
+    with _leaving(open_mesh(config, owner.id, key_file, timeout=config.owner_timeout)) as mesh:
         return owner_session(mesh, config.n_parties, fixed, encoded, receive)
+
+
+@contextmanager
+def _leaving(mesh: ZmqMesh):
+    """Close the mesh on the way out; after an error, the goodbye says which, so the
+    peers' own errors name the party whose loss started it all."""
+    try:
+        yield mesh
+    except BaseException as exc:
+        mesh.close(reason=f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         mesh.close()
 

@@ -38,6 +38,7 @@ CONTROL_PREFIX = "__"
 _HELLO = "__hello"
 _GOODBYE = "__goodbye"
 _NOTHING = np.zeros(0, np.uint8)
+MAX_REASON = 500  # bytes of a goodbye's reason (why a member left: an error, or nothing)
 
 LOSS_GRACE = 0.5
 """Seconds a peer's link must stay down before a wait on it fails with PeerLost: time
@@ -82,13 +83,19 @@ class ZmqMesh(Transport):
     """The Transport over ZeroMQ. `peers` maps every party id, this one included, to
     (tcp address, z85 public key); `talks_to` limits the links to some of them.
     `late_peers` may come and go: start() does not wait for them, a wait for their
-    messages lasts `late_timeout` s, and sending to one that said goodbye raises PeerLost."""
+    messages lasts `late_timeout` s, and sending to one that said goodbye raises PeerLost.
+
+    Heartbeats tell slow from dead: every link is pinged (ZMTP PING/PONG, answered by the
+    peer's ZeroMQ I/O thread even while its Python code is busy); a link silent for
+    `heartbeat` s (default min(timeout, 10)) is dropped, so a frozen process or a vanished
+    host is reported as PeerLost then, without waiting out `timeout`. A peer that is only
+    slow keeps answering pings and fails nothing until a message is `timeout` s late."""
 
     def __init__(self, my_id: int, peers: Mapping[int, tuple[str, bytes]],
                  secret_key: bytes, public_key: bytes, *, timeout: float = 30.0,
                  connect_timeout: float = 30.0, curve: bool = True,
                  talks_to: Iterable[int] | None = None, late_peers: Iterable[int] = (),
-                 late_timeout: float = 600.0):
+                 late_timeout: float = 600.0, heartbeat: float | None = None):
         if my_id not in peers:
             raise ValueError(f"party {my_id} is not in the peers config (ids {sorted(peers)})")
         talks = set(peers) if talks_to is None else set(talks_to)
@@ -100,6 +107,7 @@ class ZmqMesh(Transport):
         self.late_peers = frozenset(late_peers) & set(self.peer_ids)
         self.late_timeout = late_timeout
         self.timeout = timeout
+        self.heartbeat = min(timeout, 10.0) if heartbeat is None else heartbeat
         self.connect_timeout = connect_timeout
         self.stats = CommStats()
         self._peers = dict(peers)
@@ -120,7 +128,7 @@ class ZmqMesh(Transport):
         self._poller = zmq.Poller()
         self._mailbox: dict[tuple[int, int], tuple[str, np.ndarray, int]] = {}
         self._hello: set[int] = set()
-        self._gone: set[int] = set()           # peers that said goodbye
+        self._gone: dict[int, str] = {}        # peers that said goodbye -> why they left
         self._down: dict[int, float] = {}      # peer -> when our link to it dropped
         self._link: dict[int, str] = {}        # peer -> state of our link, for error messages
         self._closed = False
@@ -196,6 +204,10 @@ class ZmqMesh(Transport):
             else:
                 dealer.routing_id = str(me).encode()   # the only sender id without CURVE
             dealer.copy_threshold = 0   # let close() track its zero-copy goodbye
+            silence = max(1, int(self.heartbeat * 1000))
+            dealer.heartbeat_ivl = max(1, silence // 4)
+            dealer.heartbeat_timeout = silence
+            dealer.heartbeat_ttl = silence
             monitor = dealer.get_monitor_socket(_MONITORED)
             self._sockets.append(monitor)
             self._monitors[monitor] = p
@@ -222,7 +234,7 @@ class ZmqMesh(Transport):
                     f"{links})"))
             self._pump(left)
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
         """Say goodbye to the peers still linked, wait until everything queued for them has
         been handed to TCP (at most `timeout` s; no longer once a link drops), then release
         sockets and the auth thread. Idempotent."""
@@ -235,7 +247,7 @@ class ZmqMesh(Transport):
         for monitor in self._monitors:
             monitors.register(monitor, zmq.POLLIN)
             self._read_monitor(monitor)
-        queued = {p: self._goodbye(p) for p in self._dealers
+        queued = {p: self._goodbye(p, reason) for p in self._dealers
                   if self._link.get(p) == "connected" and p not in self._gone}
         deadline = time.monotonic() + self.timeout
         while any(not done.done and p not in self._down for p, done in queued.items()) \
@@ -244,10 +256,11 @@ class ZmqMesh(Transport):
                 self._read_monitor(monitor)
         self._release()
 
-    def _goodbye(self, peer: int) -> zmq.MessageTracker:
+    def _goodbye(self, peer: int, reason: str) -> zmq.MessageTracker:
         """Queue a goodbye for `peer`. Its tracker is done once the goodbye has left the
         queue, and with it everything sent to `peer` before."""
-        header, payload = wire.encode(self.my_id, 0, _GOODBYE, _NOTHING)
+        text = np.frombuffer(reason.encode()[:MAX_REASON], dtype=np.uint8)
+        header, payload = wire.encode(self.my_id, 0, _GOODBYE, text)
         dealer = self._dealers[peer]
         dealer.send(header, zmq.SNDMORE)
         return dealer.send(payload, copy=False, track=True)
@@ -270,7 +283,7 @@ class ZmqMesh(Transport):
         self._require_peer(to)
         if to in self._gone:
             raise PeerLost(to, f"party {self.my_id}: cannot send message {seq} to peer {to}, "
-                               f"which has left the mesh")
+                               f"which has left the mesh{self._why(to)}")
         self.stats.sent(self._send(to, seq, op, array))
 
     def _send(self, to: int, seq: int, op: str, array: np.ndarray) -> int:
@@ -305,7 +318,7 @@ class ZmqMesh(Transport):
             now = time.monotonic()
             if frm in self._gone:
                 raise PeerLost(frm, f"party {me}: peer {frm} closed the mesh before sending "
-                                    f"message {seq}")
+                                    f"message {seq}{self._why(frm)}")
             lost = self._down.get(frm)
             if lost is not None and now - lost >= LOSS_GRACE:
                 raise PeerLost(frm, f"party {me}: peer {frm} disconnected (process died or "
@@ -350,11 +363,17 @@ class ZmqMesh(Transport):
             raise ProtocolError(f"party {me}: refused message {seq} ('{op}') from party {who}, "
                                 f"whose header claims it is from party {sender}")
         if op.startswith(CONTROL_PREFIX):
-            self._control(who, op)
+            self._control(who, op, array)
         elif (who, seq) in self._mailbox:
             raise ProtocolError(f"party {me}: party {who} sent message {seq} twice")
         else:
             self._mailbox[who, seq] = (op, array, len(header) + len(payload))
+
+    def _why(self, peer: int) -> str:
+        """' (it said: ...)' when a departed peer gave a reason, so that an error caused
+        by another party's loss still names the party lost first."""
+        reason = self._gone.get(peer)
+        return f" (it said: {reason})" if reason else ""
 
     def _authenticated_sender(self, routing_id: zmq.Frame, header: zmq.Frame) -> int:
         """The peer id of a message's connection: the ZAP User-Id under CURVE, the DEALER's
@@ -365,11 +384,13 @@ class ZmqMesh(Transport):
                                 f"{label!r}, which is not one of its peers {list(self.peer_ids)}")
         return int(label)
 
-    def _control(self, who: int, op: str) -> None:
+    def _control(self, who: int, op: str, payload: np.ndarray) -> None:
         if op == _HELLO:
             self._hello.add(who)
+            self._gone.pop(who, None)
         elif op == _GOODBYE:
-            self._gone.add(who)
+            text = bytes(payload[:MAX_REASON]).decode("utf-8", "replace")
+            self._gone[who] = "".join(c if c.isprintable() else " " for c in text)
         else:
             raise ProtocolError(f"party {self.my_id}: unknown control message '{op}' from "
                                 f"party {who}")

@@ -2,6 +2,7 @@
 terminal commands, a killed party, parties running different code, wrong keys."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -174,3 +175,95 @@ def test_training_killed_mid_run_resumes_and_matches(tmp_path):
     resumed = run_processes(train_killed_at, 2, args=(str(tmp_path / "b"), -1, -1),
                             timeout=20)[0]
     np.testing.assert_allclose(resumed, straight, atol=30 * 2**-16)
+
+
+LOOP = str(Path(__file__).parent / "scripts" / "loop_script.py")
+
+
+def _frozen_cluster(tmp_path, freeze_for: float | None):
+    """Three parties and the dealer (timeout 30 s, heartbeat 2 s); party 1 is stopped
+    (SIGSTOP) mid-run, and resumed after `freeze_for` s (None: never)."""
+    config = make_local_cluster(tmp_path, 3, timeout=30.0, heartbeat=2.0)
+    mark = tmp_path / "computing"
+    dealer = cli("dealer", "--config", str(config))
+    parties = [cli("party", "--config", str(config), "--id", str(i), LOOP,
+                   env={"MPC_MARK": str(mark)}) for i in range(3)]
+    try:
+        deadline = time.monotonic() + 60
+        while not Path(f"{mark}.1").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # in the middle of the loop
+        os.kill(parties[1].pid, signal.SIGSTOP)
+        start = time.monotonic()
+        if freeze_for is not None:
+            time.sleep(freeze_for)
+            os.kill(parties[1].pid, signal.SIGCONT)
+        others = [p.communicate(timeout=60) + (p.returncode,) for p in (parties[0], dealer)]
+        return others, time.monotonic() - start, parties
+    finally:
+        for p in parties + [dealer]:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def test_a_party_frozen_shorter_than_the_heartbeat_is_only_slow(tmp_path):
+    (party0, dealer), _, parties = _frozen_cluster(tmp_path, freeze_for=1.0)
+    assert party0[2] == 0 and "party 0 done" in party0[0], party0[1]
+    assert dealer[2] == 0, dealer[1]
+
+
+def test_a_frozen_party_is_declared_lost_by_heartbeat_before_the_timeout(tmp_path):
+    (party0, dealer), seconds, _ = _frozen_cluster(tmp_path, freeze_for=None)
+    assert party0[2] == 1 and "PeerLost" in party0[1] and "peer 1" in party0[1], party0[1]
+    assert dealer[2] == 1
+    assert seconds < 15, seconds  # heartbeat 2 s (+ grace), not the 30 s timeout
+
+
+KILL = str(Path(__file__).parent / "scripts" / "kill_script.py")
+
+
+@pytest.mark.parametrize("victim,point", [(1, "mul"), (2, "compare"), (0, "train"),
+                                          (2, "before-connect")])
+def test_a_party_killed_anywhere_is_named_by_every_other_member(tmp_path, victim, point):
+    """Kill sweep over real processes: every other party and the dealer exit with an
+    error naming the lost party within the timeout (5 s; connecting: the same)."""
+    config = make_local_cluster(tmp_path, 3, timeout=5.0)
+    env = {"MPC_KILL_AT": f"{victim}:{point}"}
+    start = time.monotonic()
+    dealer = cli("dealer", "--config", str(config), env=env)
+    parties = [cli("party", "--config", str(config), "--id", str(i), KILL, env=env)
+               for i in range(3)]
+    if point == "before-connect":
+        parties[victim].kill()
+    outs = [p.communicate(timeout=60) + (p.returncode,) for p in parties + [dealer]]
+    assert time.monotonic() - start < 30
+    assert outs[victim][2] == -9
+    for who, (out, err, code) in enumerate(outs):
+        if who != victim:
+            assert code == 1 and "done" not in out, (who, err)
+            assert f"peer {victim}" in err or f"party {victim}" in err or \
+                f"peers [{victim}]" in err, (who, err)
+
+
+def _orphans(marker: str) -> list[int]:
+    """Pids of live processes whose environment carries `marker`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_mpc_run_with_a_killed_party_exits_nonzero_and_leaves_no_process():
+    marker = f"MPC_TEST_MARK={os.getpid()}-{time.monotonic_ns()}"
+    out = subprocess.run([sys.executable, "-m", "mpc", "run", "-n", "3", "--timeout", "5", KILL],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "MPC_KILL_AT": "1:compare",
+                              marker.split("=")[0]: marker.split("=")[1]})
+    assert out.returncode == 1 and "party 1" in out.stderr, out.stderr
+    time.sleep(0.5)
+    assert _orphans(marker) == []

@@ -1,10 +1,10 @@
 """What a corrupt party sees does not depend on the other parties' secrets.
 
 Party 1 is the corrupt one; party 0 holds the secret. For two very different secrets, the
-messages party 1 receives during a multiplication, a matrix product, a truncation and an
-input sharing must be distributed the same: every one of the 64 bits of every received
-ring element is set with the same frequency (two-proportion z-test, 6 sigma), and the
-values are not correlated with the secret.
+messages party 1 receives during a multiplication, a matrix product, a truncation, a
+comparison, a ReLU and a training step must be distributed the same: every one of the 64
+bits of every received ring element is set with the same frequency (two-proportion z-test,
+6 sigma), and the values are not correlated with the secret.
 """
 
 import numpy as np
@@ -46,7 +46,20 @@ OPS = {
     "matmul": lambda x, y: x.reshape(100, 200) @ y.reshape(200, 100),
     "public-mul": lambda x, y: x * 0.37,
     "square": lambda x, y: x.square(),
+    "compare": lambda x, y: x < y,
+    "relu": lambda x, y: x.relu(),
+    "training-step": lambda x, y: _sgd_step(x.reshape(200, 100), y.reshape(200, 100)[:, :1]),
 }
+
+
+def _sgd_step(x, y):
+    """One SGD step of a linear model with MSE on shared data (forward, backward, update)."""
+    import nn
+    model = nn.Linear(x.ctx, 100, 1, seed=0)
+    loss, optimizer = nn.MSELoss(), nn.SGD(model.parameters(), lr=0.1)
+    loss(model(x), y)
+    model.backward(loss.backward(), input_grad=False)
+    optimizer.step()
 
 
 @pytest.mark.parametrize("n_parties", [2, 3])
