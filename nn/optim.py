@@ -13,34 +13,47 @@ import mpc
 class SGD:
     """v <- momentum v + g (+ weight_decay w); w <- w - lr v.
 
-    Rounds per step: 1 per parameter tensor, and 1 more each for momentum and weight
-    decay."""
+    All parameters are updated as one flat vector, so every product by a public scalar is
+    one truncation for the whole model. Rounds per step: 1, and 1 more each for momentum
+    and weight decay, whatever the number of parameter tensors."""
 
     def __init__(self, parameters, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         self.parameters = list(parameters)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self._velocity = [None] * len(self.parameters)
+        self._velocity = None
 
     def zero_grad(self) -> None:
         for p in self.parameters:
             p.grad = None
 
     def step(self) -> None:
-        for i, p in enumerate(self.parameters):
-            g = p.grad
-            if self.weight_decay:
-                g = g + p.value * self.weight_decay
-            if self.momentum:
-                g = g if self._velocity[i] is None else self._velocity[i] * self.momentum + g
-                self._velocity[i] = g
-            p.value = p.value - g * self.lr
+        g = _flat([p.grad for p in self.parameters])
+        if self.weight_decay:
+            g = g + _flat([p.value for p in self.parameters]) * self.weight_decay
+        if self.momentum:
+            g = g if self._velocity is None else self._velocity * self.momentum + g
+            self._velocity = g
+        _subtract(self.parameters, g * self.lr)
 
     def state(self) -> dict:
-        """The momentum buffers, `velocity<i>` for parameter i (None before its first step)."""
-        return {f"velocity{i}": v for i, v in enumerate(self._velocity)}
+        """The flat momentum buffer `velocity` (None before the first step)."""
+        return {"velocity": self._velocity}
 
     def load_state(self, state: dict) -> None:
-        self._velocity = [state.get(f"velocity{i}") for i in range(len(self.parameters))]
+        self._velocity = state.get("velocity")
+
+
+def _flat(tensors):
+    """The tensors as one flat shared vector (local)."""
+    return mpc.concatenate([t.reshape(-1) for t in tensors])
+
+
+def _subtract(parameters, delta) -> None:
+    """w <- w - delta for each parameter, from its slice of the flat `delta` (local)."""
+    start = 0
+    for p in parameters:
+        p.value = p.value - delta[start:start + p.value.size].reshape(p.value.shape)
+        start += p.value.size
 
 
 class Adam:
@@ -94,9 +107,6 @@ class Adam:
         for p in self.parameters:
             p.grad = None
 
-    def _flat(self, tensors):
-        return mpc.concatenate([t.reshape(-1) for t in tensors])
-
     def _moments(self, g):
         """Advance m' and v' by one step from the scaled flat gradient g (3 rounds)."""
         t, (b1, b2) = self._step, self.betas
@@ -109,17 +119,13 @@ class Adam:
 
     def step(self) -> None:
         self._step += 1
-        g = self._flat([p.grad for p in self.parameters]) * (1 << self.scale_bits)
+        g = _flat([p.grad for p in self.parameters]) * (1 << self.scale_bits)
         if self.weight_decay:
-            g = g + self._flat([p.value for p in self.parameters]) * (
+            g = g + _flat([p.value for p in self.parameters]) * (
                 self.weight_decay * 2 ** self.scale_bits)
         self._m, self._v = self._moments(g)
         floor = self.eps ** 2 * 4 ** self.scale_bits
-        delta = (self._m * mpc.inv_sqrt(self._v + floor)) * self.lr
-        start = 0
-        for p in self.parameters:
-            p.value = p.value - delta[start:start + p.value.size].reshape(p.value.shape)
-            start += p.value.size
+        _subtract(self.parameters, (self._m * mpc.inv_sqrt(self._v + floor)) * self.lr)
 
     def state(self) -> dict:
         """The step count and the flat scaled moments `m`, `v` (None before the first step)."""
