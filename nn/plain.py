@@ -26,17 +26,33 @@ def logistic_regression_accuracy(xtr, ytr, xte, yte, *, epochs: int, batch_size:
                                  lr: float) -> float:
     """Test accuracy of nn.Linear(seed=0) + BCEWithLogitsLoss + SGD trained by nn.fit
     (seed 0), done in float64 with the exact sigmoid."""
+    return logistic_regression_history(xtr, ytr, xte, yte, epochs=epochs,
+                                       batch_size=batch_size, lr=lr)[-1]["test_acc"]
+
+
+def logistic_regression_history(xtr, ytr, xte, yte, *, epochs: int, batch_size: int,
+                                lr: float, loss_rows: np.ndarray | None = None) -> list[dict]:
+    """The same training, one record per epoch: test accuracy and the cross-entropy on
+    the training rows `loss_rows` (all by default; nn.fit reports it on
+    nn.train.guard_sample's rows)."""
     rng, bound = np.random.default_rng(0), 1 / math.sqrt(xtr.shape[1])
     w = rng.uniform(-bound, bound, (xtr.shape[1], 1))
     b = rng.uniform(-bound, bound, (1,))
     order_rng = np.random.default_rng(0)
-    for _ in range(epochs):
+    rows_for_loss = np.arange(len(xtr)) if loss_rows is None else loss_rows
+    history = []
+    for epoch in range(epochs):
         order = order_rng.permutation(len(xtr))
         for i in range(0, len(xtr), batch_size):
             rows = order[i:i + batch_size]
             g = (1 / (1 + np.exp(-(xtr[rows] @ w + b))) - ytr[rows]) / len(rows)
             w, b = w - lr * xtr[rows].T @ g, b - lr * g.sum(axis=0)
-    return float(((xte @ w + b > 0) == yte).mean())
+        p = 1 / (1 + np.exp(-(xtr[rows_for_loss] @ w + b)))
+        y = ytr[rows_for_loss]
+        loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        history.append({"epoch": epoch + 1, "loss": loss,
+                        "test_acc": float(((xte @ w + b > 0) == yte).mean())})
+    return history
 
 
 def digits():

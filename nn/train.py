@@ -35,7 +35,7 @@ def _progress(ctx, total: int, show: bool):
     return tqdm(total=total, unit="step", leave=False)
 
 
-def _guard_rows(n: int, rows: int, seed: int) -> np.ndarray:
+def guard_sample(n: int, rows: int = 256, seed: int = 0) -> np.ndarray:
     """The public, fixed sample of training rows the guard runs the model on."""
     return np.sort(np.random.default_rng(seed + 1).permutation(n)[:rows])
 
@@ -64,7 +64,7 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     ctx = x.ctx
     rng = np.random.default_rng(seed)
     plan = [_batches(x.shape[0], batch_size, rng) for _ in range(epochs)]
-    sample = _guard_rows(x.shape[0], guard_rows, seed)
+    sample = guard_sample(x.shape[0], guard_rows, seed)
     history, retried = [], set()
     epoch = 0
     if checkpoint_dir is not None:

@@ -4,16 +4,19 @@ Three hospitals each hold a third of the breast-cancer records (scikit-learn's c
 the Wisconsin data: 30 features, benign or malignant). Together they train a logistic
 regression on all rows without any of them seeing another's records: the rows are
 secret-shared, the model is trained on shares, and only the test accuracy is revealed.
-Party 0 prints it next to the same training in plain float64.
+Party 0 prints it next to the same training in plain float64; with `--plot curve.png`
+(matplotlib: pip install '.[plot]') it also draws both learning curves.
 """
 
+import sys
 import time
 
 import numpy as np
 
 import mpc
 import nn
-from nn.plain import breast_cancer, logistic_regression_accuracy
+from nn.plain import breast_cancer, logistic_regression_history
+from nn.train import guard_sample
 
 EPOCHS, BATCH, LR = 10, 32, 0.1
 
@@ -33,12 +36,38 @@ def main(ctx):
                      evaluate=lambda m: {"test_acc": nn.accuracy(m, x_test, y_test)})
     seconds = time.perf_counter() - start
     if ctx.pid == 0:
-        plain = logistic_regression_accuracy(xtr, ytr, xte, yte, epochs=EPOCHS,
-                                             batch_size=BATCH, lr=LR)
-        for h in history:
-            print(f"epoch {h['epoch']:2d}  test accuracy {h['test_acc']:.3f}  "
+        plain = logistic_regression_history(xtr, ytr, xte, yte, epochs=EPOCHS,
+                                            batch_size=BATCH, lr=LR,
+                                            loss_rows=guard_sample(len(xtr)))
+        for h, p in zip(history, plain):
+            print(f"epoch {h['epoch']:2d}  loss {h['loss']:.4f} (float64 {p['loss']:.4f})  "
+                  f"test accuracy {h['test_acc']:.3f} (float64 {p['test_acc']:.3f})  "
                   f"{h['seconds']:.2f} s  {h['bytes_sent'] / 1e6:.1f} MB sent")
         print(f"\n{ctx.n_parties} parties, {len(xtr)} training rows split among them: "
               f"private test accuracy {history[-1]['test_acc']:.3f}, same training in float64 "
-              f"{plain:.3f}; training took {seconds:.1f} s")
+              f"{plain[-1]['test_acc']:.3f}; training took {seconds:.1f} s")
+        if "--plot" in sys.argv:
+            plot(sys.argv[sys.argv.index("--plot") + 1], history, plain)
     return history[-1]["test_acc"]
+
+
+def plot(path: str, private: list[dict], plain: list[dict]) -> None:
+    """Loss and test accuracy per epoch, on shares and in float64, as a PNG."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("--plot needs matplotlib: pip install '.[plot]'", file=sys.stderr)
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key in zip(axes, ("loss", "test_acc")):
+        ax.plot([h["epoch"] for h in private], [h[key] for h in private], "o-",
+                label="on secret shares")
+        ax.plot([h["epoch"] for h in plain], [h[key] for h in plain], "--", label="float64")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel({"loss": "training loss", "test_acc": "test accuracy"}[key])
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"learning curves written to {path}")
