@@ -26,6 +26,7 @@ shares its data (mpc share), perhaps waits for a result, and goes.
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,10 +120,13 @@ def load_config(path: str | Path) -> ClusterConfig:
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: two [[owner]] entries have the same name")
     members = list(parties) + ([dealer] if dealer else []) + list(owners)
-    addresses = [m.address for m in members]
-    for address in set(addresses):
-        if addresses.count(address) > 1:
-            raise ValueError(f"{path}: address {address} is used by more than one member")
+    seen: dict[tuple[str, int], str] = {}
+    for m in members:
+        endpoint = _endpoint(m.address, path)
+        if endpoint in seen:
+            raise ValueError(f"{path}: address {m.address} is used by more than one member "
+                             f"(the same host and port as {seen[endpoint]})")
+        seen[endpoint] = m.address
     keys = [m.public_key for m in members]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{path}: two members share a public key")
@@ -133,6 +137,20 @@ def load_config(path: str | Path) -> ClusterConfig:
                          int(raw.get("frac_bits", 16)), path.parent, owners,
                          float(raw.get("owner_timeout", 600.0)),
                          float(raw["heartbeat"]) if "heartbeat" in raw else None)
+
+
+def _endpoint(address: str, path: Path) -> tuple[str, int]:
+    """(IP, port) of a "tcp://host:port" address, so that localhost:7000 and
+    127.0.0.1:7000 count as one; ValueError naming the address if it is malformed."""
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    if not address.startswith("tcp://") or not host or not port.isdigit() \
+            or not 0 < int(port) < 65536:
+        raise ValueError(f"{path}: address {address!r} is not of the form tcp://host:port")
+    try:
+        host = socket.gethostbyname(host.strip("[]"))
+    except OSError:
+        pass  # unresolvable here (another site's name): compare as written
+    return host, int(port)
 
 
 def _owner(entry: dict, member_id: int, path: Path) -> Peer:

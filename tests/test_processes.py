@@ -135,6 +135,13 @@ def test_config_with_duplicate_address_refused(tmp_path):
     path.write_text(text.replace(second, first))
     with pytest.raises(ValueError, match="used by more than one member"):
         load_config(path)
+    port = first.rsplit(":", 1)[1]
+    path.write_text(text.replace(second, f"tcp://localhost:{port}"))  # same port, other name
+    with pytest.raises(ValueError, match=f"tcp://localhost:{port} is used by more than one"):
+        load_config(path)
+    path.write_text(text.replace(second, "tcp://127.0.0.1"))
+    with pytest.raises(ValueError, match="not of the form tcp://host:port"):
+        load_config(path)
 
 
 def train_killed_at(ctx, directory, kill_party, kill_epoch):
