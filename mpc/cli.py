@@ -75,7 +75,7 @@ def cmd_share(args) -> int:
     with np.load(args.data) as data:
         arrays = {name: data[name] for name in data.files}
     results = run_owner(config, args.owner, arrays, receive=args.receive is not None,
-                        key_file=args.key)
+                        key_file=args.key, wait=args.wait)
     shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items())
     print(f"owner {args.owner}: shared {shapes} with {config.n_parties} parties",
           file=sys.stderr)
@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="secret key file (default keys/<owner>.key_secret)")
     p.add_argument("--receive", metavar="OUT.npz",
                    help="then wait for the results revealed to this owner and save them")
+    p.add_argument("--wait", type=float, default=86400.0, metavar="SECONDS",
+                   help="how long to wait for the parties (default a day)")
     p.add_argument("data", help=".npz file: every array in it is shared under its name")
     p.set_defaults(func=cmd_share)
 

@@ -20,7 +20,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from net import ZmqMesh, free_tcp_addresses, load_secret, write_keypair
+from net import NetError, ZmqMesh, free_tcp_addresses, load_secret, write_keypair
 
 from mpc.config import ClusterConfig, load_config, write_config
 from mpc.fixedpoint import FixedPoint
@@ -103,23 +103,29 @@ def run_cluster_dealer(config: ClusterConfig, key_file=None) -> int:
 
 
 def run_owner(config: ClusterConfig, name: str, arrays: dict, receive: bool,
-              key_file=None) -> dict | None:
+              key_file=None, wait: float = 86400.0) -> dict | None:
     """An owner's whole life (`mpc share`): connect to the parties, share `arrays`, and
-    with `receive` wait (up to owner_timeout s) for the results revealed to it."""
+    with `receive` wait up to `wait` s (training takes what it takes; a party that dies
+    meanwhile is still noticed at once, and a frozen one by heartbeat) for its results."""
     owner, fixed = config.owner(name), FixedPoint(config.frac_bits)
     encoded = encode_inputs(fixed, arrays)
-    with _leaving(open_mesh(config, owner.id, key_file, timeout=config.owner_timeout)) as mesh:
+    with _leaving(open_mesh(config, owner.id, key_file, timeout=wait)) as mesh:
         return owner_session(mesh, config.n_parties, fixed, encoded, receive)
 
 
 @contextmanager
 def _leaving(mesh: ZmqMesh):
     """Close the mesh on the way out; after an error, the goodbye says which, so the
-    peers' own errors name the party whose loss started it all."""
+    peers' own errors name the party whose loss started it all. Only network errors
+    travel with their text (party ids, sequence numbers, ops and shapes: all public);
+    any other error sends its class name alone, since its text may quote private data
+    (an input refused for its value, say)."""
     try:
         yield mesh
     except BaseException as exc:
-        mesh.close(reason=f"{type(exc).__name__}: {exc}")
+        public = isinstance(exc, NetError)
+        mesh.close(reason=f"{type(exc).__name__}: {exc}" if public else
+                   f"{type(exc).__name__} (details kept by that party)")
         raise
     finally:
         mesh.close()

@@ -72,6 +72,9 @@ def _share_blocks(ctx, mine, axis: int, name: str) -> SecretTensor:
     blocks, owners = [], []
     for owner in range(ctx.n_parties):
         block = mine if ctx.pid == owner else None
+        if block is not None and np.ndim(block) <= axis:
+            raise ShapeError(f"{name}: party {owner}'s block has shape {np.shape(block)}; "
+                             f"it needs an axis {axis} to join along")
         if block is not None and np.shape(block)[axis] == 0:
             block = None
         with ctx.operation("share"):

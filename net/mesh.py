@@ -107,7 +107,7 @@ class ZmqMesh(Transport):
         self.late_peers = frozenset(late_peers) & set(self.peer_ids)
         self.late_timeout = late_timeout
         self.timeout = timeout
-        self.heartbeat = min(timeout, 10.0) if heartbeat is None else heartbeat
+        self.heartbeat = min(timeout, 10.0 if heartbeat is None else heartbeat)
         self.connect_timeout = connect_timeout
         self.stats = CommStats()
         self._peers = dict(peers)

@@ -32,7 +32,7 @@ import mpc
 from nn.clip import clip_microbatches
 from nn.layers import Linear, Sequential
 from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
-from nn.privacy import PrivacyAccountant
+from nn.privacy import PrivacyAccountant, steps_per_epoch
 from nn.train import accuracy, fit
 
 LOSSES = {"binary_crossentropy": BCEWithLogitsLoss, "categorical_crossentropy":
@@ -46,15 +46,17 @@ class DPSGD:
 
     Args (TF Privacy's first three): l2_norm_clip, noise_multiplier, num_microbatches
     (None: one per example); learning_rate, momentum; public_model (see the module);
-    colluders (mpc.add_noise; default n - 1); delta, sampling and accountant for the
-    privacy reported by metrics() (nn.privacy; "public-shuffle" is what nn.fit does).
+    colluders (mpc.add_noise; default n - 1); delta and accountant ("rdp" or "pld") for
+    the privacy reported by metrics(), accounted as nn.fit draws batches ("public-shuffle":
+    nn.privacy). After a resume from a checkpoint a public model counts the interrupted
+    epoch as spent, since its noisy gradients may have been revealed before the crash.
     """
 
     def __init__(self, l2_norm_clip: float, noise_multiplier: float,
                  num_microbatches: int | None = None, learning_rate: float = 0.15,
                  momentum: float = 0.0, *, parameters=None, public_model: bool = False,
                  colluders: int | None = None, delta: float = 1e-5,
-                 sampling: str = "public-shuffle", accountant: str = "rdp"):
+                 accountant: str = "rdp"):
         if not l2_norm_clip > 0 or not noise_multiplier >= 0:
             raise ValueError(f"need l2_norm_clip > 0 and noise_multiplier >= 0, got "
                              f"{l2_norm_clip}, {noise_multiplier}")
@@ -63,15 +65,20 @@ class DPSGD:
         self.learning_rate, self.momentum = learning_rate, momentum
         self.parameters = list(parameters) if parameters is not None else []
         self.public_model, self.colluders = public_model, colluders
-        self.delta, self.sampling, self.accountant = delta, sampling, accountant
+        self.delta, self.accountant = delta, accountant
         self.privacy: PrivacyAccountant | None = None
         self._velocity = None
         self._weights = None  # public model: the weights in the clear
 
     def track(self, n: int, batch_size: int) -> None:
-        """Start accounting for training on n rows in batches of batch_size."""
-        self.privacy = PrivacyAccountant(n, batch_size, self.noise_multiplier, self.delta,
-                                         sampling=self.sampling, accountant=self.accountant)
+        """Account for training on n rows in batches of batch_size (nn.fit calls it); a
+        second fit on the same data keeps adding to the privacy already spent."""
+        same = self.privacy is not None and \
+            (self.privacy.n, self.privacy.batch_size) == (n, batch_size)
+        if not same:
+            self.privacy = PrivacyAccountant(n, batch_size, self.noise_multiplier, self.delta,
+                                             sampling="public-shuffle",
+                                             accountant=self.accountant)
 
     def metrics(self) -> dict:
         """{"epsilon", "delta"} spent so far (empty until track())."""
@@ -97,7 +104,10 @@ class DPSGD:
             self._weights = None  # re-read from the restored (public) parameters
         self._velocity = velocity
         if self.privacy is not None and state.get("steps") is not None:
-            self.privacy.steps = int(state["steps"])
+            steps = int(state["steps"])
+            if self.public_model:  # the interrupted epoch's noisy gradients may be out
+                steps += steps_per_epoch(self.privacy.n, self.privacy.batch_size)
+            self.privacy.steps = steps
 
     def step(self) -> None:
         grads = [p.grad for p in self.parameters]
@@ -184,13 +194,10 @@ class DPModel(Sequential):
         validation data given: only the count of correct predictions is revealed) and,
         from DPSGD.metrics(), the epsilon and delta spent so far.
 
-        With DPSGD, nn.fit's overflow guard is off unless `guard_every` is given: it
-        reveals a training loss, which the privacy accounting does not cover."""
+        With DPSGD, nn.fit's overflow guard checks the parameters only (already DP, so
+        free of privacy cost), never the layers' outputs on training data."""
         if self.optimizer is None:
             raise RuntimeError("call compile(optimizer, loss) before fit")
-        if isinstance(self.optimizer, DPSGD):
-            self.optimizer.track(x.shape[0], batch_size)
-            fit_options.setdefault("guard_every", 0)
 
         def evaluate(model) -> dict:
             if validation_data is None or "accuracy" not in self.metric_names:

@@ -19,9 +19,15 @@ commonly quoted for them but can understate epsilon (Chua et al., "How Private a
 Implementations?", ICML 2024).
 The noise is a discrete Gaussian on the fixed-point grid (mpc.noise); dp-accounting has
 no subsampled discrete-Gaussian event, so both modes use its Gaussian event. Without
-subsampling ("public-shuffle") that is exact for integer shifts (Canonne, Kamath, Steinke
-2020: the discrete Gaussian's Renyi divergences are at most the continuous one's); the
-Poisson-subsampled bound is proven for the continuous Gaussian.
+subsampling ("public-shuffle") the Gaussian event is an upper bound for one discrete
+Gaussian of the same sigma and integer shifts (Canonne, Kamath, Steinke 2020: its Renyi
+divergences are at most the continuous one's). With `colluders` < n - 1 the noise that
+protects is a sum of several discrete Gaussians, which is close to, not exactly, a
+discrete Gaussian (Kairouz, Liu, Steinke 2021 bound the gap; negligible for the per-party
+sigmas of DP-SGD, thousands of grid units, but not zero). The PLD accountant is used as
+dp-accounting computes it for the continuous Gaussian. The Poisson-subsampled bound is
+proven for the continuous Gaussian. Neighbours: "poisson" reports add-or-remove-one (as
+TF Privacy), "public-shuffle" replace-one, which is the stronger notion.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def _new_accountant(kind: str):
 
 
 def dp_sgd_event(n: int, batch_size: int, noise_multiplier: float, steps: int,
-                 sampling: str = "poisson") -> dp_accounting.DpEvent:
+                 sampling: str) -> dp_accounting.DpEvent:
     """The DpEvent of `steps` DP-SGD steps (see the module docstring for `sampling`)."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
@@ -63,15 +69,19 @@ def dp_sgd_event(n: int, batch_size: int, noise_multiplier: float, steps: int,
         step = dp_accounting.PoissonSampledDpEvent(batch_size / n,
                                                    dp_accounting.GaussianDpEvent(noise_multiplier))
         return dp_accounting.SelfComposedDpEvent(step, steps)
-    epochs = math.ceil(steps / math.ceil(n / batch_size))  # times each row was used
+    epochs = math.ceil(steps / steps_per_epoch(n, batch_size))  # times each row was used
     # replace-one: sensitivity 2 clip, so the noise is noise_multiplier / 2 sensitivities
     return dp_accounting.SelfComposedDpEvent(
         dp_accounting.GaussianDpEvent(noise_multiplier / 2), epochs)
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """nn.fit's steps in an epoch: the last, shorter batch is a step too."""
+    return math.ceil(n / batch_size)
+
+
 def epsilon_for_steps(n: int, batch_size: int, noise_multiplier: float, steps: int,
-                      delta: float, *, sampling: str = "poisson",
-                      accountant: str = "rdp") -> float:
+                      delta: float, *, sampling: str, accountant: str = "rdp") -> float:
     """Epsilon at `delta` after `steps` steps (math.inf without noise)."""
     event = dp_sgd_event(n, batch_size, noise_multiplier, steps, sampling)
     if steps == 0:
@@ -82,24 +92,29 @@ def epsilon_for_steps(n: int, batch_size: int, noise_multiplier: float, steps: i
 
 
 def dp_sgd_epsilon(n: int, batch_size: int, noise_multiplier: float, epochs: float,
-                   delta: float, *, sampling: str = "poisson", accountant: str = "rdp") -> float:
-    """Epsilon of DP-SGD as TensorFlow Privacy's compute_dp_sgd_privacy computes it:
-    steps = ceil(epochs n / batch_size), sampling probability batch_size / n.
+                   delta: float, *, sampling: str, accountant: str = "rdp") -> float:
+    """Epsilon of `epochs` epochs of DP-SGD. `sampling` has no default, since the two
+    differ by several times: "public-shuffle" is what nn.fit does (ceil(epochs) epochs of
+    ceil(n / batch_size) steps); "poisson" is TensorFlow Privacy's compute_dp_sgd_privacy
+    (steps = ceil(epochs n / batch_size), sampling probability batch_size / n).
     Example:
-        dp_sgd_epsilon(60000, 150, 1.3, 15, 1e-5)    # 0.7242234026..., as TF Privacy
+        dp_sgd_epsilon(60000, 150, 1.3, 15, 1e-5, sampling="poisson")  # 0.7242234026...
     """
-    steps = math.ceil(epochs * n / batch_size)
+    if sampling == "public-shuffle":
+        steps = math.ceil(epochs) * steps_per_epoch(n, batch_size)
+    else:
+        steps = math.ceil(epochs * n / batch_size)
     return epsilon_for_steps(n, batch_size, noise_multiplier, steps, delta,
                              sampling=sampling, accountant=accountant)
 
 
 def noise_multiplier_for(target_epsilon: float, delta: float, n: int, batch_size: int,
-                         epochs: float, *, sampling: str = "poisson", accountant: str = "rdp",
+                         epochs: float, *, sampling: str, accountant: str = "rdp",
                          rel_tol: float = 1e-3) -> float:
     """The smallest noise multiplier (to within `rel_tol`) whose epsilon at `delta` is at
     most `target_epsilon`. Bisection keeping an upper end that meets the target, so the
     answer never overshoots the budget. Example:
-        noise_multiplier_for(1.0, 1e-5, 60000, 256, 15)
+        noise_multiplier_for(1.0, 1e-5, 60000, 256, 15, sampling="public-shuffle")
     """
     if not target_epsilon > 0:
         raise ValueError(f"target_epsilon must be > 0, got {target_epsilon!r}")

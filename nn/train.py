@@ -1,5 +1,7 @@
-"""Training loop and evaluation. Only aggregate metrics are revealed (the number of
-correct predictions), never a prediction, a gradient or a weight."""
+"""Training loop and evaluation. Only aggregate metrics are revealed, never a prediction,
+a gradient or a weight: the number of correct predictions (nn.accuracy), the guard's
+counts of out-of-range values (nn.guard: zero in healthy training) and, only when asked
+for with report_loss, the training loss on a fixed sample of rows."""
 
 from __future__ import annotations
 
@@ -42,26 +44,36 @@ def guard_sample(n: int, rows: int = 256, seed: int = 0) -> np.ndarray:
 
 def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int = 0,
         evaluate=None, progress: bool = True, checkpoint_dir=None,
-        guard_every: int | None = None, guard_rows: int = 256) -> list[dict]:
-    """Minibatch training on secret data; returns one record per epoch: the training loss
-    (on a fixed sample of `guard_rows` rows), seconds, bytes sent, rounds, what
-    `evaluate(model)` returns (e.g. a test accuracy) and what `optimizer.metrics()` does
-    (e.g. DP's epsilon). A progress bar shows them on a terminal.
+        guard_every: int | None = None, guard_rows: int = 256,
+        report_loss: bool = False) -> list[dict]:
+    """Minibatch training on secret data; returns one record per epoch: seconds, bytes
+    sent, rounds, what `evaluate(model)` returns (e.g. a test accuracy), what
+    `optimizer.metrics()` does (e.g. DP's epsilon) and, with `report_loss`, the training
+    loss on a fixed sample of `guard_rows` rows (a statistic of the training data that is
+    then revealed each epoch). A progress bar shows them on a terminal.
 
     Batches are drawn by a public seeded permutation each epoch (shuffled, not Poisson
     sampled). With `checkpoint_dir`, each party saves its shares after every epoch and a
     new call resumes after the newest epoch all parties saved (nn.checkpoint).
 
     The guard (nn.guard) runs after every `guard_every` steps (default: at the end of each
-    epoch; 0: never): it reveals the loss on the sample and how many values of each layer
-    and parameter left the safe range. On trouble, with checkpoints the epoch is rolled
-    back and run once more (a failed probabilistic truncation is a random event); without,
-    or if it happens again, FixedPointOverflow names the steps and layers.
+    epoch; 0: never): it reveals how many values of each layer (on the sample) and of each
+    parameter left the safe range. With a differentially private optimiser it checks the
+    parameters only, and report_loss is refused (the loss would be revealed without
+    noise). On trouble, with checkpoints the epoch is rolled back and run once more (a
+    failed probabilistic truncation is a random event); without, or if it happens again,
+    FixedPointOverflow names the steps and layers.
     Example:
         history = nn.fit(model, nn.BCEWithLogitsLoss(), nn.SGD(model.parameters(), 0.1),
                          x, y, epochs=10, batch_size=32)
     """
     ctx = x.ctx
+    private = hasattr(optimizer, "privacy")  # a DP optimiser (nn.DPSGD)
+    if report_loss and private:
+        raise ValueError("report_loss reveals the training loss without noise: not with a "
+                         "differentially private optimiser")
+    if private:
+        optimizer.track(x.shape[0], batch_size)  # epsilon in every record
     rng = np.random.default_rng(seed)
     plan = [_batches(x.shape[0], batch_size, rng) for _ in range(epochs)]
     sample = guard_sample(x.shape[0], guard_rows, seed)
@@ -77,7 +89,8 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
         bar = _progress(ctx, len(plan[epoch]), progress)
         try:
             train_loss = _run_epoch(model, loss, optimizer, x, y, plan[epoch], first_step,
-                                    sample, guard_every, bar)
+                                    sample, guard_every, bar,
+                                    {"report_loss": report_loss, "outputs": not private})
         except guard.FixedPointOverflow:
             if checkpoint_dir is None or epoch in retried:
                 raise
@@ -88,7 +101,7 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
             if bar is not None:
                 bar.close()
         used = ctx.stats.snapshot()
-        record = {"epoch": epoch + 1, "loss": train_loss,
+        record = {"epoch": epoch + 1, **({"loss": train_loss} if report_loss else {}),
                   "seconds": time.perf_counter() - start,
                   "bytes_sent": used.bytes_sent - before.bytes_sent,
                   "rounds": used.rounds - before.rounds}
@@ -104,9 +117,10 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     return history
 
 
-def _run_epoch(model, loss, optimizer, x, y, batches, first_step, sample, guard_every, bar):
-    """The epoch's steps with the guard's checks; returns the last checked loss (None
-    when the guard is off)."""
+def _run_epoch(model, loss, optimizer, x, y, batches, first_step, sample, guard_every, bar,
+               checks: dict):
+    """The epoch's steps with the guard's `checks`; returns the last revealed loss (None
+    unless report_loss)."""
     checked, train_loss = first_step, None
     for i, rows in enumerate(batches):
         optimizer.zero_grad()
@@ -115,8 +129,8 @@ def _run_epoch(model, loss, optimizer, x, y, batches, first_step, sample, guard_
         optimizer.step()
         step, last = first_step + i, i == len(batches) - 1
         if last if guard_every is None else guard_every and (step % guard_every == 0 or last):
-            train_loss, where = guard.check(model, loss, x[sample], y[sample])
-            if where or not 0.0 <= train_loss <= guard.MAX_LOSS:
+            train_loss, where = guard.check(model, loss, x[sample], y[sample], **checks)
+            if guard.trouble(where, train_loss):
                 raise guard.FixedPointOverflow(where, train_loss, (checked, step))
             checked = step + 1
         if bar is not None:

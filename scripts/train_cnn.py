@@ -2,8 +2,8 @@
 
 Each party owns a third of the training images (scikit-learn's 8x8 digits, as [n, 1, 8, 8]);
 Conv2d(1->8, 3x3, padding 1), ReLU, MaxPool2d(2), Flatten, Linear(128->10) train on shares
-with softmax cross-entropy and SGD; only the test accuracy is revealed, next to the same
-training in float64 (nn.plain.cnn_accuracy).
+with softmax cross-entropy and SGD; only the test accuracy (and the overflow guard's
+counts) is revealed, next to the same training in float64 (nn.plain.cnn_accuracy).
 """
 
 import sys

@@ -46,7 +46,7 @@ def main(ctx):
                                         sampling="public-shuffle")
         dp, dp_s = _train(ctx, x, y, test, lambda ps: nn.DPSGD(
             CLIP, sigma, BATCH, LR, MOMENTUM, delta=DELTA, parameters=ps))
-        poisson = nn.dp_sgd_epsilon(n, BATCH, sigma, EPOCHS, DELTA)
+        poisson = nn.dp_sgd_epsilon(n, BATCH, sigma, EPOCHS, DELTA, sampling="poisson")
         rows.append((f"DP-SGD eps<={target:g}", f"{sigma:.2f}", dp["val_accuracy"],
                      dp["epsilon"], poisson, dp_s))
     if ctx.pid == 0:

@@ -23,13 +23,14 @@ ULP = 2.0 ** -16
 ])
 def test_rdp_reproduces_tf_privacy(n, batch, noise, epochs, delta, want):
     """TF Privacy's compute_dp_sgd_privacy_test values, to 1e-9 relative."""
-    assert dp_sgd_epsilon(n, batch, noise, epochs, delta) == pytest.approx(want, rel=1e-9)
+    assert dp_sgd_epsilon(n, batch, noise, epochs, delta, sampling="poisson") == \
+        pytest.approx(want, rel=1e-9)
 
 
 def test_pld_is_tighter_than_rdp_and_public_batches_cost_more():
     args = (455, 128, 4.0, 5, 1e-5)
-    rdp = dp_sgd_epsilon(*args)
-    pld = dp_sgd_epsilon(*args, accountant="pld")
+    rdp = dp_sgd_epsilon(*args, sampling="poisson")
+    pld = dp_sgd_epsilon(*args, sampling="poisson", accountant="pld")
     assert 0.7 * rdp < pld < rdp
     assert dp_sgd_epsilon(*args, sampling="public-shuffle") > rdp
     # public batches: no amplification, so the batch size does not matter, only epochs
@@ -54,14 +55,15 @@ def test_accountant_counts_steps():
     acc.step(25)
     acc.step()
     assert acc.steps == 26
-    assert acc.metrics() == {"epsilon": epsilon_for_steps(1000, 100, 1.1, 26, 1e-5),
+    assert acc.metrics() == {"epsilon": epsilon_for_steps(1000, 100, 1.1, 26, 1e-5,
+                                                          sampling="poisson"),
                              "delta": 1e-5}
     # public shuffle: 26 steps of 10 per epoch touch each row at most 3 times
     shuffled = PrivacyAccountant(n=1000, batch_size=100, noise_multiplier=1.1, delta=1e-5)
     shuffled.step(26)
     assert shuffled.epsilon() == dp_sgd_epsilon(1000, 100, 1.1, 3, 1e-5,
                                                 sampling="public-shuffle")
-    assert epsilon_for_steps(1000, 100, 0.0, 1, 1e-5) == math.inf
+    assert epsilon_for_steps(1000, 100, 0.0, 1, 1e-5, sampling="poisson") == math.inf
 
 
 def test_accountant_refuses_bad_settings():
@@ -70,7 +72,17 @@ def test_accountant_refuses_bad_settings():
     with pytest.raises(ValueError, match="accountant"):
         PrivacyAccountant(1000, 100, 1.0, 1e-5, accountant="moments")
     with pytest.raises(ValueError, match="batch_size"):
-        dp_sgd_epsilon(100, 200, 1.0, 1, 1e-5)
+        dp_sgd_epsilon(100, 200, 1.0, 1, 1e-5, sampling="public-shuffle")
+
+
+@pytest.mark.parametrize("n,batch,epochs", [(100, 90, 20), (1000, 300, 10), (455, 32, 5)])
+def test_calibrated_noise_holds_for_the_steps_fit_takes(n, batch, epochs):
+    """What noise_multiplier_for promises is what the accountant nn.fit steps reports
+    after epochs * ceil(n / batch) steps (the short last batch included)."""
+    sigma = noise_multiplier_for(2.0, 1e-5, n, batch, epochs, sampling="public-shuffle")
+    acc = PrivacyAccountant(n, batch, sigma, 1e-5)
+    acc.step(epochs * math.ceil(n / batch))
+    assert acc.epsilon() <= 2.0
 
 
 # ---------------------------------------------------------------- DP-SGD on shares
@@ -182,6 +194,8 @@ def _resume(ctx, directory, epochs, public_model):
 def test_checkpoint_resume_continues_the_privacy_spent(tmp_path, public_model):
     mpc.run_local(_resume, 2, args=(tmp_path, 2, public_model))
     history, steps = mpc.run_local(_resume, 2, args=(tmp_path, 3, public_model))[0]
-    assert [h["epoch"] for h in history] == [3] and steps == 9
-    assert history[0]["epsilon"] == dp_sgd_epsilon(30, 10, 0.8, 3, 1e-5,
+    # a public model counts the epoch after the checkpoint as possibly released: one more
+    epochs_counted = 4 if public_model else 3
+    assert [h["epoch"] for h in history] == [3] and steps == 3 * epochs_counted
+    assert history[0]["epsilon"] == dp_sgd_epsilon(30, 10, 0.8, epochs_counted, 1e-5,
                                                    sampling="public-shuffle")

@@ -43,7 +43,7 @@ def test_loss_values_match_numpy(seed):
                                                            abs=2e-3)
 
 
-def _train(ctx, lr, guard_every, directory=None, corrupt_at=None):
+def _train(ctx, lr, guard_every, directory=None, corrupt_at=None, report_loss=False):
     xtr, _, ytr, _ = breast_cancer()
     x, y = share_from_0(ctx, xtr[:128]), share_from_0(ctx, ytr[:128])
     model = nn.Sequential(nn.Linear(ctx, xtr.shape[1], 1, seed=0))
@@ -52,7 +52,8 @@ def _train(ctx, lr, guard_every, directory=None, corrupt_at=None):
     try:
         history = nn.fit(model, nn.BCEWithLogitsLoss(), nn.SGD(model.parameters(), lr=lr),
                          x, y, epochs=3, batch_size=32, progress=False,
-                         guard_every=guard_every, checkpoint_dir=directory)
+                         guard_every=guard_every, checkpoint_dir=directory,
+                         report_loss=report_loss)
     except nn.FixedPointOverflow as e:
         return {"error": str(e), "steps": e.steps, "where": e.where}
     return {"history": history, "weight": model.layers[0].weight.value.reveal()}
@@ -73,10 +74,29 @@ class _CorruptOnce(nn.Module):
         return grad + 2.0 ** 29 if self.calls == self.at_call else grad
 
 
-def test_healthy_training_reports_a_falling_loss():
-    out = mpc.run_local(_train, 2, args=(0.1, None))[0]
+def test_healthy_training_reports_a_falling_loss_only_when_asked():
+    out = mpc.run_local(_train, 2, args=(0.1, None, None, None, True))[0]
     losses = [r["loss"] for r in out["history"]]
     assert all(0 < v < 1 for v in losses) and losses[-1] < losses[0], losses
+    quiet = mpc.run_local(_train, 2, args=(0.1, None))[0]
+    assert all("loss" not in r for r in quiet["history"])
+
+
+def _regression(ctx):
+    """MSE on targets of about 150 (as in scikit-learn's diabetes data): large losses are
+    legitimate and must not be taken for overflow."""
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(64, 4))
+    ys = xs @ np.array([[30.0], [-20.0], [10.0], [5.0]]) + 150.0
+    x, y = share_from_0(ctx, xs), share_from_0(ctx, ys)
+    model = nn.Linear(ctx, 4, 1, seed=0)
+    return nn.fit(model, nn.MSELoss(), nn.SGD(model.parameters(), lr=0.001), x, y, epochs=1,
+                  batch_size=32, progress=False, report_loss=True)
+
+
+def test_a_large_legitimate_loss_is_not_an_overflow():
+    history = mpc.run_local(_regression, 2)[0]
+    assert history[0]["loss"] > 1e4  # far above any cross-entropy, and fine
 
 
 def test_overflow_is_reported_with_its_step_and_layer():
@@ -106,3 +126,15 @@ def test_a_one_off_corruption_is_rolled_back(tmp_path):
 def test_a_repeated_overflow_is_not_retried_forever(tmp_path):
     out = mpc.run_local(_train, 2, args=(1e5, None, str(tmp_path)))[0]
     assert out["steps"] == (1, 4), out
+
+
+def _dp_with_loss(ctx):
+    x = share_from_0(ctx, np.ones((8, 2)))
+    model = nn.DPModel(nn.Linear(ctx, 2, 1))
+    model.compile(optimizer=nn.DPSGD(1.0, 1.0, num_microbatches=2), loss="mse")
+    return model.fit(x, x[:, :1], epochs=1, batch_size=4, progress=False, report_loss=True)
+
+
+def test_no_noiseless_loss_with_differential_privacy():
+    with pytest.raises(mpc.PartyFailed, match="report_loss reveals the training loss"):
+        mpc.run_local(_dp_with_loss, 2)

@@ -274,3 +274,14 @@ def test_mpc_run_with_a_killed_party_exits_nonzero_and_leaves_no_process():
     assert out.returncode == 1 and "party 1" in out.stderr, out.stderr
     time.sleep(0.5)
     assert _orphans(marker) == []
+
+
+def test_a_refused_input_is_not_quoted_to_the_other_parties(tmp_path):
+    script = str(Path(__file__).parent / "scripts" / "refuse_script.py")
+    config = make_local_cluster(tmp_path, 2, timeout=10.0)
+    procs = [cli("dealer", "--config", str(config))] + [
+        cli("party", "--config", str(config), "--id", str(i), script) for i in range(2)]
+    (_, dealer_err), (_, err0), (_, err1) = [p.communicate(timeout=60) for p in procs]
+    assert "5123456789" in err0  # party 0's own message has it
+    assert "PeerLost" in err1 and "ValueError (details kept by that party)" in err1, err1
+    assert "5123456789" not in err1 + dealer_err

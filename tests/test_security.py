@@ -4,7 +4,7 @@ Party 1 is the corrupt one; party 0 holds the secret. For two very different sec
 messages party 1 receives during a multiplication, a matrix product, a truncation, a
 comparison, a ReLU and a training step must be distributed the same: every one of the 64
 bits of every received ring element is set with the same frequency (two-proportion z-test,
-6 sigma), and the values are not correlated with the secret.
+6 sigma), and each is set half the time (a uniform element).
 """
 
 import numpy as np
