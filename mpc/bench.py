@@ -12,11 +12,16 @@ the exact truncation's bound.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +61,9 @@ def _conv_reference(x, w):
     return np.einsum("nchwij,ocij->nohw", cols, w)
 
 
-def _party(ctx, name: str, reps: int, warmup: int):
-    rng = np.random.default_rng(2026)
-    x, y = _inputs(name, rng)
-    xs = mpc.share(ctx, x if ctx.pid == 0 else None, owner=0, shape=x.shape)
-    ys = mpc.share(ctx, y if ctx.pid == 1 else None, owner=1, shape=y.shape)
-    op = WORKLOADS[name][0]
+def _timed(ctx, op, xs, ys, reps: int, warmup: int):
+    """Run `op(xs, ys)` warmup + reps times, each timed repetition after a barrier; returns
+    the last output and the times, bytes and rounds of the last repetition."""
     barrier = mpc.share_public(ctx, np.zeros(1))
     for _ in range(warmup):
         out = op(xs, ys)
@@ -73,12 +75,25 @@ def _party(ctx, name: str, reps: int, warmup: int):
         out = op(xs, ys)
         times.append(time.perf_counter() - start)
     after = ctx.stats.snapshot()
-    got = out.reveal()
+    return out, {"times": times, "bytes_sent": after.bytes_sent - before.bytes_sent,
+                 "bytes_received": after.bytes_received - before.bytes_received,
+                 "rounds": after.rounds - before.rounds}
+
+
+def _max_abs_err(ctx, name: str, got: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
     quantize = lambda v: ctx.fixed.decode(ctx.fixed.encode(v))  # noqa: E731
     want = (WORKLOADS[name][1] or _conv_reference)(quantize(x), quantize(y))
-    err = float(np.max(np.abs(got - want)))
-    return {"times": times, "bytes_sent": after.bytes_sent - before.bytes_sent,
-            "rounds": after.rounds - before.rounds, "max_abs_err": err}
+    return float(np.max(np.abs(got - want)))
+
+
+def _party(ctx, name: str, reps: int, warmup: int):
+    rng = np.random.default_rng(2026)
+    x, y = _inputs(name, rng)
+    xs = mpc.share(ctx, x if ctx.pid == 0 else None, owner=0, shape=x.shape)
+    ys = mpc.share(ctx, y if ctx.pid == 1 else None, owner=1, shape=y.shape)
+    out, result = _timed(ctx, WORKLOADS[name][0], xs, ys, reps, warmup)
+    result["max_abs_err"] = _max_abs_err(ctx, name, out.reveal(), x, y)
+    return result
 
 
 def _w6_party(ctx, name: str, reps: int, warmup: int):
@@ -109,10 +124,10 @@ def _w6_party(ctx, name: str, reps: int, warmup: int):
             "test_acc_float64": plain, "correct": abs(accuracy - plain) <= 0.01}
 
 
-def _w4_party(ctx, name: str, reps: int, warmup: int):
+def _w4_party(ctx, name: str, reps: int, warmup: int, steps: int = 10):
     """W4: SGD steps of a 784-128-128-10 ReLU MLP, batch 64, softmax cross-entropy, data
     and weights secret (random MNIST-shaped data: the data set is not shipped offline);
-    each repetition is 10 steps, reported per step."""
+    each repetition is `steps` steps (1 in scripts/wan_party.py), reported per step."""
     import nn  # nn sits above mpc; only the training workloads need it
     rng = np.random.default_rng(4)
     images = rng.uniform(0, 1, (64, 784))
@@ -128,16 +143,17 @@ def _w4_party(ctx, name: str, reps: int, warmup: int):
     for rep in range(warmup + reps):
         barrier.reveal()
         before, start = ctx.stats.snapshot(), time.perf_counter()
-        for _ in range(10):
+        for _ in range(steps):
             optimizer.zero_grad()
             loss(model(x), y)
             model.backward(loss.backward())
             optimizer.step()
         if rep >= warmup:
-            times.append((time.perf_counter() - start) / 10)
+            times.append((time.perf_counter() - start) / steps)
         after = ctx.stats.snapshot()
-    return {"times": times, "bytes_sent": (after.bytes_sent - before.bytes_sent) // 10,
-            "rounds": (after.rounds - before.rounds) // 10}
+    return {"times": times, "bytes_sent": (after.bytes_sent - before.bytes_sent) // steps,
+            "bytes_received": (after.bytes_received - before.bytes_received) // steps,
+            "rounds": (after.rounds - before.rounds) // steps}
 
 
 def run_workload(name: str, n_parties: int, reps: int = 5, warmup: int = 1,
@@ -160,6 +176,107 @@ def run_workload(name: str, n_parties: int, reps: int = 5, warmup: int = 1,
         line.update({"correct": r0["max_abs_err"] < 2.0 ** -16, "max_abs_err": r0["max_abs_err"]})
     line["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
     return line
+
+
+SCALE_WORKLOADS = ("W1", "W3", "W7")
+SCALE_SIZES = (10**4, 10**5, 10**6, 10**7)
+SCALE_PARTIES = (2, 3, 5, 8)
+
+
+def _scale_input(which: int, size: int) -> np.ndarray:
+    """Input x (which=0, party 0's) or y (which=1, party 1's) of a scale point."""
+    return np.random.default_rng([2026, which]).uniform(-10, 10, size)
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux gives ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _scale_party(ctx, name: str, size: int, reps: int):
+    """One scale point in one party. Only the owners build their input; the kernels are
+    compiled on 1000 elements first, then `reps` timed repetitions run at full size. The
+    peak memory is read before the final check, which reveals and builds a reference."""
+    xs = mpc.share(ctx, _scale_input(0, size) if ctx.pid == 0 else None, 0, shape=(size,))
+    ys = mpc.share(ctx, _scale_input(1, size) if ctx.pid == 1 else None, 1, shape=(size,))
+    op = WORKLOADS[name][0]
+    op(xs[:1000], ys[:1000])
+    base = _peak_mb()
+    out, result = _timed(ctx, op, xs, ys, reps, 0)
+    result.update(peak_mb=_peak_mb(), base_mb=base, os_pid=os.getpid())
+    got = out.reveal()
+    if ctx.pid == 0:
+        x, y = _scale_input(0, size), _scale_input(1, size)
+        result["max_abs_err"] = _max_abs_err(ctx, name, got, x, y)
+    return result
+
+
+class _ChildPeaks(threading.Thread):
+    """Samples the peak resident memory (VmHWM, MiB) of this process's children every
+    `every` s: the dealer reports nothing itself, so this is how its peak is known."""
+
+    def __init__(self, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.peaks: dict[int, float] = {}
+        self.every = every
+        self._done = threading.Event()
+
+    def run(self):
+        me = str(os.getpid())
+        while not self._done.wait(self.every):
+            for entry in Path("/proc").iterdir():
+                try:
+                    if entry.name.isdigit() and \
+                            (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == me:
+                        status = (entry / "status").read_text()
+                        kib = int(status.split("VmHWM:")[1].split()[0])
+                        self.peaks[int(entry.name)] = max(self.peaks.get(int(entry.name), 0),
+                                                          kib / 1024)
+                except (OSError, IndexError, ValueError):
+                    continue  # the process ended meanwhile
+
+    def stop(self) -> dict[int, float]:
+        self._done.set()
+        self.join()
+        return self.peaks
+
+
+def run_scale_point(name: str, n_parties: int, size: int, reps: int) -> dict:
+    """One JSON-ready line of the scale grid (scale runs each in a fresh process)."""
+    load = os.getloadavg()[0]
+    sampler = _ChildPeaks()
+    sampler.start()
+    try:
+        results = run_processes(_scale_party, n_parties, args=(name, size, reps),
+                                timeout=300.0, total_timeout=7200.0)
+    finally:
+        peaks = sampler.stop()
+    parties = {r["os_pid"] for r in results}
+    r0, mib = results[0], 1 << 20
+    return {"system": "mpc-dl", "scale": True, "workload": name, "parties": n_parties,
+            "elements": size, "median_s": statistics.median(r0["times"]),
+            "min_s": min(r0["times"]), "reps": len(r0["times"]),
+            "bytes_sent_party0": r0["bytes_sent"],
+            "mb_sent_max_party": max(r["bytes_sent"] for r in results) / mib,
+            "rounds": r0["rounds"],
+            "peak_mb_max_party": max(r["peak_mb"] for r in results),
+            "base_mb_max_party": max(r["base_mb"] for r in results),
+            "peak_mb_dealer": max(mb for pid, mb in peaks.items() if pid not in parties),
+            "correct": r0["max_abs_err"] < 2.0 ** -16, "max_abs_err": r0["max_abs_err"],
+            "load_1min": round(load, 2)}
+
+
+def scale(workloads=SCALE_WORKLOADS, sizes=SCALE_SIZES, party_counts=SCALE_PARTIES,
+          reps: int | None = None):
+    """Yield one line per (workload, parties, size), one point at a time, each in a fresh
+    process; `reps` repetitions each (default 3, and 1 from 10^7 elements)."""
+    spawn = mp.get_context("spawn")
+    for name in workloads:
+        for n in party_counts:
+            for size in sizes:
+                count = reps if reps is not None else (3 if size < 10**7 else 1)
+                with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                    yield pool.submit(run_scale_point, name, n, size, count).result()
 
 
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "crypten"

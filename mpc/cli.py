@@ -6,6 +6,7 @@
     mpc share --config cluster.toml --owner hospital_a data.npz [--receive model.npz]
     mpc keys --parties 3 --out cluster/   key pairs and a cluster.toml template
     mpc bench --workload W1 --parties 2   benchmark workloads as JSON lines
+    mpc bench --scale                     W1, W3, W7 from 10^4 to 10^7 elements, 2 to 8 parties
 
 A script defines `main(ctx)`; the launcher decides where the parties live. Exit code 0 on
 success, 1 when a party fails (its traceback is printed), 2 for usage errors.
@@ -100,17 +101,31 @@ def cmd_keys(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from mpc.bench import WORKLOADS, comparison, crypten_line, run_workload
-    names = list(WORKLOADS) if args.workload == "all" else args.workload.split(",")
+    from mpc.bench import (SCALE_WORKLOADS, WORKLOADS, comparison, crypten_line, run_workload,
+                           scale)
+    default = ",".join(SCALE_WORKLOADS) if args.scale else "W1"
+    names = list(WORKLOADS) if args.workload == "all" else (args.workload or default).split(",")
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         print(f"unknown workload {unknown}; choose from {', '.join(WORKLOADS)} or all",
               file=sys.stderr)
         return 2
+    if args.scale:
+        not_elementwise = [n for n in names if n not in SCALE_WORKLOADS]
+        if not_elementwise:
+            print(f"--scale measures {', '.join(SCALE_WORKLOADS)} only, not {not_elementwise}",
+                  file=sys.stderr)
+            return 2
+        sizes = [int(float(s)) for s in args.sizes.split(",")]
+        counts = [int(n) for n in args.party_counts.split(",")]
+        for line in scale(names, sizes, counts, reps=args.reps):
+            print(json.dumps(line), flush=True)
+        return 0
+    reps = args.reps or 5
     for name in names:
-        ours = run_workload(name, args.parties, reps=args.reps, truncation=args.truncation)
+        ours = run_workload(name, args.parties, reps=reps, truncation=args.truncation)
         print(json.dumps(ours), flush=True)
-        theirs = crypten_line(name, args.parties, args.reps) if args.crypten else None
+        theirs = crypten_line(name, args.parties, reps) if args.crypten else None
         if theirs:
             print(json.dumps(theirs), flush=True)
             print(json.dumps(comparison(ours, theirs)), flush=True)
@@ -170,9 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("bench", help="benchmark workloads (JSON lines)")
-    p.add_argument("--workload", default="W1")
+    p.add_argument("--workload", help="comma-separated ids or all (default W1; with --scale "
+                                      "W1,W3,W7)")
     p.add_argument("--parties", type=int, default=2)
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, help="timed repetitions (default 5; with --scale 3, "
+                                            "and 1 from 10^7 elements)")
+    p.add_argument("--scale", action="store_true",
+                   help="cost against size and parties: every workload at every --sizes and "
+                        "--party-counts, one point at a time, with peak memory per process")
+    p.add_argument("--sizes", default="1e4,1e5,1e6,1e7", help="elements, with --scale")
+    p.add_argument("--party-counts", default="2,3,5,8", help="party counts, with --scale")
     p.add_argument("--crypten", action="store_true",
                    help="also measure CrypTen (TTP) now with ../shared/anchors/crypten and print "
                         "the ratios")

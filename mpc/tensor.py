@@ -19,6 +19,9 @@ from mpc.protocols import arithmetic, compare, truncation
 from mpc.ring import DTYPE
 
 
+MUL_CHUNK = 1 << 20  # elements per batch of a large elementwise product (bounds memory)
+
+
 class ShapeError(ValueError):
     """Operands whose shapes do not fit the operation."""
 
@@ -129,12 +132,37 @@ class SecretTensor:
             out_shape = recipe(ItemSpec(kind, (self.shape, other.shape), params or {})).derived[0]
         except ValueError as exc:
             raise ShapeError(str(exc)) from None
+        if kind == "mul" and self.shape == other.shape and self.size > MUL_CHUNK:
+            return self._mul_in_batches(other, MUL_CHUNK)
         xs, ys = np.atleast_1d(self.share), np.atleast_1d(other.share)
         with self.ctx.operation(kind):
             triple = arithmetic.request(self.ctx, kind, xs.shape, ys.shape, params)
             pair = truncation.request(self.ctx, out_shape)  # the dealer makes both meanwhile
             product = arithmetic.bilinear(self.ctx, kind, xs, ys, params, triple)
             return self._new(truncation.truncate(self.ctx, product.reshape(out_shape), pair))
+
+    def _mul_in_batches(self, other: "SecretTensor", chunk: int) -> "SecretTensor":
+        """x * y of equal shapes in batches of `chunk` elements, one after the other, so
+        that no process holds more than two batches' triples and intermediates: 2 rounds
+        per batch, the same bytes. The next batch's items are requested first, so the
+        dealer makes them meanwhile."""
+        xs, ys = self.share.reshape(-1), other.share.reshape(-1)
+        out = np.empty(xs.size, dtype=DTYPE)
+
+        def items(start):
+            size = min(chunk, xs.size - start)
+            return (arithmetic.request(self.ctx, "mul", (size,), (size,)),
+                    truncation.request(self.ctx, (size,)))
+        with self.ctx.operation("mul"):
+            ahead = items(0)
+            for start in range(0, xs.size, chunk):
+                part = slice(start, start + chunk)
+                triple, pair = ahead
+                if start + chunk < xs.size:
+                    ahead = items(start + chunk)
+                product = arithmetic.bilinear(self.ctx, "mul", xs[part], ys[part], None, triple)
+                out[part] = truncation.truncate(self.ctx, product, pair)
+        return self._new(out.reshape(self.shape))
 
     def _scaled(self, product: np.ndarray) -> "SecretTensor":
         """Truncate a product with a public fixed-point factor."""
@@ -159,7 +187,8 @@ class SecretTensor:
 
     def __lt__(self, other) -> "SecretTensor":
         """[x < y] as 0.0/1.0; exact (see mpc.protocols.compare for rounds and bytes)."""
-        return (self - other)._from_bit((self - other)._less_than_zero("compare")[0])
+        diff = self - other
+        return diff._from_bit(diff._less_than_zero("compare")[0])
 
     def __gt__(self, other) -> "SecretTensor":
         diff = other - self

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mpc
+from mpc.protocols import compare
 from oracle import ULP, check_op
 
 PARTIES = [2, 3]
@@ -109,3 +110,32 @@ def test_rounds_and_bytes_match_the_docstring(n):
     assert costs["relu"] == ((per_peer_compare + 8) * size * (n - 1), 8)
     # max over 8: three levels of fused ReLUs on 4, 2 and 1 pairs per row (README table)
     assert costs["max8"] == ((per_peer_compare + 8) * size * 7 / 8 * (n - 1), 24)
+
+
+def _ltz_whole_and_chunked(ctx, values, chunk):
+    z = mpc.share(ctx, values if ctx.pid == 0 else None, 0, shape=values.shape).share
+    out = {}
+    for name, size in [("whole", values.size), ("chunked", chunk)]:
+        before = ctx.stats.snapshot(without=("dealer",))
+        bit, picked = compare.less_than_zero(ctx, z, select=True, chunk=size)
+        after = ctx.stats.snapshot(without=("dealer",))
+        out[name] = (ctx.open(bit), ctx.open(picked), after.rounds - before.rounds,
+                     after.bytes_sent - before.bytes_sent)
+    return out
+
+
+@pytest.mark.parametrize("n", PARTIES)
+def test_chunked_comparison_equals_unchunked(n):
+    """A comparison in batches (here 3 of at most 1000 elements) opens the same bits and
+    selected values as one batch, at 8 rounds per batch and the same bytes (up to the
+    bit-packing of each batch's last byte)."""
+    values = np.random.default_rng(5).uniform(-100, 100, 2500)
+    values[:10] = 0.0
+    out = mpc.run_local(_ltz_whole_and_chunked, n, args=(values, 1000))[0]
+    encoded = mpc.FixedPoint().encode(values)
+    want_bit = (values < 0).astype(np.uint64)
+    for bit, picked, _, _ in out.values():
+        np.testing.assert_array_equal(bit, want_bit)
+        np.testing.assert_array_equal(picked, np.where(values < 0, encoded, 0))
+    assert (out["whole"][2], out["chunked"][2]) == (8, 24)
+    assert 0 <= out["chunked"][3] - out["whole"][3] <= 3 * 2 * (n - 1)

@@ -94,3 +94,26 @@ def test_share_rows_unions_each_party_rows_in_order(n):
     want = np.concatenate([np.full((c, 2), float(p)) for p, c in enumerate(counts)])
     for got in mpc.run_local(_rows, n):
         np.testing.assert_array_equal(got, want)
+
+
+def _mul_costs(ctx, x, y):
+    xs = mpc.share(ctx, x if ctx.pid == 0 else None, owner=0, shape=x.shape)
+    ys = mpc.share(ctx, y if ctx.pid == 1 else None, owner=1, shape=y.shape)
+    before = ctx.stats.snapshot(without=("dealer",))
+    z = xs * ys
+    after = ctx.stats.snapshot(without=("dealer",))
+    return z.reveal(), after.bytes_sent - before.bytes_sent, after.rounds - before.rounds
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+def test_large_products_go_in_batches(parties, monkeypatch):
+    """Above MUL_CHUNK elements x * y runs in batches (here 3 of at most 1000 elements):
+    the same result within the truncation's ulp, the same bytes, 2 rounds per batch."""
+    monkeypatch.setattr(mpc.tensor, "MUL_CHUNK", 1000)
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(-50, 50, (50, 50)), rng.uniform(-50, 50, (50, 50))
+    z, sent, rounds = mpc.run_local(_mul_costs, parties, args=(x, y))[0]
+    fixed = mpc.FixedPoint()
+    exact = fixed.decode(fixed.encode(x)) * fixed.decode(fixed.encode(y))
+    assert np.max(np.abs(z - exact)) < 2.0 ** -16
+    assert (sent, rounds) == (3 * x.size * 8 * (parties - 1), 2 * 3)

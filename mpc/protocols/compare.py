@@ -14,7 +14,8 @@ Protocol less_than_zero([z]), with one dealer item (mpc.correlations._ltz_recipe
   4. Convert the bit b = MSB(z) to an arithmetic 0/1 with a shared bit beta (dabit):
      open e = b XOR beta (one bit), [b] = e + (1 - 2e) [beta].
   5. With `select`: [z * b] = e [z] + (1 - 2e) ((z - u) [beta] + [u beta]), no extra round.
-Rounds: 8 (1 + 6 + 1). Comm per element to each peer: 8 bytes (c) [+ 8 with select] +
+Rounds: 8 (1 + 6 + 1) per batch of at most CHUNK elements (see less_than_zero).
+Comm per element to each peer: 8 bytes (c) [+ 8 with select] +
 2 * (8 + 4 + 2 + 1) bytes (levels 0-3) + 1 + 1/2 (levels 4-5, bit-packed) + 1/8 (e) =
 39.625 bytes, 47.625 with select. The dealer sends the corrected party 32 bytes per element
 (40 with select).
@@ -36,6 +37,7 @@ LOW63 = np.uint64((1 << 63) - 1)
 ALL_ONES = np.uint64(2**64 - 1)
 REST_OFFSETS = {1: 0, 2: 32, 3: 48, 4: 56, 5: 60}  # where levels 1..5 sit in the Ar/Br/Cr words
 _WIRE = {64: np.uint64, 32: np.uint32, 16: np.uint16, 8: np.uint8}
+CHUNK = 1 << 20  # elements per batch: bounds the parties' and the dealer's working memory
 
 
 def request(ctx, size: int, select: bool = False):
@@ -58,11 +60,34 @@ def _and_level(ctx, level: int, lt, eq, a_word, b_word, c_word):
                                    width, ctx.pid == 0, lt, half)
 
 
-def less_than_zero(ctx, zs: np.ndarray, ticket=None, select: bool = False):
+def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK):
     """[z < 0] as arithmetic 0/1 shares (integers, not fixed point), and with `select`
-    also [z * (z < 0)]. `zs` is flat. See the module docstring for the steps."""
+    also [z * (z < 0)]. `zs` is flat.
+
+    Up to `chunk` elements go in one batch (8 rounds); a larger input goes in batches of
+    `chunk`, one after the other, each with its own dealer item, so that no process holds
+    more than two batches' randomness and intermediates: 8 rounds per batch, the same
+    bytes. The next batch's item is requested first, so the dealer makes it meanwhile.
+    """
     n = zs.size
-    ticket = ticket or request(ctx, n, select)
+    if n <= chunk:
+        return _batch(ctx, zs, request(ctx, n, select), select)
+    bit = np.empty(n, dtype=zs.dtype)
+    picked = np.empty(n, dtype=zs.dtype) if select else None
+    ticket = request(ctx, chunk, select)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        following = request(ctx, min(chunk, n - stop), select) if stop < n else None
+        bit[start:stop], part = _batch(ctx, zs[start:stop], ticket, select)
+        if select:
+            picked[start:stop] = part
+        ticket = following
+    return bit, picked
+
+
+def _batch(ctx, zs: np.ndarray, ticket, select: bool):
+    """less_than_zero on one batch with its requested dealer item (module docstring)."""
+    n = zs.size
     free = ctx.provider.take_free(ticket)
     r, a0, ar, b0, br, beta = free[:6]
     first = ctx.pid == 0
