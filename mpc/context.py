@@ -7,6 +7,8 @@ same order: each call takes the next sequence number, which labels its messages.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mpc.fixedpoint import FixedPoint
@@ -88,7 +90,7 @@ class Context:
 
     def pairwise_ring(self, peer: int, nonce: int, shape) -> np.ndarray:
         """Ring elements that this party and `peer` both derive, with no message."""
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         return self._pair_prgs[peer].ring(nonce, count).reshape(shape)
 
     # ---------------------------------------------------------------- openings
@@ -129,7 +131,7 @@ class Context:
     def open_flat(self, flat: np.ndarray, shapes, op: str = "open") -> list[np.ndarray]:
         """Open one flat buffer that holds several tensors of `shapes`, back to back."""
         opened = self.open(flat, op)
-        sizes = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in shapes])[:-1]
+        sizes = np.cumsum([math.prod(s) for s in shapes])[:-1]
         return [part.reshape(s) for part, s in zip(np.split(opened, sizes), shapes)]
 
     def open_xor(self, share: np.ndarray, op: str = "open-xor") -> np.ndarray:

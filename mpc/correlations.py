@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable
@@ -143,7 +144,7 @@ def recipe(spec: ItemSpec) -> Recipe:
         raise ValueError(f"unknown correlated-randomness kind {kind!r}")
     if len(shapes) != arity[kind] or any(d < 0 for s in shapes for d in s):
         raise ValueError(f"{kind}: bad shapes {shapes}")
-    if sum(int(np.prod(s, dtype=np.int64)) for s in shapes) > MAX_ITEM_ELEMENTS:
+    if sum(math.prod(s) for s in shapes) > MAX_ITEM_ELEMENTS:
         raise ValueError(f"{kind}: request for {shapes} is larger than "
                          f"{MAX_ITEM_ELEMENTS} elements")
     if kind == "mul":
@@ -228,7 +229,7 @@ def pack_corrections(rec: Recipe, corrections: list[np.ndarray]) -> np.ndarray:
 
 
 def correction_bytes(rec: Recipe) -> int:
-    return sum(int(np.prod(s, dtype=np.int64)) * rec.wire_dtype(i).itemsize
+    return sum(math.prod(s) * rec.wire_dtype(i).itemsize
                for i, s in enumerate(rec.derived))
 
 
@@ -237,7 +238,7 @@ def unpack_corrections(rec: Recipe, raw: np.ndarray) -> list[np.ndarray]:
     out, start = [], 0
     for i, shape in enumerate(rec.derived):
         dtype = rec.wire_dtype(i)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         out.append(raw[start:start + nbytes].view(dtype).astype(DTYPE).reshape(shape))
         start += nbytes
     return out

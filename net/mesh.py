@@ -293,8 +293,7 @@ class ZmqMesh(Transport):
         if zero_copy and isinstance(array, np.ndarray):
             array.flags.writeable = False  # the I/O thread reads it after we return
         try:
-            dealer.send(header, zmq.SNDMORE)
-            dealer.send(payload, copy=not zero_copy)
+            dealer.send_multipart((header, payload), copy=not zero_copy)
         except zmq.Again:
             raise PeerTimeout(to, f"party {self.my_id}: could not queue message {seq} for "
                                   f"party {to} within {self.timeout:g} s") from None

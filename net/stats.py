@@ -58,20 +58,31 @@ class CommStats:
             return apart[-1]
         return self._labels[0][0] if self._labels else "other"
 
-    def _book(self, **amounts: int) -> None:
-        op = self.by_op.setdefault(self.current, Counter())
-        for name, value in amounts.items():
-            setattr(self.total, name, getattr(self.total, name) + value)
-            setattr(op, name, getattr(op, name) + value)
+    def _op(self) -> Counter:
+        """The counter of the label in force (called for every message: kept short)."""
+        label = self.current
+        op = self.by_op.get(label)
+        if op is None:
+            op = self.by_op[label] = Counter()
+        return op
 
     def sent(self, nbytes: int) -> None:
-        self._book(bytes_sent=nbytes, messages_sent=1)
+        op, total = self._op(), self.total
+        op.bytes_sent += nbytes
+        op.messages_sent += 1
+        total.bytes_sent += nbytes
+        total.messages_sent += 1
 
     def received(self, nbytes: int) -> None:
-        self._book(bytes_received=nbytes, messages_received=1)
+        op, total = self._op(), self.total
+        op.bytes_received += nbytes
+        op.messages_received += 1
+        total.bytes_received += nbytes
+        total.messages_received += 1
 
     def round(self) -> None:
-        self._book(rounds=1)
+        self._op().rounds += 1
+        self.total.rounds += 1
 
     def snapshot(self, without: tuple[str, ...] = ()) -> Counter:
         """A copy of the totals (less the labels in `without`), to subtract from a later

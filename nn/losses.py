@@ -32,7 +32,7 @@ def _cross_entropy(prob, target):
 
 class BCEWithLogitsLoss:
     """Binary cross-entropy on logits; gradient (sigmoid(z) - y) / batch. The sigmoid is
-    mpc.sigmoid_piecewise by default (error <= 0.0016, 10 rounds): the gradient needs no
+    mpc.sigmoid_piecewise by default (error <= 0.0016, 9 rounds): the gradient needs no
     more, and it is most of a logistic regression step's rounds. Pass `sigmoid=mpc.sigmoid`
     for 4 units of error at 48 rounds."""
 

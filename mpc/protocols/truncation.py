@@ -5,6 +5,8 @@ Two methods; the context's `truncation` setting picks one.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mpc import kernels
@@ -19,7 +21,7 @@ def request(ctx, shape, bits: int | None = None):
     if ctx.truncation != "exact":
         return None
     bits = ctx.fixed.frac_bits if bits is None else bits
-    return ctx.provider.request(ItemSpec("trunc", ((int(np.prod(shape, dtype=np.int64)),),),
+    return ctx.provider.request(ItemSpec("trunc", ((math.prod(shape),),),
                                          {"frac_bits": bits}))
 
 

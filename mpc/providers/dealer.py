@@ -16,6 +16,8 @@ item's randomness is never used by anyone.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mpc.correlations import (ItemSpec, correction_bytes, derive_item, pack_corrections,
@@ -137,4 +139,4 @@ def _predict(follows: dict, context: tuple) -> bytes | None:
 
 def _elements(raw: bytes) -> int:
     spec = ItemSpec.from_bytes(np.frombuffer(raw, np.uint8))
-    return sum(int(np.prod(shape, dtype=np.int64)) for shape in spec.shapes)
+    return sum(math.prod(shape) for shape in spec.shapes)
