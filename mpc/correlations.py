@@ -136,8 +136,22 @@ def _conv_params(params: dict) -> tuple[Shape, Shape]:
     return tuple(params.get("stride", (1, 1))), tuple(params.get("padding", (0, 0)))
 
 
+_RECIPES: dict[bytes, Recipe] = {}  # by encoded spec: a training loop asks for few kinds
+MAX_CACHED = 4096
+
+
 def recipe(spec: ItemSpec) -> Recipe:
-    """The recipe for `spec`; raises ValueError for unknown kinds or bad shapes."""
+    """The recipe for `spec` (recipes are immutable: made once per distinct spec); raises
+    ValueError for unknown kinds or bad shapes."""
+    found = _RECIPES.get(spec._encoded)
+    if found is None:
+        if len(_RECIPES) >= MAX_CACHED:
+            _RECIPES.clear()
+        found = _RECIPES[spec._encoded] = _make_recipe(spec)
+    return found
+
+
+def _make_recipe(spec: ItemSpec) -> Recipe:
     kind, shapes, params = spec.kind, spec.shapes, spec.params
     arity = {"mul": 2, "matmul": 2, "conv2d": 2, "square": 1, "trunc": 1, "ltz": 1}
     if kind not in arity:

@@ -16,6 +16,7 @@ item's randomness is never used by anyone.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -88,7 +89,7 @@ def serve_dealer(transport, n_parties: int, idle_timeout: float | None = None) -
     prgs = [Prg(s) for s in seeds]
 
     def send_item(number: int, raw: bytes, seq: int) -> None:
-        spec = ItemSpec.from_bytes(np.frombuffer(raw, np.uint8))
+        spec = _parse(raw)
         _, corrections = derive_item(spec, party_streams(prgs, number, spec))
         payload = np.concatenate([np.frombuffer(spec.tag, np.uint8),
                                   pack_corrections(recipe(spec), corrections)])
@@ -138,5 +139,10 @@ def _predict(follows: dict, context: tuple) -> bytes | None:
 
 
 def _elements(raw: bytes) -> int:
-    spec = ItemSpec.from_bytes(np.frombuffer(raw, np.uint8))
-    return sum(math.prod(shape) for shape in spec.shapes)
+    return sum(math.prod(shape) for shape in _parse(raw).shapes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(raw: bytes) -> ItemSpec:
+    """A request's spec, validated; parsed once per distinct request (they repeat)."""
+    return ItemSpec.from_bytes(np.frombuffer(raw, np.uint8))
