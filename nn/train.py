@@ -134,8 +134,11 @@ def _run_epoch(model, loss, optimizer, x, y, batches, first_step, sample, guard_
                 raise guard.FixedPointOverflow(where, train_loss, (checked, step))
             checked = step + 1
         if bar is not None:
-            bar.set_postfix(loss="-" if train_loss is None else f"{train_loss:.4f}",
-                            refresh=False)
+            shown = {} if train_loss is None else {"loss": f"{train_loss:.4f}"}
+            if last and hasattr(optimizer, "metrics"):  # e.g. the epsilon spent so far
+                shown.update({k: f"{v:.3g}" for k, v in optimizer.metrics().items()})
+            shown["MB sent"] = f"{x.ctx.stats.total.bytes_sent / 1e6:.1f}"
+            bar.set_postfix(shown, refresh=False)
             bar.update()
     return train_loss
 
