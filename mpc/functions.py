@@ -177,10 +177,10 @@ def sigmoid(x: SecretTensor) -> SecretTensor:
     return s + x._new(_mul_by_bit(flipped, negative))
 
 
-def _sigmoid_hinges(knots: np.ndarray, extra_bits: int) -> tuple[np.ndarray, float]:
+def _sigmoid_hinges(knots: np.ndarray, beta_bits: int) -> tuple[np.ndarray, float]:
     """The continuous piecewise-linear approximation of sigmoid with these knots, flat
     outside them, as C - sum_j beta_j min(x - k_j, 0): returns the beta_j as integers with
-    f + extra_bits fractional bits (summing to exactly 0, so the terms cancel far below
+    `beta_bits` fractional bits (summing to exactly 0, so the terms cancel far below
     the knots) and C. The knot values are equalised (each moved towards the middle of its
     two pieces' error bands, 60 times) until the largest error is the same on every piece:
     0.00152, half the interpolant's 0.0030."""
@@ -198,35 +198,38 @@ def _sigmoid_hinges(knots: np.ndarray, extra_bits: int) -> tuple[np.ndarray, flo
         values -= (np.r_[middle[:1], middle] + np.r_[middle, middle[-1:]]) / 4
     slopes = np.diff(values) / np.diff(knots)
     betas = np.diff(np.r_[0.0, slopes, 0.0])  # slope changes at the knots
-    scale = 2.0 ** (16 + extra_bits)
+    scale = 2.0 ** beta_bits
     encoded = np.round(betas * scale).astype(np.int64)
     encoded[-1] -= encoded.sum()  # exactly 0 in all: no x term survives
     # sigmoid ~ values[-1] above the last knot, where every min() is 0
     return encoded, float(values[-1])
 
 
-SIGMOID_EXTRA_BITS = 8  # the slopes' precision beyond f: their rounding stays below 2e-5
-SIGMOID_BETAS, SIGMOID_TOP = _sigmoid_hinges(SIGMOID_KNOTS, SIGMOID_EXTRA_BITS)
+SIGMOID_BETA_BITS = 24  # the slopes' precision: their rounding stays below 2e-5
+SIGMOID_BETAS, SIGMOID_TOP = _sigmoid_hinges(SIGMOID_KNOTS, SIGMOID_BETA_BITS)
 
 
 def sigmoid_piecewise(x: SecretTensor) -> SecretTensor:
     """sigmoid(x) by a continuous piecewise-linear function with knots every 1/2 on
-    [-8, 8], flat outside, for every x. Error <= 0.0016 (the pieces' 0.00152, the slopes'
-    rounding and one unit): 100 times coarser than sigmoid's but 5 times fewer rounds,
-    which is what a training step needs (a gradient p - y wants two or three correct
-    digits, not five).
+    [-8, 8], flat outside, for every x. Error <= 0.0016 for f >= 16 fractional bits (the
+    pieces' 0.00152, the slopes' rounding and one unit; 0.0025 at f = 10): 100 times
+    coarser than sigmoid's but 5 times fewer rounds, which is what a training step needs
+    (a gradient p - y wants two or three correct digits, not five).
 
     With z_j = x - k_j for the 33 knots, one batched comparison with the product fused in
     gives [min(z_j, 0)] = [z_j * (z_j < 0)] for all j in its 8 rounds; then
     sigmoid = C - sum_j beta_j min(z_j, 0) with public beta_j (the slope changes), one
-    truncation. Rounds: 9. Comm: 1579.6 bytes per element to each peer.
+    truncation (by the betas' 24 fractional bits, whatever f is: the sum stays below
+    2^40, inside the exact truncation's range; with local-probabilistic truncation its
+    failure chance is 2^-24 per element, caught by nn's overflow guard). Rounds: 9.
+    Comm: 1579.6 bytes per element to each peer (up to 2^20 / 33 elements; beyond, the
+    comparison runs in batches of 2^20, 8 rounds each).
     """
     shifted = x.reshape(x.shape + (1,)) - SIGMOID_KNOTS
     _, below = shifted._less_than_zero("sigmoid", select=True)  # min(z_j, 0), f bits
     weighted = np.sum(below * SIGMOID_BETAS.astype(np.uint64), axis=-1, dtype=np.uint64)
     with x.ctx.operation("sigmoid"):
-        bits = x.ctx.fixed.frac_bits + SIGMOID_EXTRA_BITS
-        hinges = x._new(truncation.truncate(x.ctx, weighted, bits=bits))
+        hinges = x._new(truncation.truncate(x.ctx, weighted, bits=SIGMOID_BETA_BITS))
     return SIGMOID_TOP - hinges
 
 

@@ -132,6 +132,7 @@ def discrete_gaussian(sigma: float, shape, prg: Prg | None = None) -> np.ndarray
     sigma = float(sigma)
     if not 0.0 <= sigma <= MAX_SIGMA:
         raise ValueError(f"sigma must be in [0, 2^40] grid units, got {sigma!r}")
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(shape)
     count = math.prod(shape)
     if sigma == 0.0:
         return np.zeros(shape, np.int64)

@@ -121,7 +121,7 @@ def _run_epoch(model, loss, optimizer, x, y, batches, first_step, sample, guard_
                checks: dict):
     """The epoch's steps with the guard's `checks`; returns the last revealed loss (None
     unless report_loss)."""
-    checked, train_loss = first_step, None
+    checked, train_loss, metrics = first_step, None, {}
     for i, rows in enumerate(batches):
         optimizer.zero_grad()
         loss(model(x[rows]), y[rows])
@@ -135,8 +135,10 @@ def _run_epoch(model, loss, optimizer, x, y, batches, first_step, sample, guard_
             checked = step + 1
         if bar is not None:
             shown = {} if train_loss is None else {"loss": f"{train_loss:.4f}"}
-            if last and hasattr(optimizer, "metrics"):  # e.g. the epsilon spent so far
-                shown.update({k: f"{v:.3g}" for k, v in optimizer.metrics().items()})
+            if hasattr(optimizer, "metrics") and (i == 0 or last):
+                metrics = optimizer.metrics()  # e.g. the epsilon spent so far
+            shown.update({k: f"{v:.3g}" if isinstance(v, (int, float)) else str(v)
+                          for k, v in metrics.items()})
             shown["MB sent"] = f"{x.ctx.stats.total.bytes_sent / 1e6:.1f}"
             bar.set_postfix(shown, refresh=False)
             bar.update()

@@ -144,3 +144,15 @@ def test_rounds_and_bytes_match_the_docstrings():
     for name, (rounds, per_element) in COSTS.items():
         doc = getattr(F, name).__doc__
         assert f"Rounds: {rounds}." in doc and f"{per_element:.1f}".rstrip("0").rstrip(".") in doc
+
+
+def _sigmoid_at(ctx, xs):
+    x = mpc.share(ctx, xs if ctx.pid == 0 else None, 0, shape=xs.shape)
+    return F.sigmoid_piecewise(x).reveal()
+
+
+@pytest.mark.parametrize("frac_bits,bound", [(12, 0.0018), (20, 0.0016)])
+def test_piecewise_sigmoid_for_other_fixed_point_formats(frac_bits, bound):
+    xs = np.linspace(-12, 12, 481)
+    got = mpc.run_local(_sigmoid_at, 2, args=(xs,), fixed=mpc.FixedPoint(frac_bits))[0]
+    assert np.max(np.abs(got - 0.5 * (1 + np.tanh(xs / 2)))) <= bound

@@ -33,6 +33,7 @@ RETRY = 1 << 40  # seq offset of a correction that replaces a wrong guess
 SPECULATION_DEPTH = 2
 SPECULATE_MAX_ELEMENTS = 1 << 16  # guessing helps latency-bound small items; a wrong
 # guess at a large one would cost a lot of work
+MAX_REQUEST_BYTES = 1 << 16  # a request names a kind and shapes: a few hundred bytes
 CONTEXTS = (16, 8, 4, 2)  # context lengths tried, longest first
 MAX_CONTEXTS = 1 << 16  # forget what was learnt past this many contexts (bounded memory)
 TAG_BYTES = 8
@@ -144,5 +145,10 @@ def _elements(raw: bytes) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _parse(raw: bytes) -> ItemSpec:
-    """A request's spec, validated; parsed once per distinct request (they repeat)."""
+    """A request's spec, validated; parsed once per distinct request (they repeat; the
+    cached spec is shared, so nothing may change it). Requests are a few hundred bytes:
+    longer ones are refused before they could fill the cache."""
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise ValueError(f"a correlated-randomness request of {len(raw)} bytes (at most "
+                         f"{MAX_REQUEST_BYTES})")
     return ItemSpec.from_bytes(np.frombuffer(raw, np.uint8))
