@@ -40,6 +40,9 @@ _GOODBYE = "__goodbye"
 _NOTHING = np.zeros(0, np.uint8)
 MAX_REASON = 500  # bytes of a goodbye's reason (why a member left: an error, or nothing)
 
+CLOSE_GRACE = 2.0
+"""Seconds close() waits for links to peers that greeted us but are still connecting."""
+
 LOSS_GRACE = 0.5
 """Seconds a peer's link must stay down before a wait on it fails with PeerLost: time
 for its last messages (on the other TCP connection) to arrive, or for a transient
@@ -247,6 +250,15 @@ class ZmqMesh(Transport):
         for monitor in self._monitors:
             monitors.register(monitor, zmq.POLLIN)
             self._read_monitor(monitor)
+        # A peer that said hello may not yet have our own hello (our link to it still
+        # connecting): give such links a moment, or leaving at once would lose what is
+        # queued for them and leave the peer waiting for a hello that never comes.
+        grace = time.monotonic() + min(self.timeout, CLOSE_GRACE)
+        while time.monotonic() < grace and any(
+                self._link.get(p) != "connected" for p in self._hello
+                if p in self._dealers and p not in self._gone and p not in self._down):
+            for monitor, _ in monitors.poll(10):
+                self._read_monitor(monitor)
         queued = {p: self._goodbye(p, reason) for p in self._dealers
                   if self._link.get(p) == "connected" and p not in self._gone}
         deadline = time.monotonic() + self.timeout
