@@ -59,7 +59,7 @@ def test_whole_domain_two_parties(name):
     check(name, CASES[name][0])
 
 
-@pytest.mark.parametrize("name", ["reciprocal", "exp", "sigmoid", "log"])
+@pytest.mark.parametrize("name", ["reciprocal", "exp", "sigmoid", "sigmoid_piecewise", "log"])
 def test_whole_domain_three_parties(name):
     check(name, CASES[name][0][::3], n=3)
 
