@@ -405,6 +405,32 @@ def where(condition: SecretTensor, x, y) -> SecretTensor:
     return condition * (x - y) + y
 
 
+def matmul_many(pairs) -> list[SecretTensor]:
+    """[a_i @ b_i] for several independent pairs of secret tensors in the rounds of one
+    product: every masked operand in one opening, every result in one truncation.
+    Rounds: 2 (each product alone: 2). Comm: the same bytes as the products one by one.
+    Example (a layer's two gradients): dw, dx = mpc.matmul_many([(x.T, g), (g, w.T)])"""
+    pairs = [(a, _same_ctx(a, b)) for a, b in pairs]
+    ctx = pairs[0][0].ctx
+    try:
+        shapes = [matmul_shape(a.shape, b.shape) for a, b in pairs]
+    except ValueError as exc:
+        raise ShapeError(str(exc)) from None
+    operands = [(np.atleast_1d(a.share), np.atleast_1d(b.share)) for a, b in pairs]
+    with ctx.operation("matmul"):
+        triples = [arithmetic.request(ctx, "matmul", xs.shape, ys.shape) for xs, ys in operands]
+        total = sum(int(np.prod(shape)) for shape in shapes)
+        pair = truncation.request(ctx, (total,))  # the dealer makes them all meanwhile
+        products = arithmetic.bilinear_many(ctx, "matmul", operands, triples)
+        flat = truncation.truncate(ctx, np.concatenate([p.reshape(-1) for p in products]), pair)
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(SecretTensor(ctx, flat[start:start + size].reshape(shape)))
+        start += size
+    return out
+
+
 def concatenate(tensors, axis: int = 0) -> SecretTensor:
     first = tensors[0]
     return first._new(np.concatenate([_same_ctx(first, t).share for t in tensors], axis=axis))

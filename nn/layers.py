@@ -15,9 +15,9 @@ class Linear(Module):
     initialiser (public, as in every framework's reproducible init) or from given arrays,
     and are secret from the first update on.
 
-    Backward: dW = x^T @ g, db = sum_batch g, dx = g @ W^T (two secret matrix products,
-    run one after the other: 4 rounds; 2 when the input needs no gradient, as the first
-    layer's data does not)."""
+    Backward: dW = x^T @ g, db = sum_batch g, dx = g @ W^T: two secret matrix products in
+    the 2 rounds of one (mpc.matmul_many); only dW when the input needs no gradient, as
+    the first layer's data does not."""
 
     def __init__(self, ctx, in_features: int, out_features: int, *, seed: int = 0,
                  weight: np.ndarray | None = None, bias: np.ndarray | None = None):
@@ -39,9 +39,13 @@ class Linear(Module):
         return x @ self.weight.value + self.bias.value
 
     def backward(self, grad, input_grad=True):
-        self.weight.grad = self._x.T @ grad
         self.bias.grad = grad.sum(axis=0)
-        return grad @ self.weight.value.T if input_grad else None
+        if not input_grad:
+            self.weight.grad = self._x.T @ grad
+            return None
+        self.weight.grad, grad_x = mpc.matmul_many([(self._x.T, grad),
+                                                    (grad, self.weight.value.T)])
+        return grad_x
 
 
 class ReLU(Module):
@@ -137,12 +141,15 @@ class Conv2d(Module):
         n, o = grad.shape[:2]
         g = grad.reshape(n, o, -1)
         w_shape = self.weight.value.shape
-        self.weight.grad = (g @ self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
         self.bias.grad = g.sum(axis=(0, 2))
+        cols_t = self._cols.transpose(0, 2, 1)
         if not input_grad:
+            self.weight.grad = (g @ cols_t).sum(axis=0).reshape(w_shape)
             return None
         w2 = self.weight.value.reshape(o, -1)
-        return (w2.T @ g).col2im(self._shape, self.kernel, self.stride, self.padding)
+        per_image, spread = mpc.matmul_many([(g, cols_t), (w2.T, g)])  # 2 rounds for both
+        self.weight.grad = per_image.sum(axis=0).reshape(w_shape)
+        return spread.col2im(self._shape, self.kernel, self.stride, self.padding)
 
 
 class AvgPool2d(Module):

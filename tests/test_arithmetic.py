@@ -150,3 +150,22 @@ def test_shape_errors_are_clear():
             a @ np.ones((4, 4))
         return True
     assert mpc.run_local(bad, 2) == [True, True]
+
+
+def _many(ctx, a, b, c, d):
+    share = [mpc.share(ctx, v if ctx.pid == 0 else None, 0, shape=v.shape) for v in (a, b, c, d)]
+    before = ctx.stats.snapshot(without=("dealer",))
+    ab, cd = mpc.matmul_many([(share[0], share[1]), (share[2], share[3])])
+    used = ctx.stats.snapshot(without=("dealer",))
+    return ab.reveal(), cd.reveal(), used.rounds - before.rounds
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_matmul_many_is_each_product_in_the_rounds_of_one(n):
+    rng = np.random.default_rng(n)
+    a, b = rng.normal(size=(6, 4)), rng.normal(size=(4, 3))
+    c, d = rng.normal(size=(2, 5, 4)), rng.normal(size=(4, 7))  # batched, broadcast
+    ab, cd, rounds = mpc.run_local(_many, n, args=(a, b, c, d))[0]
+    np.testing.assert_allclose(ab, a @ b, atol=4 * 4 * 2**-16)
+    np.testing.assert_allclose(cd, c @ d, atol=4 * 4 * 2**-16)
+    assert rounds == 2

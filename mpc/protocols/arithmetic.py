@@ -33,21 +33,38 @@ def request(ctx, kind: str, x_shape, y_shape, params: dict | None = None):
 def bilinear(ctx, kind: str, xs: np.ndarray, ys: np.ndarray, params: dict | None = None,
              ticket=None):
     """[x o y] for kind in {"mul", "matmul", "conv2d"}; see the module docstring."""
-    params = params or {}
     ticket = ticket or request(ctx, kind, xs.shape, ys.shape, params)
-    a, b = ctx.provider.take_free(ticket)
-    masked = np.empty(xs.size + ys.size, dtype=DTYPE)  # both openings in one message
-    np.subtract(xs, a, out=masked[:xs.size].reshape(xs.shape))
-    np.subtract(ys, b, out=masked[xs.size:].reshape(ys.shape))
-    d, e = ctx.open_flat(masked, [xs.shape, ys.shape], kind)
-    (c,) = ctx.provider.take_derived(ticket)  # the dealer made it during the opening
+    return bilinear_many(ctx, kind, [(xs, ys)], [ticket], params)[0]
+
+
+def bilinear_many(ctx, kind: str, operands, tickets, params: dict | None = None) -> list:
+    """[x_i o y_i] for several independent pairs, every d and e in one opening: one round
+    whatever the number of pairs (each has its own triple, from `tickets`)."""
+    params = params or {}
+    frees = [ctx.provider.take_free(t)[:2] for t in tickets]
+    sizes = [size for xs, ys in operands for size in (xs.size, ys.size)]
+    masked = np.empty(sum(sizes), dtype=DTYPE)  # all openings in one message
+    start = 0
+    for (xs, ys), (a, b) in zip(operands, frees):
+        for value, mask in ((xs, a), (ys, b)):
+            np.subtract(value, mask, out=masked[start:start + value.size].reshape(value.shape))
+            start += value.size
+    opened = ctx.open_flat(masked, [s for xs, ys in operands for s in (xs.shape, ys.shape)],
+                           kind)
     add_de = ctx.pid == 0
-    if kind == "mul":
-        return kernels.beaver_combine(d, e, a, b, c, add_de)
-    if kind == "matmul":
-        return kernels.beaver_combine_matmul(d, e, a, b, c, add_de)
-    return _conv_combine(d, e, a, b, c, add_de, tuple(params.get("stride", (1, 1))),
-                         tuple(params.get("padding", (0, 0))))
+    out = []
+    for i, ((a, b), ticket) in enumerate(zip(frees, tickets)):
+        d, e = opened[2 * i], opened[2 * i + 1]
+        (c,) = ctx.provider.take_derived(ticket)  # the dealer made it during the opening
+        if kind == "mul":
+            out.append(kernels.beaver_combine(d, e, a, b, c, add_de))
+        elif kind == "matmul":
+            out.append(kernels.beaver_combine_matmul(d, e, a, b, c, add_de))
+        else:
+            out.append(_conv_combine(d, e, a, b, c, add_de,
+                                     tuple(params.get("stride", (1, 1))),
+                                     tuple(params.get("padding", (0, 0)))))
+    return out
 
 
 def square(ctx, xs: np.ndarray) -> np.ndarray:
