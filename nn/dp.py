@@ -32,6 +32,7 @@ import mpc
 from nn.clip import clip_microbatches
 from nn.layers import Linear, Sequential
 from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
+from nn.optim import subtract_flat
 from nn.privacy import PrivacyAccountant, steps_per_epoch
 from nn.train import accuracy, fit
 
@@ -132,8 +133,7 @@ class DPSGD:
         if self.momentum and self._velocity is not None:
             grad = self._velocity * self.momentum + grad
         self._velocity = grad
-        flat = mpc.concatenate([p.value.reshape(-1) for p in self.parameters])
-        self._assign(flat - grad * self.learning_rate)
+        subtract_flat(self.parameters, grad * self.learning_rate)
 
     def _public_step(self, grad: np.ndarray) -> None:
         if self._weights is None:

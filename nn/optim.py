@@ -33,7 +33,7 @@ class SGD:
         if self.momentum:
             g = g if self._velocity is None else self._velocity * self.momentum + g
             self._velocity = g
-        _subtract(self.parameters, g * self.lr)
+        subtract_flat(self.parameters, g * self.lr)
 
     def state(self) -> dict:
         """The flat momentum buffer `velocity` (None before the first step)."""
@@ -48,7 +48,7 @@ def _flat(tensors):
     return mpc.concatenate([t.reshape(-1) for t in tensors])
 
 
-def _subtract(parameters, delta) -> None:
+def subtract_flat(parameters, delta) -> None:
     """w <- w - delta for each parameter, from its slice of the flat `delta` (local)."""
     start = 0
     for p in parameters:
@@ -125,7 +125,7 @@ class Adam:
                 self.weight_decay * 2 ** self.scale_bits)
         self._m, self._v = self._moments(g)
         floor = self.eps ** 2 * 4 ** self.scale_bits
-        _subtract(self.parameters, (self._m * mpc.inv_sqrt(self._v + floor)) * self.lr)
+        subtract_flat(self.parameters, (self._m * mpc.inv_sqrt(self._v + floor)) * self.lr)
 
     def state(self) -> dict:
         """The step count and the flat scaled moments `m`, `v` (None before the first step)."""
