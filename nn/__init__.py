@@ -5,12 +5,15 @@ in MPC every operation costs rounds, so layers work on whole batches and each la
 backward is written out rather than taped per scalar.
 """
 
+from nn.activations import GELU, LogSoftmax, Softmax, Tanh
+from nn.blocks import Dropout, GlobalAvgPool2d, Residual
 from nn.dp import DPSGD, DPModel
 from nn.guard import FixedPointOverflow
 from nn.io import load_npz, save_npz
 from nn.layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Sigmoid
 from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
-from nn.module import Module, Parameter
+from nn.module import Buffer, Module, Parameter
+from nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from nn.optim import SGD, Adam
 from nn.privacy import PrivacyAccountant, dp_sgd_epsilon, noise_multiplier_for
 from nn.train import accuracy, fit
