@@ -62,7 +62,7 @@ address wrong (earlier refusals may predate the peer's bind)."""
 REACH_PATIENCE = 5.0
 """Seconds after a peer's hello within which our own link to it must come up."""
 
-REFUSED_LINGER = 1.0
+REFUSED_LINGER = 2.0
 """Seconds a member whose key a peer refused stays reachable before it leaves, so that
 the peer's own link to it fails its handshake too and the peer learns that its config
 holds a wrong key for this member (instead of finding nobody at the address)."""
@@ -294,7 +294,7 @@ class ZmqMesh(Transport):
         while time.monotonic() < grace and any(
                 not self._links[p].up for p in self._hello if p in self._links
                 and p not in self._gone and self._links[p].down_since is None
-                and self._links[p].failure is None and self._links[p].refused_at is None):
+                and not self._hopeless(p)):
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
         queued = {p: self._goodbye(p, reason, culprit) for p in self._dealers
@@ -490,7 +490,7 @@ class ZmqMesh(Transport):
             self._gone.pop(who, None)
         elif op == _GOODBYE:
             text = bytes(payload[:MAX_REASON]).decode("utf-8", "replace")
-            culprit = seq - 1 if 0 < seq <= len(self._peers) and seq - 1 in self._peers else who
+            culprit = seq - 1 if seq - 1 in self._peers else who
             self._gone[who] = ("".join(c if c.isprintable() else " " for c in text), culprit)
         else:
             raise ProtocolError(f"party {self.my_id}: unknown control message '{op}' from "
@@ -511,7 +511,6 @@ class ZmqMesh(Transport):
     def _check_links(self) -> None:
         """Raise at once for a link known not to work: our key refused, the handshake
         broken, or a peer that greeted us at an address we cannot reach."""
-        now = time.monotonic()
         for p, link in self._links.items():
             if link.up or p in self._gone:
                 continue
@@ -519,11 +518,15 @@ class ZmqMesh(Transport):
                 raise self._refused(p)
             if link.handshake_broken and p not in self.late_peers:
                 raise self._broken(p)
-            greeted = self._hello.get(p)
-            if greeted is not None and not link.ever_up and link.failure is None and (
-                    (link.refused_at or 0) >= greeted + REACH_MARGIN
-                    or now - greeted >= REACH_PATIENCE):
+            if link.failure is None and self._hopeless(p):
                 raise self._unreachable(p, link)
+
+    def _hopeless(self, p: int) -> bool:
+        """Our link to `p` is known not to work (see _check_links)."""
+        link, greeted = self._links[p], self._hello.get(p)
+        return link.failure is not None or (greeted is not None and not link.ever_up and (
+            (link.refused_at or 0) >= greeted + REACH_MARGIN
+            or time.monotonic() - greeted >= REACH_PATIENCE))
 
     def _config(self) -> str:
         return f"party {self.my_id}'s peers config" + \
