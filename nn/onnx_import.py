@@ -32,6 +32,13 @@ class OnnxImportError(ValueError):
     """An ONNX model (or part of one) that nn cannot run; the message names every node."""
 
 
+class _Upstream(Exception):
+    """A node's input comes from a node already refused (reported there, not again)."""
+
+
+REFUSED = "\0refused"  # the alias of a refused node's outputs
+
+
 def _onnx():
     try:
         import onnx
@@ -133,6 +140,8 @@ class _Planner:
                              f"computed tensor only")
         if name not in self.alias:
             raise ValueError(f"input {name!r} is not computed by a node we run")
+        if self.alias[name] == REFUSED:
+            raise _Upstream
         return self.alias[name]
 
     def _const(self, node, i: int, what: str) -> np.ndarray | None:
@@ -178,8 +187,10 @@ class _Planner:
         for node in graph.node:
             try:
                 self._node(node)
-            except ValueError as exc:
-                self.problems.append(f"{_label(node)}: {exc}")
+            except (ValueError, _Upstream) as exc:
+                if isinstance(exc, ValueError):
+                    self.problems.append(f"{_label(node)}: {exc}")
+                self.alias.update({out: REFUSED for out in node.output})
         if not self.problems and self.output not in self.alias:
             self.problems.append(f"the graph's output {self.output!r} is not computed")
         elif not self.problems and self.alias[self.output] == self.input:
