@@ -21,11 +21,15 @@ from pathlib import Path
 import numpy as np
 
 import mpc
-from nn.module import Parameter
+from nn.module import Buffer, Parameter
 
-OPS = ("Add", "AveragePool", "BatchNormalization", "Concat", "Conv", "Dropout", "Flatten",
-       "Gemm", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Relu", "Reshape",
-       "Sigmoid", "Softmax", "Tanh", "Constant")
+OPS = ("Add", "AveragePool", "BatchNormalization", "Concat", "Constant", "Conv", "Dropout",
+       "Flatten", "Gelu", "Gemm", "GlobalAveragePool", "Identity", "LayerNormalization",
+       "LogSoftmax", "MatMul", "MaxPool", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh")
+HINTS = {"Erf": "; a GELU exported below opset 20 is written with Erf: export with opset "
+                "20 or later, which has Gelu",
+         "Shape": "; the shape is computed at run time: export with static shapes, or use "
+                  "Flatten"}
 
 
 class OnnxImportError(ValueError):
@@ -205,7 +209,8 @@ class _Planner:
             raise ValueError(f"operators of domain {node.domain!r} are not supported")
         handler = getattr(self, f"_op_{node.op_type}", None)
         if handler is None:
-            raise ValueError(f"operator not supported (nn runs {', '.join(sorted(OPS))})")
+            raise ValueError(f"operator not supported (nn runs {', '.join(OPS)})"
+                             f"{HINTS.get(node.op_type, '')}")
         for extra in node.output[1:]:
             if extra and self.uses.get(extra):
                 raise ValueError(f"its output {extra!r} is used; nn computes only the first "
@@ -357,6 +362,34 @@ class _Planner:
                              f"supports it on the last axis only (input rank {rank})")
         self._emit(node, "Softmax", [self._value(node, 0)], {"axis": int(axis)})
 
+    def _op_LogSoftmax(self, node, attrs):
+        axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
+        rank = self.ranks.get(node.input[0])
+        if self.opset < 13 and axis not in (-1, (rank or 0) - 1):
+            raise ValueError(f"before opset 13 LogSoftmax flattens from axis {axis}; nn "
+                             f"supports it on the last axis only (input rank {rank})")
+        self._emit(node, "LogSoftmax", [self._value(node, 0)], {"axis": int(axis)})
+
+    def _op_Gelu(self, node, attrs):
+        self._check(attrs, {"approximate": (lambda v: v in (b"none", b"tanh"),
+                                            "'none' or 'tanh'")})
+        self._emit(node, "GELU", [self._value(node, 0)])
+
+    def _op_LayerNormalization(self, node, attrs):
+        self._check(attrs, {"stash_type": (lambda v: v == 1, "only float32 statistics")})
+        scale = self._const(node, 1, "Scale")
+        bias = self._const(node, 2, "B")
+        axis, rank = int(attrs.get("axis", -1)), self.ranks.get(node.input[0])
+        if (rank is not None and axis % rank != rank - scale.ndim) or \
+                (rank is None and axis != -scale.ndim):
+            raise ValueError(f"axis={axis} with a Scale of shape {scale.shape}: nn normalises "
+                             f"the last dimensions, the Scale's shape")
+        self._emit(node, "LayerNorm", [self._value(node, 0)],
+                   {"normalized_shape": list(scale.shape),
+                    "eps": float(attrs.get("epsilon", 1e-5))},
+                   {"weight": scale, "bias": np.zeros(scale.shape) if bias is None else bias},
+                   self._weight_prefix(node, 1))
+
     def _op_Concat(self, node, attrs):
         self._emit(node, "Concat", [self._value(node, i) for i in range(len(node.input))],
                    {"axis": int(attrs["axis"])})
@@ -413,7 +446,7 @@ def _layer(ctx, kind: str, args: dict):
 
 def _set(module, attr: str, value) -> None:
     held = getattr(module, attr)
-    if isinstance(held, Parameter):
+    if isinstance(held, (Parameter, Buffer)):
         held.value = value
     else:
         setattr(module, attr, value)
@@ -474,6 +507,4 @@ def _build(ctx, description: dict, arrays, owner: int | None):
             _set(module, attr, value)
         graph.add(entry["name"], module, *entry["inputs"])
     graph.output = description["output"]
-    if hasattr(graph, "eval"):
-        graph.eval()
-    return graph
+    return graph.eval()
