@@ -487,7 +487,9 @@ def _from_owner(ctx, source, owner: int):
             message = {"error": f"{type(exc).__name__}: {exc}"}
     payload = np.frombuffer(json.dumps(message).encode(), dtype=np.uint8) \
         if ctx.pid == owner else None
-    received = json.loads(bytes(ctx.broadcast(owner, payload, np.uint8, "onnx-plan")).decode())
+    with ctx.operation("onnx-plan"):
+        received = json.loads(bytes(ctx.broadcast(owner, payload, np.uint8, "onnx-plan"))
+                              .decode())
     if "error" in received:
         raise OnnxImportError(f"party {owner}'s model: {received['error']}")
     return received["ok"], arrays
