@@ -10,6 +10,8 @@ GELU (ONNX's Gelu op; nn's is a piecewise-linear approximation within 0.0016 of 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 import mpc
@@ -147,11 +149,11 @@ def to_onnx(model, path, *, input_shape, to: int = 0, opset: int = OPSET):
     `opset`, at least 20 with a GELU) with the input "input" of shape [N, *input_shape]
     (N free), as the model computes in eval mode; returns the
     onnx.ModelProto there and None on the other parties. A layer with no ONNX mapping is
-    refused (ValueError naming it) before anything is revealed. Rounds: 1.
+    refused (ValueError naming it) before anything is revealed, and so is an input_shape
+    the layers do not fit (ONNX's shape inference runs on the structure first). Rounds: 1.
     Example:
         nn.to_onnx(model, "model.onnx", input_shape=(1, 8, 8), to=0)
     """
-    onnx = _onnx()
     named = model.named_parameters()
     if not named:
         raise ValueError("to_onnx: the model has no parameters")
@@ -162,8 +164,16 @@ def to_onnx(model, path, *, input_shape, to: int = 0, opset: int = OPSET):
     if any(d <= 0 for d in shape):
         raise ValueError(f"to_onnx: input_shape {tuple(input_shape)} needs positive sizes "
                          f"(without the batch axis)")
+    if ctx.pid == to and not Path(path).parent.is_dir():
+        raise FileNotFoundError(f"to_onnx: no directory {str(Path(path).parent)!r} to write "
+                                f"{Path(path).name!r} in")
     writer = _Writer(opset)
     output = writer.walk(model, "input", "")
+    placeholders = {name: np.zeros(t.shape) for name, t, transform in writer.secret}
+    for name, t, transform in writer.secret:
+        if transform is not None:
+            placeholders[name] = transform(placeholders[name])
+    _checked(writer, {**writer.public, **placeholders}, output, shape)  # before revealing
     flat = mpc.concatenate([t.reshape(-1) for _, t, _ in writer.secret])
     values = flat.reveal_to(to)
     if values is None:
@@ -173,6 +183,15 @@ def to_onnx(model, path, *, input_shape, to: int = 0, opset: int = OPSET):
         part = values[start:start + t.size].reshape(t.shape)
         arrays[name] = transform(part) if transform is not None else part
         start += t.size
+    proto = _checked(writer, arrays, output, shape)
+    _onnx().save(proto, str(path))
+    return proto
+
+
+def _checked(writer: _Writer, arrays: dict, output: str, shape: list[int]):
+    """The ModelProto, checked by ONNX's checker and shape inference (ValueError when the
+    layers do not fit an input of `shape`)."""
+    onnx = _onnx()
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     inits = [numpy_helper.from_array(a if a.dtype == np.int64 else a.astype(np.float32), n)
              for n, a in arrays.items()]
@@ -183,7 +202,11 @@ def to_onnx(model, path, *, input_shape, to: int = 0, opset: int = OPSET):
         initializer=inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", writer.opset)],
                               producer_name="mpc-dl")
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # onnx's InferenceError, ValidationError
+        raise ValueError(f"to_onnx: the model does not fit inputs of shape [N, "
+                         f"{', '.join(map(str, shape))}] (input_shape leaves out the batch "
+                         f"axis): {str(exc).strip()}") from None
     return proto

@@ -79,8 +79,10 @@ def _attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _label(node) -> str:
-    return f"{node.op_type} node {node.name or '(unnamed)'!r}"
+def _label(node, index: int) -> str:
+    if node.name:
+        return f"{node.op_type} node {node.name!r}"
+    return f"{node.op_type} node #{index} (unnamed, output {node.output[0]!r})"
 
 
 class _Planner:
@@ -154,8 +156,8 @@ class _Planner:
         name = node.input[i]
         if name not in self.consts:
             source = "a graph input" if name == self.input else "computed at run time"
-            raise ValueError(f"{what} ({name!r}) is {source}; nn needs it to be a constant "
-                             f"(an initializer or a Constant node)")
+            raise ValueError(f"{what}, {name!r}, is {source}; nn needs a constant there (an "
+                             f"initializer or a Constant node)")
         return np.asarray(self.consts[name])
 
     def _emit(self, node, kind: str, inputs: list[str], args: dict | None = None,
@@ -188,12 +190,12 @@ class _Planner:
 
     # ------------------------------------------------------------------ the walk
     def run(self, graph) -> dict:
-        for node in graph.node:
+        for index, node in enumerate(graph.node):
             try:
                 self._node(node)
             except (ValueError, _Upstream) as exc:
                 if isinstance(exc, ValueError):
-                    self.problems.append(f"{_label(node)}: {exc}")
+                    self.problems.append(f"{_label(node, index)}: {exc}")
                 self.alias.update({out: REFUSED for out in node.output})
         if not self.problems and self.output not in self.alias:
             self.problems.append(f"the graph's output {self.output!r} is not computed")
@@ -201,7 +203,8 @@ class _Planner:
             self.problems.append("the graph's output is its input: nothing to compute")
         if self.problems:
             raise OnnxImportError(f"cannot run {len(self.problems)} part(s) of this ONNX "
-                                  f"model:\n  " + "\n  ".join(self.problems))
+                                  f"model:\n  " + "\n  ".join(self.problems) +
+                                  f"\n(nn runs {', '.join(OPS)})")
         return {"input": self.input, "output": self.alias[self.output], "nodes": self.nodes}
 
     def _node(self, node) -> None:
@@ -209,8 +212,7 @@ class _Planner:
             raise ValueError(f"operators of domain {node.domain!r} are not supported")
         handler = getattr(self, f"_op_{node.op_type}", None)
         if handler is None:
-            raise ValueError(f"operator not supported (nn runs {', '.join(OPS)})"
-                             f"{HINTS.get(node.op_type, '')}")
+            raise ValueError(f"operator not supported{HINTS.get(node.op_type, '')}")
         for extra in node.output[1:]:
             if extra and self.uses.get(extra):
                 raise ValueError(f"its output {extra!r} is used; nn computes only the first "

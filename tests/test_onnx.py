@@ -161,7 +161,8 @@ def test_what_cannot_run_is_refused_naming_every_node():
     assert "cannot run 5 part(s)" in text
     for expected in ["Conv node 'dilated': dilations=[2, 2] is not supported",
                      "Conv node 'same': auto_pad='SAME_UPPER' is not supported",
-                     "LRN node 'lrn': operator not supported (nn runs Add, AveragePool",
+                     "LRN node 'lrn': operator not supported\n",
+                     "(nn runs Add, AveragePool, BatchNormalization",
                      "MaxPool node 'ceil': ceil_mode=1 is not supported",
                      "Gemm node 'transposed_a': transA=1 is not supported"]:
         assert expected in text, (expected, text)
@@ -205,7 +206,7 @@ def test_shapes_computed_at_run_time_are_refused():
         plan(_computed_reshape())
     text = str(refused.value)
     assert "Shape node '/Shape': operator not supported" in text
-    assert "Reshape node '/Reshape': the target shape ('target') is computed at run time" \
+    assert "Reshape node '/Reshape': the target shape, 'target', is computed at run time" \
         in text
 
 
@@ -363,3 +364,22 @@ def test_deep_layers_export_and_come_back(tmp_path):
                if n.endswith("running_var"))  # the statistics did move
     for name, (before, after) in pairs.items():
         np.testing.assert_array_equal(before, after, err_msg=name)
+
+
+def _export_with(ctx, path, input_shape):
+    model = nn.Sequential(nn.Conv2d(ctx, 1, 2, 3), nn.Flatten())
+    before = ctx.stats.snapshot().rounds
+    try:
+        nn.to_onnx(model, path, input_shape=input_shape)
+    except ValueError as exc:
+        return str(exc), ctx.stats.snapshot().rounds - before
+
+
+def test_to_onnx_refuses_a_shape_that_does_not_fit_and_a_missing_directory(tmp_path):
+    got = mpc.run_local(_export_with, 2, args=(str(tmp_path / "m.onnx"), (32, 1, 8, 8)))
+    for text, rounds in got:
+        assert rounds == 0  # nothing revealed
+        assert text.startswith("to_onnx: the model does not fit inputs of shape "
+                               "[N, 32, 1, 8, 8] (input_shape leaves out the batch axis)")
+    with pytest.raises(mpc.PartyFailed, match="to_onnx: no directory '.*nowhere' to write"):
+        mpc.run_local(_export_with, 2, args=(str(tmp_path / "nowhere" / "m.onnx"), (1, 8, 8)))
