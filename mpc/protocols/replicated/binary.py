@@ -1,0 +1,81 @@
+"""Binary shares for the replicated protocol: bit-sliced words and one-round ANDs.
+
+Bits of m elements are bit-sliced: a row of W = ceil(m / 64) uint64 words holds element
+64 w + k's bit in bit k of word w, so one uint64 operation is 64 gates and a row travels as
+m bits (rounded up to a word). A stack of rows, shape (r, W), is r bits per element.
+
+Bits XOR-shared by two parties, x = x_a ^ x_b, while the third party (the helper) deals
+them AND triples from the seeds it shares with each: `and_with_triples` computes the ANDs
+of one level in one round. XOR is local.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WORD_BITS = 64
+_ONE16 = np.uint16(1)
+
+
+def words(m: int) -> int:
+    """Words per bit-sliced row of m elements."""
+    return -(-int(m) // WORD_BITS)
+
+
+def pack(bits: np.ndarray) -> np.ndarray:
+    """(r, m) array of 0/1 -> (r, W) bit-sliced uint64 rows (padding bits are 0)."""
+    bits = np.asarray(bits, dtype=np.uint8)
+    rows, m = bits.shape
+    out = np.zeros((rows, words(m) * 8), dtype=np.uint8)
+    out[:, :-(-m // 8)] = np.packbits(bits, axis=1, bitorder="little")
+    return out.view(np.uint64)
+
+
+def unpack(rows: np.ndarray, m: int) -> np.ndarray:
+    """(r, W) bit-sliced uint64 rows -> (r, m) uint8 of 0/1."""
+    rows = np.ascontiguousarray(rows, dtype=np.uint64)
+    raw = rows.view(np.uint8).reshape(rows.shape[0], -1)
+    return np.unpackbits(raw, axis=1, count=m, bitorder="little")
+
+
+def parity16(x: np.ndarray) -> np.ndarray:
+    """XOR of the 16 bits of each uint16, as 0/1 uint16."""
+    x = x ^ (x >> np.uint16(8))
+    x ^= x >> np.uint16(4)
+    x ^= x >> np.uint16(2)
+    x ^= x >> _ONE16
+    return x & _ONE16
+
+
+def deal_and(a_a: np.ndarray, a_b: np.ndarray, b_a: np.ndarray, b_b: np.ndarray,
+             c_a: np.ndarray) -> np.ndarray:
+    """The helper's correction for the second party's triple share: with A = a_a ^ a_b,
+    B = b_a ^ b_b and the first party's c_a, return c_b so that c_a ^ c_b = A & B."""
+    return ((a_a ^ a_b) & (b_a ^ b_b)) ^ c_a
+
+
+def and_with_triples(exchange, first: bool, x: np.ndarray, ys: list[np.ndarray],
+                     a: np.ndarray, bs: list[np.ndarray], cs: list[np.ndarray]):
+    """[x & y] for each y in `ys`, all XOR-shared by two parties, in one round.
+
+    Beaver's method on bits with one left operand shared by every product: with triples
+    (A, B_j, C_j = A & B_j) dealt by the helper,
+      1. open d = x ^ A and e_j = y_j ^ B_j (each party sends its shares of them);
+      2. x & y_j = (d & e_j) ^ (d & B_j) ^ (e_j & A) ^ C_j, local, d & e_j added by `first`.
+    `exchange(array)` sends this party's array to the other and returns the other's.
+    Rounds: 1. Comm: (1 + len(ys)) bits per product row element, from each of the two.
+    References: Beaver, "Efficient Multiparty Protocols Using Circuit Randomization",
+    CRYPTO 1991.
+    """
+    n = x.shape[0]
+    mine = np.concatenate([x ^ a] + [y ^ b for y, b in zip(ys, bs)])
+    opened = mine ^ exchange(mine)
+    d = opened[:n]
+    out = []
+    for j, (b, c) in enumerate(zip(bs, cs)):
+        e = opened[(j + 1) * n:(j + 2) * n]
+        z = (d & b) ^ (e & a) ^ c
+        if first:
+            z ^= d & e
+        out.append(z)
+    return out
