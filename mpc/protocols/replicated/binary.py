@@ -7,14 +7,23 @@ m bits (rounded up to a word). A stack of rows, shape (r, W), is r bits per elem
 Bits XOR-shared by two parties, x = x_a ^ x_b, while the third party (the helper) deals
 them AND triples from the seeds it shares with each: `and_with_triples` computes the ANDs
 of one level in one round. XOR is local.
+
+Comparison leaves by one-hot groups: a 63-bit value cut into 16 groups of 4 bits is held
+as one-hot vectors (bit v of a uint16 for group value v); against a public value's groups
+w, [w < v] and [w == v] are XORs of one-hot bits, so XOR shares of the one-hot vectors give
+XOR shares of both, locally. The numba kernels have plain-numpy references.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 WORD_BITS = 64
+GROUPS = 16  # 4-bit groups of a 63-bit value (the top group has 3 bits)
 _ONE16 = np.uint16(1)
+_NIBBLE = np.uint64(15)
+_ABOVE = np.uint32(0xFFFE)
 
 
 def words(m: int) -> int:
@@ -79,3 +88,77 @@ def and_with_triples(exchange, first: bool, x: np.ndarray, ys: list[np.ndarray],
             z ^= d & e
         out.append(z)
     return out
+
+
+def group_onehot_reference(values: np.ndarray) -> np.ndarray:
+    """(m,) uint64 below 2^63 -> (m, 16) uint16: bit v of [i, g] set iff group g of
+    values[i] (bits 4g..4g+3) is v."""
+    onehot = np.empty((values.size, GROUPS), dtype=np.uint16)
+    for g in range(GROUPS):
+        nibble = (values >> np.uint64(4 * g)) & _NIBBLE
+        onehot[:, g] = _ONE16 << nibble.astype(np.uint16)
+    return onehot
+
+
+@njit(cache=True, nogil=True)
+def _group_onehot(values, out):
+    for i in range(values.size):
+        v = values[i]
+        for g in range(16):
+            out[i, g] = np.uint16(1) << np.uint16((v >> np.uint64(4 * g)) & np.uint64(15))
+
+
+def group_onehot(values: np.ndarray) -> np.ndarray:
+    """group_onehot_reference, compiled."""
+    values = np.ascontiguousarray(values, dtype=np.uint64)
+    out = np.empty((values.size, GROUPS), dtype=np.uint16)
+    _group_onehot(values, out)
+    return out
+
+
+def compare_leaves_reference(onehot: np.ndarray, t: np.ndarray):
+    """From XOR shares (m, 16) uint16 of one-hot groups v_g and the public (m,) uint64 t
+    with groups w_g: XOR shares of lt_g = [w_g < v_g] (the parity of the share's bits above
+    w_g) and eq_g = [w_g == v_g] (its bit w_g), as bit-sliced rows (16, W) each."""
+    lt = np.empty((GROUPS, t.size), dtype=np.uint8)
+    eq = np.empty((GROUPS, t.size), dtype=np.uint8)
+    for g in range(GROUPS):
+        w = ((t >> np.uint64(4 * g)) & _NIBBLE).astype(np.uint16)
+        share = onehot[:, g]
+        lt[g] = parity16(share & (_ABOVE << w).astype(np.uint16))
+        eq[g] = (share >> w) & _ONE16
+    return pack(lt), pack(eq)
+
+
+@njit(cache=True, nogil=True)
+def _compare_leaves(onehot, t, lt, eq):
+    one = np.uint64(1)
+    m = t.size
+    for g in range(16):
+        shift = np.uint64(4 * g)
+        for word in range(lt.shape[1]):
+            acc_lt = np.uint64(0)
+            acc_eq = np.uint64(0)
+            for k in range(min(64, m - 64 * word)):
+                i = 64 * word + k
+                w = (t[i] >> shift) & np.uint64(15)
+                share = np.uint64(onehot[i, g])
+                x = share & ((np.uint64(0xFFFE) << w) & np.uint64(0xFFFF))
+                x ^= x >> np.uint64(8)
+                x ^= x >> np.uint64(4)
+                x ^= x >> np.uint64(2)
+                x ^= x >> one
+                acc_lt |= (x & one) << np.uint64(k)
+                acc_eq |= ((share >> w) & one) << np.uint64(k)
+            lt[g, word] = acc_lt
+            eq[g, word] = acc_eq
+
+
+def compare_leaves(onehot: np.ndarray, t: np.ndarray):
+    """compare_leaves_reference, compiled."""
+    onehot = np.ascontiguousarray(onehot, dtype=np.uint16)
+    t = np.ascontiguousarray(t, dtype=np.uint64)
+    lt = np.empty((GROUPS, words(t.size)), dtype=np.uint64)
+    eq = np.empty((GROUPS, words(t.size)), dtype=np.uint64)
+    _compare_leaves(onehot, t, lt, eq)
+    return lt, eq

@@ -51,12 +51,8 @@ import numpy as np
 from mpc.protocols.replicated import binary
 
 LOW63 = np.uint64((1 << 63) - 1)
-GROUPS = 16          # 4-bit groups of the low 63 bits (the top one has 3)
-GROUP_BITS = np.uint64(4)
 LEVELS = (8, 4, 2, 1)  # merges per tree level
 CHUNK = 1 << 20      # elements per batch: bounds working memory
-_NIBBLE = np.uint64(15)
-_ABOVE = np.uint32(0xFFFE)
 
 
 def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK):
@@ -108,7 +104,7 @@ def _batch(ctx, zs: np.ndarray, select: bool):
         deal = ctx.transport.recv(h, seq, "ltz-deal", np.uint64, (_total(sizes),))
         r.update(_cut(deal, sizes))
     x_b = zs[1] if first else zs[0]
-    lt, eq = _leaves(r["onehot"].view(np.uint16), ~x_b & LOW63)
+    lt, eq = binary.compare_leaves(r["onehot"].view(np.uint16), ~x_b & LOW63)
     carry = _tree(ctx, peer, first, lt, eq, r)
     if first:
         carry ^= binary.pack((x_b >> np.uint64(63))[None, :])
@@ -133,11 +129,7 @@ def _deal(zs, ra, rb, select: bool) -> np.ndarray:
     """h's message to b (steps 1, 3, 4, 5): one-hot share, triple corrections, beta, s beta."""
     m = zs.shape[1]
     s = zs[0] + zs[1]
-    s_low = s & LOW63
-    onehot = np.empty((m, GROUPS), dtype=np.uint16)
-    for g in range(GROUPS):
-        nibble = (s_low >> (GROUP_BITS * np.uint64(g))) & _NIBBLE
-        onehot[:, g] = np.uint16(1) << nibble.astype(np.uint16)
+    onehot = binary.group_onehot(s & LOW63)
     parts = [(onehot ^ ra["onehot"].view(np.uint16)).view(np.uint64).reshape(-1)]
     for level, n in enumerate(LEVELS):
         for j in range(_products(n)):
@@ -149,19 +141,6 @@ def _deal(zs, ra, rb, select: bool) -> np.ndarray:
     if select:
         parts.append(s * beta - ra["rho"])
     return np.concatenate(parts)
-
-
-def _leaves(onehot: np.ndarray, t: np.ndarray):
-    """XOR shares of lt_g = [w_g < v_g] and eq_g = [w_g == v_g] as bit-sliced rows (16, W),
-    from shares of onehot(v_g) (m, 16) uint16 and the public t's groups w_g (step 2)."""
-    lt = np.empty((GROUPS, t.size), dtype=np.uint8)
-    eq = np.empty((GROUPS, t.size), dtype=np.uint8)
-    for g in range(GROUPS):
-        w = ((t >> (GROUP_BITS * np.uint64(g))) & _NIBBLE).astype(np.uint16)
-        share = onehot[:, g]
-        lt[g] = binary.parity16(share & (_ABOVE << w).astype(np.uint16))
-        eq[g] = (share >> w) & np.uint16(1)
-    return binary.pack(lt), binary.pack(eq)
 
 
 def _tree(ctx, peer: int, first: bool, lt: np.ndarray, eq: np.ndarray, r) -> np.ndarray:
