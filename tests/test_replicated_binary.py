@@ -79,9 +79,10 @@ def _and(ctx, x, ys, seed, out):
         ctx.transport.recv(2, seq, "triples", np.uint64, (k, rows, width)))
     seq2 = ctx.next_seq()
     before = ctx.stats.snapshot()
-    got = binary.and_with_triples(
-        lambda a: ctx.transport.exchange(seq2, "and", {peer: a}, {peer: (np.uint64, a.shape)})[peer],
-        ctx.pid == 0, mine[0], mine[1:], r[0], list(r[1:1 + k]), cs)
+    opened = binary.and_open(mine[0], mine[1:], r[0], list(r[1:1 + k]))
+    opened ^= ctx.transport.exchange(seq2, "and", {peer: opened},
+                                     {peer: (np.uint64, opened.shape)})[peer]
+    got = binary.and_finish(opened, ctx.pid == 0, r[0], list(r[1:1 + k]), cs)
     after = ctx.stats.snapshot()
     out[ctx.pid] = (after.rounds - before.rounds, after.bytes_sent - before.bytes_sent)
     return got
@@ -89,7 +90,7 @@ def _and(ctx, x, ys, seed, out):
 
 @given(rows=st.integers(1, 4), width=st.integers(1, 3), k=st.integers(1, 2),
        seed=st.integers(0, 2**32))
-def test_and_with_triples(rows, width, k, seed):
+def test_and_with_dealt_triples(rows, width, k, seed):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 2**64, (rows, width), dtype=np.uint64)
     ys = [rng.integers(0, 2**64, (rows, width), dtype=np.uint64) for _ in range(k)]

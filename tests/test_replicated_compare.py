@@ -78,26 +78,33 @@ def test_every_bit_position_decides():
     check(x, True)
 
 
-def test_batches_equal_one_batch_and_rotate_the_helper():
-    """3 batches of at most 256 elements: the same results, 7 rounds each, and each party
-    plays each role once (so each sends the same bytes in total)."""
-    x = np.random.default_rng(3).integers(-2**63, 2**63, 768, dtype=np.int64)
-    bit, picked, sent, rounds = run(x, True, chunk=256)
+def test_batches_equal_one_batch():
+    """3 batches of at most 384 elements: the same results, 7 rounds each, the same bytes
+    from every party (each plays each role on a third of each batch)."""
+    x = np.random.default_rng(3).integers(-2**63, 2**63, 3 * 384, dtype=np.int64)
+    bit, picked, sent, rounds = run(x, True, chunk=384)
     np.testing.assert_array_equal(bit, (x < 0).astype(np.uint64))
     np.testing.assert_array_equal(picked.view(np.int64), np.where(x < 0, x, 0))
-    assert len(set(sent)) == 1
-    assert sorted(rounds) == [13, 13, 13]  # 7 + 6 + 0 rounds waited per party
+    assert rounds == [21, 21, 21]
+    assert sent == [31.625 * x.size] * 3
 
 
 @pytest.mark.parametrize("select", [False, True])
 def test_rounds_and_bytes_match_the_docstring(select):
-    m = 640  # a multiple of 64
-    _, _, sent, rounds = run(np.arange(-320, 320, dtype=np.int64), select)
-    by_role = sorted(zip(rounds, sent))  # helper (0 rounds), a (6), b (7: waits for h)
-    extra = 8 * m if select else 0
-    assert by_role == [(0, int(43.625 * m) + extra), (6, int(13.625 * m) + extra),
-                       (7, int(13.625 * m) + extra)]
-    assert sum(sent) / 3 == (189 if not select else 253) * m / 8
+    """Each party is the helper of a third (43.625 bytes per element to b, 8 more with
+    select) and a or b of the others (13.625 each, 8 more with select)."""
+    m = 1920  # a multiple of 192: each third a whole number of 64-bit words
+    _, _, sent, rounds = run(np.arange(-m // 2, m // 2, dtype=np.int64), select)
+    per_third = 43.625 + 2 * 13.625 + (3 * 8 if select else 0)
+    assert rounds == [7, 7, 7]
+    assert sent == [per_third * m / 3] * 3 == [(253 if select else 189) * m / 8] * 3
+
+
+def test_small_and_uneven_sizes():
+    """Fewer elements than three words, and sizes that are not a multiple of 64."""
+    for m in (1, 2, 63, 64, 65, 130, 191, 193):
+        x = np.random.default_rng(m).integers(-2**63, 2**63, m, dtype=np.int64)
+        check(x, True)
 
 
 def test_refuses_other_party_counts_and_shapes():
@@ -137,10 +144,10 @@ def bit_frequencies(values):
 
 @pytest.mark.parametrize("pid", [0, 1, 2])
 def test_view_independent_of_secret(pid):
-    """Everything party `pid` receives, over three batches in which it is helper, a and b
-    once each: every bit of every received word is set half the time, whatever the secret
-    (all zeros, or large values of both signs)."""
-    n, chunk = 3 * 6400, 6400
+    """Everything party `pid` receives (as helper, a and b, each on a third of each batch,
+    over two batches): every bit of every received word is set half the time, whatever the
+    secret (all zeros, or large values of both signs)."""
+    n, chunk = 2 * 9600, 9600
     rng = np.random.default_rng(11)
     secrets = [np.zeros(n, np.int64), rng.integers(-2**62, 2**62, n, dtype=np.int64)]
     views = [mpc.run_local(_received, 3, args=(split(x, rng), chunk))[pid] for x in secrets]

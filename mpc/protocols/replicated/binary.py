@@ -5,8 +5,8 @@ Bits of m elements are bit-sliced: a row of W = ceil(m / 64) uint64 words holds 
 m bits (rounded up to a word). A stack of rows, shape (r, W), is r bits per element.
 
 Bits XOR-shared by two parties, x = x_a ^ x_b, while the third party (the helper) deals
-them AND triples from the seeds it shares with each: `and_with_triples` computes the ANDs
-of one level in one round. XOR is local.
+them AND triples from the seeds it shares with each: `and_open` and `and_finish` compute
+the ANDs of one level in one round. XOR is local.
 
 Comparison leaves by one-hot groups: a 63-bit value cut into 16 groups of 4 bits is held
 as one-hot vectors (bit v of a uint16 for group value v); against a public value's groups
@@ -63,22 +63,27 @@ def deal_and(a_a: np.ndarray, a_b: np.ndarray, b_a: np.ndarray, b_b: np.ndarray,
     return ((a_a ^ a_b) & (b_a ^ b_b)) ^ c_a
 
 
-def and_with_triples(exchange, first: bool, x: np.ndarray, ys: list[np.ndarray],
-                     a: np.ndarray, bs: list[np.ndarray], cs: list[np.ndarray]):
-    """[x & y] for each y in `ys`, all XOR-shared by two parties, in one round.
+def and_open(x: np.ndarray, ys: list[np.ndarray], a: np.ndarray,
+             bs: list[np.ndarray]) -> np.ndarray:
+    """This party's shares of d = x ^ A and e_j = y_j ^ B_j, stacked, to send to the
+    other party (step 1 of and_finish)."""
+    return np.concatenate([x ^ a] + [y ^ b for y, b in zip(ys, bs)])
+
+
+def and_finish(opened: np.ndarray, first: bool, a: np.ndarray, bs: list[np.ndarray],
+               cs: list[np.ndarray]) -> list[np.ndarray]:
+    """[x & y_j] for each j, XOR-shared by two parties, from the opened d and e_j.
 
     Beaver's method on bits with one left operand shared by every product: with triples
     (A, B_j, C_j = A & B_j) dealt by the helper,
-      1. open d = x ^ A and e_j = y_j ^ B_j (each party sends its shares of them);
+      1. open d = x ^ A and e_j = y_j ^ B_j: `opened` is the XOR of both parties'
+         and_open arrays;
       2. x & y_j = (d & e_j) ^ (d & B_j) ^ (e_j & A) ^ C_j, local, d & e_j added by `first`.
-    `exchange(array)` sends this party's array to the other and returns the other's.
-    Rounds: 1. Comm: (1 + len(ys)) bits per product row element, from each of the two.
+    Rounds: 1. Comm: (1 + len(bs)) bits per row element from each of the two parties.
     References: Beaver, "Efficient Multiparty Protocols Using Circuit Randomization",
     CRYPTO 1991.
     """
-    n = x.shape[0]
-    mine = np.concatenate([x ^ a] + [y ^ b for y, b in zip(ys, bs)])
-    opened = mine ^ exchange(mine)
+    n = a.shape[0]
     d = opened[:n]
     out = []
     for j, (b, c) in enumerate(zip(bs, cs)):

@@ -1,11 +1,13 @@
 """Secure comparison on replicated shares: [x < 0] from [x], exact for every x in the signed
-ring, with one of the three parties dealing for the other two (the role rotates by batch).
+ring, with one of the three parties dealing for the other two.
 
-Roles for a batch with sequence number q: the helper h = q mod 3, a = h + 1, b = h + 2
-(mod 3). With x = x_h + x_a + x_b, party h holds (x_h, x_a), a holds (x_a, x_b) and b holds
-(x_b, x_h): h knows s = x_h + x_a and both a and b know x_b. So, writing "low" for the low
-63 bits, MSB(x) = s_63 ^ x_b,63 ^ carry with carry = [s_low + x_b,low >= 2^63] = [t < s_low]
-where t = 2^63 - 1 - x_b,low: a comparison of h's s_low with a's and b's common t.
+Roles: a batch's elements are cut in three parts; in part k the helper is h = k, with
+a = h + 1 and b = h + 2 (mod 3), and the three parts run side by side in the same rounds,
+so that every party plays every role. With x = x_h + x_a + x_b, party h holds (x_h, x_a),
+a holds (x_a, x_b) and b holds (x_b, x_h): h knows s = x_h + x_a and both a and b know
+x_b. So, writing "low" for the low 63 bits, MSB(x) = s_63 ^ x_b,63 ^ carry with
+carry = [s_low + x_b,low >= 2^63] = [t < s_low] where t = 2^63 - 1 - x_b,low: a comparison
+of h's s_low with a's and b's common t.
 
 Protocol less_than_zero([x]):
   1. h cuts s_low into 16 groups of 4 bits v_g and XOR-shares the one-hot vectors
@@ -30,11 +32,11 @@ Protocol less_than_zero([x]):
      h's seeds with b and with a; a sends M_a - y_a to b, b sends M_b - y_h to a, and both
      then hold y_b = (M_a - y_a) + (M_b - y_h).
 Rounds: 7 per batch (1 + 4 + 1 + 1); h only sends, it receives nothing.
-Comm per element for m a multiple of 64 (bits are sliced into 64-bit words), by role:
+Comm per element of a part (bits are sliced into 64-bit words), by role:
   h -> b: 32 (one-hot) + 29/8 (triples) + 8 (beta) = 43.625 bytes, + 8 with select;
   a -> b and b -> a: 44/8 (tree) + 1/8 (e) + 8 (reshare) = 13.625 bytes, + 8 with select;
-  on average 23.625 bytes (189 bits) a party, 31.625 (253 bits) with select; the roles
-  rotate from batch to batch.
+  so each party sends 23.625 bytes (189 bits) per element, 31.625 (253 bits) with select,
+  exactly when the batch is a multiple of 192 elements (each part a multiple of 64).
 References: Mohassel and Rindal, "ABY3", CCS 2018, Sec. 5.3 (the sign by a carry) and 5.4
 (bit injection); Wagh, Gupta and Chandran, "SecureNN", PETS 2019 (a third party dealing for
 the other two); Escudero, Ghosh, Keller, Rachuri and Scholl, "Improved Primitives for MPC
@@ -53,6 +55,7 @@ from mpc.protocols.replicated import binary
 LOW63 = np.uint64((1 << 63) - 1)
 LEVELS = (8, 4, 2, 1)  # merges per tree level
 CHUNK = 1 << 20      # elements per batch: bounds working memory
+ROUND_OPS = ("ltz-deal",) + ("ltz-and",) * len(LEVELS) + ("ltz-b2a", "ltz-reshare")
 
 
 def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK):
@@ -60,7 +63,7 @@ def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK
     and with `select` also [x * (x < 0)]; `zs` is this party's replicated share (2, m).
 
     Batches of at most `chunk` elements run one after the other (7 rounds each, bytes as
-    in the module docstring), each with the next party as helper.
+    in the module docstring).
     Example:
         bit, picked = less_than_zero(ctx, xs, select=True)   # relu(x) = x - picked
     """
@@ -82,35 +85,89 @@ def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK
 
 
 def _batch(ctx, zs: np.ndarray, select: bool):
-    """One batch (module docstring); returns this party's (bit, picked) shares."""
-    seq = ctx.next_seq()
-    h = seq % 3
-    role = (ctx.pid - h) % 3
+    """One batch: its elements cut in three parts, party k the helper of part k, the three
+    runs in the same rounds (one exchange a round carries every run's messages)."""
+    m = zs.shape[1]
+    seqs = [ctx.next_seq() for _ in ROUND_OPS]
+    runs = []
+    for h, part in enumerate(_thirds(m)):
+        if part.stop > part.start:
+            role = (ctx.pid - h) % 3
+            run = _helper if role == 0 else _computer
+            runs.append((part, run(ctx, zs[:, part], seqs[h], h, role == 1, select)))
+    steps = [next(run) for _, run in runs]
+    results = [None] * len(runs)
+    for seq, op in zip(seqs, ROUND_OPS):
+        sends, expects = {}, {}
+        for out, want in steps:
+            sends.update(out)
+            expects.update(want)
+        got = ctx.transport.exchange(seq, op, sends, expects)
+        for k, (_, run) in enumerate(runs):
+            try:
+                steps[k] = run.send({p: got[p] for p in steps[k][1]})
+            except StopIteration as done:
+                steps[k], results[k] = ({}, {}), done.value
+    bit = np.empty((2, m), dtype=np.uint64)
+    picked = np.empty((2, m), dtype=np.uint64) if select else None
+    for (part, _), (part_bit, part_picked) in zip(runs, results):
+        bit[:, part] = part_bit
+        if select:
+            picked[:, part] = part_picked
+    return bit, picked
+
+
+def _thirds(m: int) -> list[slice]:
+    """Three consecutive parts of m elements, as equal as whole 64-bit words allow."""
+    count = binary.words(m)
+    ends = np.cumsum([count // 3 + (k < count % 3) for k in range(3)]) * binary.WORD_BITS
+    cuts = [0] + [min(m, int(end)) for end in ends]
+    return [slice(cuts[k], cuts[k + 1]) for k in range(3)]
+
+
+def _helper(ctx, zs, nonce: int, h: int, first: bool, select: bool):
+    """The helper's run (steps 1, 4, 5 and its result components); a generator that
+    yields (sends, expects) for each round and returns (bit, picked) shares."""
     a, b = (h + 1) % 3, (h + 2) % 3
     m = zs.shape[1]
-    if role == 0:
-        ra = _seed_stream(ctx, a, seq, m, True, select)
-        rb = _seed_stream(ctx, b, seq, m, False, select)
-        ctx.transport.send(b, seq, "ltz-deal", _deal(zs, ra, rb, select))
-        for _ in range(len(LEVELS) + 2):  # the rounds a and b run alone
-            ctx.next_seq()
-        return _stack(rb["out"], ra["out"]), (_stack(rb["picked"], ra["picked"])
-                                              if select else None)
-    first = role == 1
+    ra = _seed_stream(ctx, a, nonce, m, True, select)
+    rb = _seed_stream(ctx, b, nonce, m, False, select)
+    yield {b: _deal(zs, ra, rb, select)}, {}
+    for _ in ROUND_OPS[1:]:
+        yield {}, {}
+    return _stack(rb["out"], ra["out"]), (_stack(rb["picked"], ra["picked"])
+                                          if select else None)
+
+
+def _computer(ctx, zs, nonce: int, h: int, first: bool, select: bool):
+    """a's run (first) or b's (steps 2 to 6); a generator like _helper."""
+    a, b = (h + 1) % 3, (h + 2) % 3
     peer = b if first else a
-    r = _seed_stream(ctx, h, seq, m, first, select)
-    if not first:
+    m = zs.shape[1]
+    r = _seed_stream(ctx, h, nonce, m, first, select)
+    if first:
+        yield {}, {}
+    else:
         sizes = _deal_layout(m, select)
-        deal = ctx.transport.recv(h, seq, "ltz-deal", np.uint64, (_total(sizes),))
-        r.update(_cut(deal, sizes))
+        got = yield {}, {h: (np.uint64, (_total(sizes),))}
+        r.update(_cut(got[h], sizes))
     x_b = zs[1] if first else zs[0]
     lt, eq = binary.compare_leaves(r["onehot"].view(np.uint16), ~x_b & LOW63)
-    carry = _tree(ctx, peer, first, lt, eq, r)
+    for level, n in enumerate(LEVELS):
+        ys = [lt[0::2], eq[0::2]][:_products(n)]
+        bs = [r["B", level, j] for j in range(len(ys))]
+        mine = binary.and_open(eq[1::2], ys, r["A", level], bs)
+        got = yield {peer: mine}, {peer: (np.uint64, mine.shape)}
+        ands = binary.and_finish(mine ^ got[peer], first, r["A", level], bs,
+                                 [r["C", level, j] for j in range(len(ys))])
+        lt = lt[1::2] ^ ands[0]
+        if n > 1:
+            eq = ands[1]
+    e_rows = lt ^ r["gamma"]
     if first:
-        carry ^= binary.pack((x_b >> np.uint64(63))[None, :])
-    e_rows = carry ^ r["gamma"]
-    e_rows ^= _exchange(ctx, peer, "ltz-b2a", e_rows)
-    e = binary.unpack(e_rows, m)[0].astype(np.uint64)
+        e_rows ^= binary.pack((x_b >> np.uint64(63))[None, :])
+    got = yield {peer: e_rows}, {peer: (np.uint64, e_rows.shape)}
+    e = binary.unpack(e_rows ^ got[peer], m)[0].astype(np.uint64)
     flip = e.astype(bool)
     results = [np.where(flip, np.negative(r["beta"]), r["beta"]) + (e if first else 0)]
     masks = [r["out"]]
@@ -120,7 +177,8 @@ def _batch(ctx, zs: np.ndarray, select: bool):
         results.append(e_x + np.where(flip, np.negative(x_beta), x_beta))
         masks.append(r["picked"])
     mine = np.stack(results) - np.stack(masks)
-    y_b = mine + _exchange(ctx, peer, "ltz-reshare", mine)
+    got = yield {peer: mine}, {peer: (np.uint64, mine.shape)}
+    y_b = mine + got[peer]
     outs = [_stack(mask, y) if first else _stack(y, mask) for mask, y in zip(masks, y_b)]
     return outs[0], (outs[1] if select else None)
 
@@ -141,23 +199,6 @@ def _deal(zs, ra, rb, select: bool) -> np.ndarray:
     if select:
         parts.append(s * beta - ra["rho"])
     return np.concatenate(parts)
-
-
-def _tree(ctx, peer: int, first: bool, lt: np.ndarray, eq: np.ndarray, r) -> np.ndarray:
-    """lt of all groups from the leaves, one round per level (step 3); rows (1, W)."""
-    for level, n in enumerate(LEVELS):
-        seq = ctx.next_seq()
-        ys = [lt[0::2], eq[0::2]][:_products(n)]
-        ands = binary.and_with_triples(
-            lambda mine: ctx.transport.exchange(seq, "ltz-and", {peer: mine},
-                                                {peer: (np.uint64, mine.shape)})[peer],
-            first, eq[1::2], ys, r["A", level],
-            [r["B", level, j] for j in range(len(ys))],
-            [r["C", level, j] for j in range(len(ys))])
-        lt = lt[1::2] ^ ands[0]
-        if n > 1:
-            eq = ands[1]
-    return lt
 
 
 def _products(n: int) -> int:
@@ -211,11 +252,6 @@ def _cut(flat: np.ndarray, sizes) -> dict:
         out[name] = flat[start:start + count].reshape(shape)
         start += count
     return out
-
-
-def _exchange(ctx, peer: int, op: str, mine: np.ndarray) -> np.ndarray:
-    seq = ctx.next_seq()
-    return ctx.transport.exchange(seq, op, {peer: mine}, {peer: (np.uint64, mine.shape)})[peer]
 
 
 def _stack(first: np.ndarray, second: np.ndarray) -> np.ndarray:
