@@ -73,6 +73,9 @@ def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK
     if zs.dtype != np.uint64 or zs.ndim != 2 or zs.shape[0] != 2:
         raise ValueError(f"less_than_zero takes a replicated share of shape (2, m) and dtype "
                          f"uint64, got shape {zs.shape} and dtype {zs.dtype}")
+    if chunk < 1:
+        raise ValueError(f"less_than_zero: chunk must be a positive number of elements, "
+                         f"got {chunk}")
     m = zs.shape[1]
     bit = np.empty((2, m), dtype=np.uint64)
     picked = np.empty((2, m), dtype=np.uint64) if select else None
