@@ -12,6 +12,7 @@ import mpc
 import nn
 from nn import plain
 from nn.onnx_import import plan
+from oracle import SETTINGS
 from onnx_models import (deep_cnn, gelu_mlp, helper, layer_norm_mlp, make_model, onnx, run_ort,
                          small_cnn, tensor)
 
@@ -29,9 +30,10 @@ def _import_and_run(ctx, model_bytes, x, owner):
     return model(_shared_x(ctx, x)).reveal()
 
 
-def _check_against_ort(model, x, tol_ulps, n_parties, owner=None):
+def _check_against_ort(model, x, tol_ulps, n_parties, owner=None, protocol="dealer"):
     want = run_ort(model, x)
-    got = mpc.run_local(_import_and_run, n_parties, args=(model.SerializeToString(), x, owner))
+    got = mpc.run_local(_import_and_run, n_parties, args=(model.SerializeToString(), x, owner),
+                        protocol=protocol)
     for other in got[1:]:
         np.testing.assert_array_equal(other, got[0])
     assert got[0].shape == want.shape
@@ -91,31 +93,33 @@ MODELS = {"cnn": (small_cnn, (6, 1, 6, 6), 48), "mlp": (_mlp, (7, 5), 24),
           "layer_norm": (layer_norm_mlp, (7, 4), 32)}
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
+@pytest.mark.parametrize("n_parties, protocol", SETTINGS)
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_imported_models_agree_with_onnxruntime(name, n_parties):
+def test_imported_models_agree_with_onnxruntime(name, n_parties, protocol):
     build, x_shape, tol = MODELS[name]
     rng = np.random.default_rng(len(name))
     x = np.clip(rng.normal(0, 1, x_shape), -3, 3)
-    _check_against_ort(build(rng), x, tol, n_parties)
+    _check_against_ort(build(rng), x, tol, n_parties, protocol=protocol)
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
-def test_gelu_within_its_approximation(n_parties):
+@pytest.mark.parametrize("n_parties, protocol", SETTINGS)
+def test_gelu_within_its_approximation(n_parties, protocol):
     """nn.GELU is piecewise linear within 0.0016 of the exact GELU: the output's error is
     at most that times the next layer's largest absolute column sum, plus 16 units."""
     rng = np.random.default_rng(5)
     model = gelu_mlp(rng)
     w2 = onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w2"))
     tol = 0.0016 * np.abs(w2).sum(axis=0).max() / ULP + 16
-    err = _check_against_ort(model, np.clip(rng.normal(0, 1, (7, 4)), -3, 3), tol, n_parties)
+    err = _check_against_ort(model, np.clip(rng.normal(0, 1, (7, 4)), -3, 3), tol, n_parties,
+                             protocol=protocol)
     assert err > 16  # the approximation shows: the comparison is not vacuous
 
 
-def test_weights_shared_by_their_owner_give_the_same_outputs():
+@pytest.mark.parametrize("protocol", ["dealer", "replicated"])
+def test_weights_shared_by_their_owner_give_the_same_outputs(protocol):
     rng = np.random.default_rng(3)
     x = rng.normal(0, 1, (4, 1, 6, 6))
-    _check_against_ort(small_cnn(rng), x, 48, 3, owner=1)
+    _check_against_ort(small_cnn(rng), x, 48, 3, owner=1, protocol=protocol)
 
 
 def _owner_traffic(ctx, model_bytes, owner):
@@ -251,11 +255,11 @@ def _export(ctx, path, x, to):
     return ours, written is not None, same
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
-def test_exported_models_run_in_onnxruntime_as_on_shares(tmp_path, n_parties):
+@pytest.mark.parametrize("n_parties, protocol", SETTINGS)
+def test_exported_models_run_in_onnxruntime_as_on_shares(tmp_path, n_parties, protocol):
     x = np.random.default_rng(4).normal(0, 1, (5, 1, 8, 8))
     path = str(tmp_path / "ours.onnx")
-    got = mpc.run_local(_export, n_parties, args=(path, x, 1))
+    got = mpc.run_local(_export, n_parties, args=(path, x, 1), protocol=protocol)
     assert [written for _, written, _ in got] == [i == 1 for i in range(n_parties)]
     ours, _, same = got[0]
     err = np.abs(run_ort(onnx.load(path), x) - ours).max() / ULP
