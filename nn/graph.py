@@ -57,6 +57,9 @@ class Graph(Module):
     def _output(self) -> str:
         if not self.nodes:
             raise ValueError("Graph: no nodes")
+        if self.output is not None and self.output not in {n for n, _, _ in self.nodes}:
+            raise ValueError(f"Graph: the output {self.output!r} is not a node "
+                             f"({[n for n, _, _ in self.nodes]})")
         return self.output if self.output is not None else self.nodes[-1][0]
 
     def children(self):

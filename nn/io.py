@@ -2,8 +2,9 @@
 and reveal a trained model to an .npz that plain numpy code can use.
 
 Names are Module.named_parameters()'s and named_buffers()'s ("weight", "2.bias",
-"1.running_mean"), as PyTorch's state_dict names them, and so are the layouts: a Linear's weight is [out, in] in the file (y = x @ W.T + b,
-as torch.nn.Linear; nn.Linear keeps W.T internally), a Conv2d's [out, in, kh, kw]. Files
+"1.running_mean"), as PyTorch's state_dict names them, and so are the layouts: a Linear's
+weight is [out, in] in the file (y = x @ W.T + b, as torch.nn.Linear; nn.Linear keeps W.T
+internally), a Conv2d's [out, in, kh, kw]. Files
 written here carry the key "__format__" = "mpc-dl/2" saying so. A file without it (a
 PyTorch state_dict saved by numpy, or an .npz written before the marker, with Linear
 weights [in, out]) loads only with its layout named: layout="torch" or layout="in_out".

@@ -459,7 +459,8 @@ def from_onnx(source, ctx, *, owner: int | None = None):
     in eval mode (Dropout off, BatchNorm on its running statistics; .train() to train).
 
     owner=None: the weights are public; every party passes the same model. owner=k: only
-    party k passes it (the others pass None) and its weights are secret-shared by party k,
+    party k passes it (the others pass None; nothing else they pass is read) and its
+    weights are secret-shared by party k,
     so a model's owner can run it on others' data without showing it: the others learn
     the architecture (layer kinds, settings and weight shapes), never a weight. A model
     nn cannot run is refused (OnnxImportError naming each node) on every party before
@@ -480,12 +481,12 @@ def _from_owner(ctx, source, owner: int):
     """The owner plans and sends the description (or its refusal) to every party."""
     arrays, message = None, None
     if ctx.pid == owner:
-        if source is None:
-            raise ValueError(f"from_onnx: party {owner} is the owner and must pass the model")
         try:
+            if source is None:
+                raise ValueError(f"party {owner} is the model's owner and passed None")
             description, arrays = plan(source)
             message = {"ok": description}
-        except (OnnxImportError, FileNotFoundError, TypeError) as exc:
+        except (ValueError, FileNotFoundError, TypeError) as exc:  # OnnxImportError too
             message = {"error": f"{type(exc).__name__}: {exc}"}
     payload = np.frombuffer(json.dumps(message).encode(), dtype=np.uint8) \
         if ctx.pid == owner else None

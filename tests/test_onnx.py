@@ -387,3 +387,9 @@ def test_to_onnx_refuses_a_shape_that_does_not_fit_and_a_missing_directory(tmp_p
                                "[N, 32, 1, 8, 8] (input_shape leaves out the batch axis)")
     with pytest.raises(mpc.PartyFailed, match="to_onnx: no directory '.*nowhere' to write"):
         mpc.run_local(_export_with, 2, args=(str(tmp_path / "nowhere" / "m.onnx"), (1, 8, 8)))
+
+
+def test_an_owner_without_a_model_is_named_on_every_party():
+    got = mpc.run_local(_refused_before_sharing, 2, args=(None, 0))
+    assert {text for text, _, _ in got} == {
+        "party 0's model: ValueError: party 0 is the model's owner and passed None"}
