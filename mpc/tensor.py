@@ -14,6 +14,7 @@ import numpy as np
 
 from mpc import kernels
 from mpc.correlations import ItemSpec, matmul_shape, recipe
+from mpc.fixedpoint import as_reals
 from mpc.noise import add_noise
 from mpc.protocols import arithmetic, compare, truncation
 from mpc.ring import DTYPE
@@ -95,7 +96,7 @@ class SecretTensor:
         if isinstance(other, SecretTensor):
             from mpc.functions import divide  # functions builds on this module
             return divide(self, other)
-        divisor = np.asarray(other, dtype=np.float64)
+        divisor = as_reals(other)
         if np.any(divisor == 0):
             raise ZeroDivisionError("division of a SecretTensor by zero")
         if _is_integer(other) and np.ndim(other) == 0:
@@ -210,6 +211,18 @@ class SecretTensor:
         return diff._from_bit((bits[:diff.size] + bits[diff.size:]).reshape(diff.shape),
                               negate=True)
 
+    def __ne__(self, other) -> "SecretTensor":  # noqa: D105 - elementwise, like numpy
+        """[x != y] = [x < y] + [y < x]: the same batch as ==, then 1 - that (local)."""
+        return 1 - (self == other)
+
+    def __bool__(self):
+        raise TypeError("a SecretTensor has no truth value: it is secret, and `if`, `and`, "
+                        "`or`, `not` and bool() would need it opened; reveal it first "
+                        "(`x.reveal()`, to every party) or stay secret with "
+                        "`mpc.where(condition, a, b)`")
+
+    # == is elementwise and secret, so a SecretTensor cannot be a dict key or set member
+    # (and `x in list`, list.index and list.remove raise through __bool__: compare ids)
     __hash__ = None
 
     def relu(self, with_grad: bool = False):
@@ -401,7 +414,7 @@ def where(condition: SecretTensor, x, y) -> SecretTensor:
     """condition ? x : y elementwise, for a 0.0/1.0 secret condition: c * (x - y) + y
     (x and y secret or public). One multiplication."""
     if not isinstance(x, SecretTensor):
-        x = np.asarray(x, dtype=np.float64)
+        x = as_reals(x)
     return condition * (x - y) + y
 
 
