@@ -11,15 +11,20 @@ from nn.dp import DPSGD, DPModel
 from nn.guard import FixedPointOverflow
 from nn.io import load_npz, save_npz
 from nn.layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Sigmoid
-from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
+from nn.losses import (BCEWithLogitsLoss, MSELoss, NLLLoss, SoftmaxCrossEntropyLoss,
+                       SparseCrossEntropyLoss, one_hot)
 from nn.module import Buffer, Module, Parameter
 from nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
-from nn.optim import SGD, Adam
+from nn.optim import SGD, Adam, AdamW
 from nn.privacy import PrivacyAccountant, dp_sgd_epsilon, noise_multiplier_for
+from nn.schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay
 from nn.train import accuracy, fit
 
-__all__ = ["Adam", "AvgPool2d", "BCEWithLogitsLoss", "Conv2d", "DPModel", "DPSGD",
-           "FixedPointOverflow", "Flatten", "MaxPool2d", "Linear", "MSELoss", "Module",
-           "Parameter", "PrivacyAccountant", "ReLU", "SGD", "Sequential", "Sigmoid",
-           "SoftmaxCrossEntropyLoss", "accuracy", "dp_sgd_epsilon", "fit", "load_npz",
-           "noise_multiplier_for", "save_npz"]
+__all__ = ["accuracy", "Adam", "AdamW", "AvgPool2d", "BatchNorm1d", "BatchNorm2d",
+           "BCEWithLogitsLoss", "Buffer", "Conv2d", "CosineDecay", "dp_sgd_epsilon", "DPModel",
+           "DPSGD", "Dropout", "ExponentialDecay", "fit", "FixedPointOverflow", "Flatten", "GELU",
+           "GlobalAvgPool2d", "LayerNorm", "Linear", "load_npz", "LogSoftmax", "MaxPool2d",
+           "Module", "MSELoss", "NLLLoss", "noise_multiplier_for", "one_hot", "Parameter",
+           "PrivacyAccountant", "ReLU", "Residual", "save_npz", "Schedule", "Sequential", "SGD",
+           "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "SparseCrossEntropyLoss", "StepDecay",
+           "Tanh"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class Parameter:
     """A trainable secret tensor and its gradient (None until a backward pass)."""
@@ -62,6 +64,10 @@ class Module:
         """(name, buffer) pairs, named as named_parameters: "1.running_mean"."""
         return self._named(Buffer)
 
+    def modules(self) -> list["Module"]:
+        """This module and every sub-module, depth first."""
+        return [self] + [m for _, child in self.children() for m in child.modules()]
+
     def train(self, mode: bool = True) -> "Module":
         """Set training mode (mode=True) or evaluation mode here and in every sub-module."""
         self.training = bool(mode)
@@ -85,3 +91,17 @@ class Module:
 
     def backward(self, grad, input_grad=True):
         raise NotImplementedError
+
+
+@contextmanager
+def evaluating(model: Module):
+    """Run a block with the model in evaluation mode, then put every sub-module's mode
+    back as it was (nn.fit's guard and evaluation, nn.Model.evaluate and predict)."""
+    modes = [(m, m.training) for m in model.modules()] if isinstance(model, Module) else []
+    if modes:
+        model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
