@@ -79,6 +79,21 @@ class Module:
         """Evaluation mode: Dropout is the identity, BatchNorm uses its running statistics."""
         return self.train(False)
 
+    def named_modules(self) -> list[tuple[str, "Module"]]:
+        """(name, module) for this module ("") and every module inside it, named as
+        named_parameters() names their parameters' prefixes ("2" in a Sequential)."""
+        found = [("", self)]
+        for attr, value in vars(self).items():
+            if isinstance(value, Module):
+                children = [(attr, value)]
+            elif isinstance(value, list):
+                children = [(str(i), v) for i, v in enumerate(value) if isinstance(v, Module)]
+            else:
+                children = []
+            for prefix, child in children:
+                found += [(f"{prefix}.{n}" if n else prefix, m) for n, m in child.named_modules()]
+        return found
+
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = None
