@@ -7,10 +7,11 @@ backward is written out rather than taped per scalar.
 
 from nn.activations import GELU, LogSoftmax, Softmax, Tanh
 from nn.blocks import Dropout, GlobalAvgPool2d, Residual
-from nn.dp import DPSGD, DPModel
+from nn.dp import DPSGD
 from nn.graph import Add, Concat, Graph, Reshape
 from nn.guard import FixedPointOverflow
 from nn.io import load_npz, save_npz
+from nn.keras import DPModel, Model
 from nn.layers import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, Sigmoid
 from nn.losses import (BCEWithLogitsLoss, MSELoss, NLLLoss, SoftmaxCrossEntropyLoss,
                        SparseCrossEntropyLoss, one_hot)
@@ -27,7 +28,7 @@ __all__ = ["accuracy", "Adam", "AdamW", "Add", "AvgPool2d", "BatchNorm1d", "Batc
            "BCEWithLogitsLoss", "Buffer", "Concat", "Conv2d", "CosineDecay", "dp_sgd_epsilon",
            "DPModel", "DPSGD", "Dropout", "ExponentialDecay", "fit", "FixedPointOverflow",
            "Flatten", "from_onnx", "GELU", "GlobalAvgPool2d", "Graph", "LayerNorm", "Linear",
-           "load_npz", "LogSoftmax", "MaxPool2d", "Module", "MSELoss", "NLLLoss",
+           "load_npz", "LogSoftmax", "MaxPool2d", "Model", "Module", "MSELoss", "NLLLoss",
            "noise_multiplier_for", "one_hot", "OnnxImportError", "Parameter", "PrivacyAccountant",
            "ReLU", "Reshape", "Residual", "save_npz", "Schedule", "Sequential", "SGD", "Sigmoid",
            "Softmax", "SoftmaxCrossEntropyLoss", "SparseCrossEntropyLoss", "StepDecay", "Tanh",

@@ -2,9 +2,9 @@
 
 Each takes its parameters first (or none, to be bound later by nn.Model.compile) and a
 learning rate `lr` that is a number or a schedule (nn.schedules: a function of the step
-count, at no cost on the wire). All expose their state uniformly for checkpoints: `state()` returns a dict whose values
-are SecretTensors (this party's shares), public ints, or None (not created yet), and
-`load_state(d)` puts such a dict back.
+count, at no cost on the wire). All expose their state uniformly for checkpoints:
+`state()` returns a dict whose values are SecretTensors (this party's shares), public
+ints, or None (not created yet), and `load_state(d)` puts such a dict back.
 """
 
 from __future__ import annotations
