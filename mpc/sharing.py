@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.ring import DTYPE
 from mpc.tensor import SecretTensor, ShapeError, concatenate
 
 
 def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
     """[x] from `value`, held by party `owner` (the others pass None).
 
-    The non-owners' shares come from the seeds they share pairwise with the owner, so no
-    share is ever sent: the owner's share is x minus the others'. If the non-owners do not
-    know the shape they may omit it; the owner then broadcasts it (one small round).
-    The owner's value is encoded as fixed point (ValueError for NaN, inf or out of range).
+    The protocol's input step makes the shares (see its `input`: the dealer protocol sends
+    nothing, the others' shares coming from pairwise seeds; the replicated one sends one
+    ring element per element to each other party). If the non-owners do not know the shape
+    they may omit it; the owner then broadcasts it (one small round). The owner's value is
+    encoded as fixed point (ValueError for NaN, inf or out of range).
 
-    Rounds: 0 with `shape` given, else 1 (a few bytes). Comm: no ring elements.
+    Rounds: the protocol's input (+ 1, a few bytes, without `shape`).
     Example:
         x = mpc.share(ctx, np.ones(3) if ctx.pid == 0 else None, owner=0, shape=(3,))
     """
@@ -33,13 +33,7 @@ def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
         if encoded is not None and encoded.shape != shape:
             raise ValueError(f"share: party {owner}'s value has shape {encoded.shape}, "
                              f"the declared shape is {shape}")
-        nonce = ctx.next_seq()
-        if ctx.pid != owner:
-            return SecretTensor(ctx, ctx.pairwise_ring(owner, nonce, shape))
-        mine = encoded.copy()
-        for peer in ctx.peers:
-            mine -= ctx.pairwise_ring(peer, nonce, shape)
-        return SecretTensor(ctx, mine)
+        return SecretTensor(ctx, ctx.protocol.input(ctx, encoded, owner, shape))
 
 
 def share_rows(ctx, my_rows) -> SecretTensor:
@@ -48,7 +42,7 @@ def share_rows(ctx, my_rows) -> SecretTensor:
     (horizontal partitioning: each hospital has its own patients). Row counts need not be
     known in advance (each owner announces its shape).
 
-    Rounds: n (one shape announcement per party). Comm: no ring elements.
+    Rounds: n (one shape announcement per party) + the protocol's inputs.
     Example:
         x = mpc.share_rows(ctx, np.load(f"hospital{ctx.pid}.npy"))
     """
@@ -60,7 +54,7 @@ def share_columns(ctx, my_columns) -> SecretTensor:
     holds some features of the same records, in the same row order). Each party passes its
     own [rows, k] array (or None); row counts must agree (ShapeError otherwise).
 
-    Rounds: n. Comm: no ring elements.
+    Rounds: n + the protocol's inputs.
     Example:
         x = mpc.share_columns(ctx, lab_results if ctx.pid == 0 else demographics)
     """
@@ -93,9 +87,8 @@ def _share_blocks(ctx, mine, axis: int, name: str) -> SecretTensor:
 
 
 def share_public(ctx, value) -> SecretTensor:
-    """A public value as a (trivial) sharing: party 0 holds it, the others hold zero."""
-    encoded = ctx.fixed.encode(value)
-    return SecretTensor(ctx, encoded if ctx.pid == 0 else np.zeros_like(encoded, dtype=DTYPE))
+    """A public value as a (trivial) sharing: no randomness, no message."""
+    return SecretTensor(ctx, ctx.protocol.public(ctx, ctx.fixed.encode(value)))
 
 
 def reveal(x: SecretTensor, to: int | None = None, *, noise: float | None = None,

@@ -1,7 +1,7 @@
 """Comparisons, ReLU, sign, abs, max, argmax and max-pooling on shares against numpy:
 exact on random inputs and at the edges (equal values, one fixed-point step apart, the
 largest and smallest encodable values), for 2 and 3 parties; and the rounds and bytes
-per element that mpc.protocols.compare documents, from the transport's own counters."""
+per element that mpc.protocols.dealer.compare documents, from the transport's own counters."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mpc
-from mpc.protocols import compare
+from mpc.protocols.dealer import compare
 from oracle import ULP, check_op
 
 PARTIES = [2, 3]

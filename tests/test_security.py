@@ -92,7 +92,8 @@ def test_dealer_receives_only_requests():
 
     from net import MemoryHub
     from mpc.context import Context
-    from mpc.providers.dealer import DealerProvider, serve_dealer
+    from mpc.protocols.dealer.protocol import DealerProtocol
+    from mpc.protocols.dealer.providers.dealer import DealerProvider, serve_dealer
 
     hub = MemoryHub(3, timeout=10)
     dealer_transport = hub.transport(2)
@@ -110,7 +111,8 @@ def test_dealer_receives_only_requests():
 
     def party(pid, out):
         transport = hub.transport(pid)
-        ctx = Context(pid, 2, transport, DealerProvider(pid, 2, transport, dealer_id=2))
+        provider = DealerProvider(pid, 2, transport, dealer_id=2)
+        ctx = Context(pid, 2, transport, DealerProtocol(provider))
         x = mpc.share(ctx, np.full((4, 4), 3.0) if pid == 0 else None, 0, shape=(4, 4))
         out[pid] = ((x * x) @ x).square().reveal()
         ctx.close()
@@ -149,7 +151,7 @@ def test_dealer_guesses_ahead_and_recovers_from_wrong_guesses():
 
 def test_item_streams_are_keyed_by_the_spec():
     """A guessed item with the wrong spec uses randomness nobody else ever uses."""
-    from mpc.correlations import ItemSpec
+    from mpc.protocols.dealer.correlations import ItemSpec
     from mpc.prg import Prg, new_seed
     prg = Prg(new_seed())
     a = ItemSpec("mul", ((4,), (4,))).tag

@@ -109,7 +109,7 @@ def _mul_costs(ctx, x, y):
 def test_large_products_go_in_batches(parties, monkeypatch):
     """Above MUL_CHUNK elements x * y runs in batches (here 3 of at most 1000 elements):
     the same result within the truncation's ulp, the same bytes, 2 rounds per batch."""
-    monkeypatch.setattr(mpc.tensor, "MUL_CHUNK", 1000)
+    monkeypatch.setattr("mpc.protocols.dealer.protocol.MUL_CHUNK", 1000)
     rng = np.random.default_rng(3)
     x, y = rng.uniform(-50, 50, (50, 50)), rng.uniform(-50, 50, (50, 50))
     z, sent, rounds = mpc.run_local(_mul_costs, parties, args=(x, y))[0]
