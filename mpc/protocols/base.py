@@ -101,6 +101,11 @@ class Protocol(ABC):
     def truncate(self, ctx, xs: np.ndarray, bits: int) -> np.ndarray:
         """A share of x / 2^bits: floor or floor + 1 for |x| < 2^62 (see each protocol)."""
 
+    def bernoulli_bits(self, ctx, n: int, p: float) -> np.ndarray:
+        """Shares of n secret Bernoulli(p) bits (integer 0/1) that no party knows (flat)."""
+        raise NotImplementedError(f"the {self.name} protocol has no secret Bernoulli "
+                                  "sampling (mpc.bernoulli): use the dealer protocol")
+
     @abstractmethod
     def less_than_zero(self, ctx, zs: np.ndarray, select: bool = False):
         """Shares of [z < 0] as integer 0/1 (and of z * [z < 0] with `select`, else None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.protocols.base import Protocol
-from mpc.protocols.dealer import arithmetic, compare, opening, truncation
+from mpc.protocols.dealer import arithmetic, bernoulli, compare, opening, truncation
 from mpc.ring import DTYPE
 from mpc.shapes import product_shape
 
@@ -161,3 +161,6 @@ class DealerProtocol(Protocol):
 
     def less_than_zero(self, ctx, zs, select=False):
         return compare.less_than_zero(ctx, zs, select=select)
+
+    def bernoulli_bits(self, ctx, n, p):
+        return bernoulli.bernoulli_bits(ctx, n, p)
