@@ -105,7 +105,7 @@ def _batch(ctx, zs: np.ndarray, select: bool):
         for out, want in steps:
             sends.update(out)
             expects.update(want)
-        got = ctx.transport.exchange(seq, op, sends, expects)
+        got = ctx.transport.exchange(seq, op, sends, expects) if sends or expects else {}
         for k, (_, run) in enumerate(runs):
             try:
                 steps[k] = run.send({p: got[p] for p in steps[k][1]})
