@@ -191,8 +191,9 @@ class SecretTensor:
         diff = self - other
         both = concatenate([diff.reshape(-1), (-diff).reshape(-1)])
         bits = both._less_than_zero("compare")[0]
-        return diff._from_bit((bits[:diff.size] + bits[diff.size:]).reshape(diff.shape),
-                              negate=True)
+        n, shape = diff.size, diff.shape
+        either = self.ctx.protocol.local(lambda b: (b[:n] + b[n:]).reshape(shape), bits)
+        return diff._from_bit(either, negate=True)
 
     __hash__ = None
 

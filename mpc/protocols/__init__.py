@@ -1,11 +1,11 @@
 """Secret-sharing protocols behind one interface (mpc.protocols.base.Protocol), one folder
-each: `dealer` (additive shares, n >= 2, a trusted dealer's correlated randomness); the
-next, `replicated`, gets mpc/protocols/replicated/.
+each: `dealer` (additive shares, n >= 2, a trusted dealer's correlated randomness) and
+`replicated` (2-out-of-3 replicated shares, exactly 3 parties, honest majority, no dealer).
 """
 
 from __future__ import annotations
 
-PROTOCOLS = ("dealer",)
+PROTOCOLS = ("dealer", "replicated")
 PROVIDERS = ("dealer", "insecure-seeded")
 
 
@@ -19,6 +19,9 @@ def protocol_class(name: str):
     if name == "dealer":
         from mpc.protocols.dealer.protocol import DealerProtocol
         return DealerProtocol
+    if name == "replicated":
+        from mpc.protocols.replicated.protocol import ReplicatedProtocol
+        return ReplicatedProtocol
     raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
