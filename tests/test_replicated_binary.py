@@ -41,10 +41,12 @@ def test_leaves_are_group_comparisons(m, seed):
     rng = np.random.default_rng(seed)
     v, t = _values(seed, m), _values(seed + 1, m)
     t[: m // 2] = v[: m // 2] ^ (np.uint64(1) << rng.integers(0, 63, m // 2).astype(np.uint64))
-    onehot = binary.group_onehot(v)
-    np.testing.assert_array_equal(onehot, binary.group_onehot_reference(v))
-    mask = rng.integers(0, 2**16, onehot.shape).astype(np.uint16)
-    shares = [binary.compare_leaves(mask, t), binary.compare_leaves(onehot ^ mask, t)]
+    mask = rng.integers(0, 2**16, (m, 16)).astype(np.uint16)
+    masked = binary.group_onehot(v, mask)
+    np.testing.assert_array_equal(masked, binary.group_onehot_reference(v, mask))
+    onehot = masked ^ mask
+    assert np.all(onehot & (onehot - np.uint16(1)) == 0) and np.all(onehot != 0)
+    shares = [binary.compare_leaves(mask, t), binary.compare_leaves(masked, t)]
     for share in shares[0] + shares[1]:
         assert share.dtype == np.uint64
     for mine, ref in zip(shares[0], binary.compare_leaves_reference(mask, t)):
@@ -55,6 +57,35 @@ def test_leaves_are_group_comparisons(m, seed):
     vg, wg = (v >> shifts) & np.uint64(15), (t >> shifts) & np.uint64(15)
     np.testing.assert_array_equal(lt, (wg < vg).astype(np.uint8))
     np.testing.assert_array_equal(eq, (wg == vg).astype(np.uint8))
+
+
+@given(m=st.integers(1, 100), seed=st.integers(0, 2**32))
+def test_bit_injection_kernels(m, seed):
+    """With additive shares of a bit b and the public e, the two parties' inject results
+    add up to e ^ b (and x (e ^ b)) less the masks; kernels equal their references."""
+    rng = np.random.default_rng(seed)
+    ring = lambda: rng.integers(0, 2**64, m, dtype=np.uint64)  # noqa: E731
+    e, b = rng.integers(0, 2, m, dtype=np.uint8), rng.integers(0, 2, m).astype(np.uint64)
+    x, x_b, rho, masks = ring(), ring(), ring(), [ring(), ring()]
+    beta = [ring()]
+    beta.append(b - beta[0])
+    x_e = [ring()]
+    x_e.append(x - x_e[0])
+    bits = [binary.inject(e, beta[k], masks[k], k == 0) for k in range(2)]
+    for k in range(2):
+        np.testing.assert_array_equal(bits[k], binary.inject_reference(e, beta[k], masks[k],
+                                                                       k == 0))
+    np.testing.assert_array_equal(bits[0] + bits[1] + masks[0] + masks[1],
+                                  e.astype(np.uint64) ^ b)
+    # x b = x_b (beta_0 + beta_1) + (x - x_b) b: the rest enters as +rho / -rho + (x - x_b) b
+    rhos = [rho, (x - x_b) * b - rho]
+    products = [binary.inject_product(e, beta[k], rhos[k], x_b, x_e[k], masks[k])
+                for k in range(2)]
+    for k in range(2):
+        np.testing.assert_array_equal(products[k], binary.inject_product_reference(
+            e, beta[k], rhos[k], x_b, x_e[k], masks[k]))
+    np.testing.assert_array_equal(products[0] + products[1] + masks[0] + masks[1],
+                                  x * (e.astype(np.uint64) ^ b))
 
 
 def _and(ctx, x, ys, seed, out):

@@ -4,7 +4,9 @@ Party 1 is the corrupt one; party 0 holds the secret. For two very different sec
 messages party 1 receives during a multiplication, a matrix product, a truncation, a
 comparison, a ReLU and a training step must be distributed the same: every one of the 64
 bits of every received ring element is set with the same frequency (two-proportion z-test,
-6 sigma), and each is set half the time (a uniform element).
+6 sigma), and each is set half the time (a uniform element). Under the replicated protocol
+each of the three parties in turn is the corrupt one, since the roles (the helper of a
+comparison or a truncation, the parties it deals for) differ between them.
 """
 
 import numpy as np
@@ -33,8 +35,8 @@ def _recorded(ctx, secret, op):
     return np.concatenate(seen) if seen else np.zeros(0, np.uint64)
 
 
-def view_of_party1(secret, op, n_parties):
-    return mpc.run_local(_recorded, n_parties, args=(secret, op))[1]
+def view_of(secret, op, n_parties, protocol="dealer", party=1):
+    return mpc.run_local(_recorded, n_parties, args=(secret, op), protocol=protocol)[party]
 
 
 def bit_frequencies(values):
@@ -62,13 +64,17 @@ def _sgd_step(x, y):
     optimizer.step()
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
+VIEWS = [pytest.param(n, "dealer", 1, id=f"dealer-{n}p") for n in (2, 3)] + \
+    [pytest.param(3, "replicated", party, id=f"replicated-party{party}") for party in range(3)]
+
+
+@pytest.mark.parametrize("n_parties, protocol, party", VIEWS)
 @pytest.mark.parametrize("op", list(OPS))
-def test_view_independent_of_secret(n_parties, op):
+def test_view_independent_of_secret(n_parties, protocol, party, op):
     small = np.zeros(N)
     large = np.random.default_rng(0).uniform(-1000, 1000, N)
-    view_a = view_of_party1(small, OPS[op], n_parties)
-    view_b = view_of_party1(large, OPS[op], n_parties)
+    view_a = view_of(small, OPS[op], n_parties, protocol, party)
+    view_b = view_of(large, OPS[op], n_parties, protocol, party)
     assert view_a.size == view_b.size > 0
     fa, fb = bit_frequencies(view_a), bit_frequencies(view_b)
     sigma = np.sqrt(0.5 / view_a.size)

@@ -11,7 +11,11 @@ the ANDs of one level in one round. XOR is local.
 Comparison leaves by one-hot groups: a 63-bit value cut into 16 groups of 4 bits is held
 as one-hot vectors (bit v of a uint16 for group value v); against a public value's groups
 w, [w < v] and [w == v] are XORs of one-hot bits, so XOR shares of the one-hot vectors give
-XOR shares of both, locally. The numba kernels have plain-numpy references.
+XOR shares of both, locally.
+
+Bit injection: from a public bit e and additive shares of a bit beta, e ^ beta is
+e + (1 - 2e) beta, and x (e ^ beta) = e x + (1 - 2e) x beta, local given shares of x beta.
+The numba kernels have plain-numpy references.
 """
 
 from __future__ import annotations
@@ -95,29 +99,31 @@ def and_finish(opened: np.ndarray, first: bool, a: np.ndarray, bs: list[np.ndarr
     return out
 
 
-def group_onehot_reference(values: np.ndarray) -> np.ndarray:
-    """(m,) uint64 below 2^63 -> (m, 16) uint16: bit v of [i, g] set iff group g of
-    values[i] (bits 4g..4g+3) is v."""
+def group_onehot_reference(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(m,) uint64 below 2^63 -> (m, 16) uint16: the one-hot vectors of the 4-bit groups
+    (bit v of [i, g] set iff bits 4g..4g+3 of values[i] are v), XOR the uint16 `mask`."""
     onehot = np.empty((values.size, GROUPS), dtype=np.uint16)
     for g in range(GROUPS):
         nibble = (values >> np.uint64(4 * g)) & _NIBBLE
         onehot[:, g] = _ONE16 << nibble.astype(np.uint16)
-    return onehot
+    return onehot ^ mask
 
 
 @njit(cache=True, nogil=True)
-def _group_onehot(values, out):
+def _group_onehot(values, mask, out):
     for i in range(values.size):
         v = values[i]
         for g in range(16):
-            out[i, g] = np.uint16(1) << np.uint16((v >> np.uint64(4 * g)) & np.uint64(15))
+            bit = np.uint16(1) << np.uint16((v >> np.uint64(4 * g)) & np.uint64(15))
+            out[i, g] = bit ^ mask[i, g]
 
 
-def group_onehot(values: np.ndarray) -> np.ndarray:
-    """group_onehot_reference, compiled."""
+def group_onehot(values: np.ndarray, mask: np.ndarray, out: np.ndarray | None = None):
+    """group_onehot_reference, compiled; written into `out` (m, 16) uint16 if given."""
     values = np.ascontiguousarray(values, dtype=np.uint64)
-    out = np.empty((values.size, GROUPS), dtype=np.uint16)
-    _group_onehot(values, out)
+    if out is None:
+        out = np.empty((values.size, GROUPS), dtype=np.uint16)
+    _group_onehot(values, mask, out)
     return out
 
 
@@ -167,3 +173,55 @@ def compare_leaves(onehot: np.ndarray, t: np.ndarray):
     eq = np.empty((GROUPS, words(t.size)), dtype=np.uint64)
     _compare_leaves(onehot, t, lt, eq)
     return lt, eq
+
+
+def inject_reference(e: np.ndarray, beta: np.ndarray, mask: np.ndarray,
+                     first: bool) -> np.ndarray:
+    """A share of the bit e ^ b minus `mask`, from the public bit e (0/1 uint8) and an
+    additive share `beta` of the bit b: e + (1 - 2e) b, e added by `first`."""
+    e = e.astype(np.uint64)
+    return np.where(e.astype(bool), np.negative(beta), beta) + (e if first else 0) - mask
+
+
+@njit(cache=True, nogil=True)
+def _inject(e, beta, mask, first, out):
+    for i in range(e.size):
+        v = beta[i]
+        if e[i]:
+            v = np.uint64(0) - v
+            if first:
+                v += np.uint64(1)
+        out[i] = v - mask[i]
+
+
+def inject(e: np.ndarray, beta: np.ndarray, mask: np.ndarray, first: bool) -> np.ndarray:
+    """inject_reference, compiled."""
+    out = np.empty(e.size, dtype=np.uint64)
+    _inject(e, beta, mask, first, out)
+    return out
+
+
+def inject_product_reference(e: np.ndarray, beta: np.ndarray, rho: np.ndarray,
+                             x_b: np.ndarray, x_e: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A share of x (e ^ b) minus `mask`: e x + (1 - 2e) x b, where this party's share of
+    x b is x_b beta + rho and its share of x (for the e x term) is x_e."""
+    q = x_b * beta + rho
+    return np.where(e.astype(bool), x_e - q, q) - mask
+
+
+@njit(cache=True, nogil=True)
+def _inject_product(e, beta, rho, x_b, x_e, mask, out):
+    for i in range(e.size):
+        q = x_b[i] * beta[i] + rho[i]
+        if e[i]:
+            q = x_e[i] - q
+        out[i] = q - mask[i]
+
+
+def inject_product(e: np.ndarray, beta: np.ndarray, rho: np.ndarray, x_b: np.ndarray,
+                   x_e: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """inject_product_reference, compiled."""
+    out = np.empty(e.size, dtype=np.uint64)
+    _inject_product(e, beta, rho, np.ascontiguousarray(x_b), np.ascontiguousarray(x_e),
+                    mask, out)
+    return out

@@ -105,7 +105,7 @@ def _batch(ctx, zs: np.ndarray, select: bool):
         for out, want in steps:
             sends.update(out)
             expects.update(want)
-        got = ctx.transport.exchange(seq, op, sends, expects)
+        got = ctx.transport.exchange(seq, op, sends, expects) if sends or expects else {}
         for k, (_, run) in enumerate(runs):
             try:
                 steps[k] = run.send({p: got[p] for p in steps[k][1]})
@@ -170,16 +170,14 @@ def _computer(ctx, zs, nonce: int, h: int, first: bool, select: bool):
     if first:
         e_rows ^= binary.pack((x_b >> np.uint64(63))[None, :])
     got = yield {peer: e_rows}, {peer: (np.uint64, e_rows.shape)}
-    e = binary.unpack(e_rows ^ got[peer], m)[0].astype(np.uint64)
-    flip = e.astype(bool)
-    results = [np.where(flip, np.negative(r["beta"]), r["beta"]) + (e if first else 0)]
+    e = binary.unpack(e_rows ^ got[peer], m)[0]
+    mine = [binary.inject(e, r["beta"], r["out"], first)]  # M - y_a (a) or M - y_h (b)
     masks = [r["out"]]
     if select:
-        x_beta = x_b * r["beta"] + r["rho"]
-        e_x = e * (zs[0] + zs[1] if first else zs[1])
-        results.append(e_x + np.where(flip, np.negative(x_beta), x_beta))
+        x_e = zs[0] + zs[1] if first else zs[1]
+        mine.append(binary.inject_product(e, r["beta"], r["rho"], x_b, x_e, r["picked"]))
         masks.append(r["picked"])
-    mine = np.stack(results) - np.stack(masks)
+    mine = np.stack(mine)
     got = yield {peer: mine}, {peer: (np.uint64, mine.shape)}
     y_b = mine + got[peer]
     outs = [_stack(mask, y) if first else _stack(y, mask) for mask, y in zip(masks, y_b)]
@@ -189,19 +187,23 @@ def _computer(ctx, zs, nonce: int, h: int, first: bool, select: bool):
 def _deal(zs, ra, rb, select: bool) -> np.ndarray:
     """h's message to b (steps 1, 3, 4, 5): one-hot share, triple corrections, beta, s beta."""
     m = zs.shape[1]
+    sizes = _deal_layout(m, select)
+    message = np.empty(_total(sizes), dtype=np.uint64)
+    parts = _cut(message, sizes)
     s = zs[0] + zs[1]
-    onehot = binary.group_onehot(s & LOW63)
-    parts = [(onehot ^ ra["onehot"].view(np.uint16)).view(np.uint64).reshape(-1)]
+    binary.group_onehot(s & LOW63, ra["onehot"].view(np.uint16),
+                        out=parts["onehot"].view(np.uint16))
     for level, n in enumerate(LEVELS):
         for j in range(_products(n)):
-            parts.append(binary.deal_and(ra["A", level], rb["A", level], ra["B", level, j],
-                                         rb["B", level, j], ra["C", level, j]).reshape(-1))
+            parts["C", level, j][...] = binary.deal_and(
+                ra["A", level], rb["A", level], ra["B", level, j], rb["B", level, j],
+                ra["C", level, j])
     gamma = binary.unpack(ra["gamma"] ^ rb["gamma"], m)[0].astype(np.uint64)
     beta = gamma ^ (s >> np.uint64(63))
-    parts.append(beta - ra["beta"])
+    np.subtract(beta, ra["beta"], out=parts["beta"])
     if select:
-        parts.append(s * beta - ra["rho"])
-    return np.concatenate(parts)
+        np.subtract(s * beta, ra["rho"], out=parts["rho"])
+    return message
 
 
 def _products(n: int) -> int:
