@@ -57,7 +57,7 @@ def load_npz(model, source, *, owner: int | None = None, layout: str | None = No
     seeded or published start). With `owner=k` only party k has them (the others pass
     None) and they are secret-shared: a plain model evaluated privately, its owner's
     weights never seen. Names and shapes must match the model's (ValueError naming each
-    difference). Rounds: 0."""
+    difference). Rounds: 0 (public), 1 (owner: one mpc.share of all the weights)."""
     named = model.named_parameters() + model.named_buffers()
     if owner is None or _pid(named) == owner:
         arrays, flipped = _in_our_layout(_read(source), _linear_weights(model), layout)
@@ -68,13 +68,18 @@ def load_npz(model, source, *, owner: int | None = None, layout: str | None = No
                      if n not in dict(named)]
         if problems:
             raise ValueError("weights do not fit the model: " + "; ".join(problems))
-    for name, p in named:
-        ctx = p.value.ctx
-        if owner is None:
+    ctx = named[0][1].value.ctx
+    if owner is None:
+        for name, p in named:
             p.value = mpc.share_public(ctx, arrays[name])
-        else:
-            mine = arrays[name] if ctx.pid == owner else None
-            p.value = mpc.share(ctx, mine, owner, shape=p.value.shape)
+        return
+    sizes = [p.value.size for _, p in named]  # one flat vector: one share, 1 round
+    mine = np.concatenate([arrays[n].reshape(-1) for n, _ in named]) if ctx.pid == owner \
+        else None
+    flat, start = mpc.share(ctx, mine, owner, shape=(sum(sizes),)), 0
+    for (_, p), size in zip(named, sizes):
+        p.value = flat[start:start + size].reshape(p.value.shape)
+        start += size
 
 
 def _misfit(name: str, theirs: tuple, ours: tuple, flipped: bool) -> str:

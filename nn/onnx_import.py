@@ -16,6 +16,7 @@ PyTorch export keeps its state_dict names: "conv1.weight"), else the ONNX node's
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -499,17 +500,26 @@ def _from_owner(ctx, source, owner: int):
 
 
 def _build(ctx, description: dict, arrays, owner: int | None):
+    """The layers, then the weights: public, or shared by the owner as one flat vector
+    (one mpc.share: 1 round, however many tensors)."""
     from nn.graph import Graph
-    graph = Graph(description["input"])
+    graph, slots = Graph(description["input"]), []
     for entry in description["nodes"]:
         module = _layer(ctx, entry["kind"], entry["args"])
-        for attr, (key, shape) in entry["tensors"].items():
-            if owner is None:
-                value = mpc.share_public(ctx, arrays[key])
-            else:
-                value = mpc.share(ctx, arrays[key] if ctx.pid == owner else None, owner,
-                                  shape=tuple(shape))
-            _set(module, attr, value)
+        slots += [(module, attr, key, tuple(shape))
+                  for attr, (key, shape) in entry["tensors"].items()]
         graph.add(entry["name"], module, *entry["inputs"])
     graph.output = description["output"]
+    if owner is None:
+        values = [mpc.share_public(ctx, arrays[key]) for _, _, key, _ in slots]
+    else:
+        sizes = [math.prod(shape) for *_, shape in slots]
+        mine = np.concatenate([arrays[key].reshape(-1) for _, _, key, _ in slots]) \
+            if ctx.pid == owner else None
+        flat = mpc.share(ctx, mine, owner, shape=(sum(sizes),))
+        starts = np.cumsum([0] + sizes)
+        values = [flat[a:b].reshape(shape) for a, b, (*_, shape) in
+                  zip(starts[:-1], starts[1:], slots)]
+    for (module, attr, _, _), value in zip(slots, values):
+        _set(module, attr, value)
     return graph.eval()

@@ -123,27 +123,29 @@ def test_weights_shared_by_their_owner_give_the_same_outputs(protocol):
 
 
 def _owner_traffic(ctx, model_bytes, owner):
-    before = ctx.stats.snapshot().bytes_sent
+    before = ctx.stats.snapshot()
     nn.from_onnx(model_bytes if ctx.pid == owner else None, ctx, owner=owner)
-    return ctx.stats.snapshot().bytes_sent - before
+    after = ctx.stats.snapshot()
+    return after.bytes_sent - before.bytes_sent, after.rounds - before.rounds
 
 
 def test_the_owner_sends_the_description_only():
-    """Two models of the same architecture and different weights: the owner sends the same
-    bytes, the public description (its JSON, to each other party), and the
-    others send nothing. A non-owner's shares come from its pairwise seeds alone, so its
-    whole view is the same for both models."""
+    """Two models of the same architecture and different weights: every party sends the
+    same bytes for both, the owner the public description (its JSON, to each other party)
+    and the weights' shape announcement, the others that announcement only. A non-owner's
+    shares come from its pairwise seeds, so its whole view is the same for both models."""
     a, b = small_cnn(np.random.default_rng(1)), small_cnn(np.random.default_rng(2))
     assert plan(a)[0] == plan(b)[0]
     assert not any(np.array_equal(u, v) for u, v in zip(plan(a)[1].values(),
                                                         plan(b)[1].values()))
     sent_a = mpc.run_local(_owner_traffic, 3, args=(a.SerializeToString(), 0))
     sent_b = mpc.run_local(_owner_traffic, 3, args=(b.SerializeToString(), 0))
+    assert sent_a == sent_b
     description = len(json.dumps({"ok": plan(a)[0]}).encode())
-    assert sent_a[1:] == sent_b[1:] == [0, 0]
-    assert sent_a[0] == sent_b[0] == 2 * description  # to each of the 2 others
-
-
+    # share's shape check: a few int64 words to each of 2 peers (the owner's says more)
+    assert sent_a[1][0] == sent_a[2][0] <= 2 * 8 * 5
+    assert 0 < sent_a[0][0] - 2 * description <= 2 * 8 * 5
+    assert [rounds for _, rounds in sent_a] == [1, 2, 2]  # the description, one share
 def _unrunnable():
     """One model with an unknown op and four unsupported attribute values."""
     w = np.ones((2, 1, 3, 3))
