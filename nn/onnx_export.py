@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 import mpc
+from nn.graph import Graph
+from nn.layers import Sequential
 from nn.onnx_import import _onnx
 
 OPSET, GELU_OPSET = 17, 20
@@ -42,14 +44,15 @@ class _Writer:
 
     # ------------------------------------------------------------------ the walk
     def walk(self, module, x: str, path: str) -> str:
-        kind = type(module).__name__
-        if kind == "Sequential":
+        if isinstance(module, Sequential):  # nn.Model and nn.DPModel too
             for i, layer in enumerate(module.layers):
                 x = self.walk(layer, x, f"{path}{i}.")
             return x
-        if kind == "Graph":
+        if isinstance(module, Graph):
             return self._graph(module, x, path)
-        emit = getattr(self, f"_{kind}", None)
+        kind = type(module).__name__  # exactly: a subclass may compute something else
+        emit = getattr(self, f"_{kind}", None) if type(module).__module__.startswith("nn.") \
+            else None
         if emit is None:
             raise ValueError(f"to_onnx: no ONNX mapping for layer {path.rstrip('.') or kind!r}"
                              f" ({kind})")

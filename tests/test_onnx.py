@@ -395,3 +395,17 @@ def test_an_owner_without_a_model_is_named_on_every_party():
     got = mpc.run_local(_refused_before_sharing, 2, args=(None, 0))
     assert {text for text, _, _ in got} == {
         "party 0's model: ValueError: party 0 is the model's owner and passed None"}
+
+
+def _export_keras(ctx, path):
+    model = nn.Model(nn.Linear(ctx, 3, 2, seed=0), nn.ReLU())
+    nn.to_onnx(model, path, input_shape=(3,), to=0)
+    return model(mpc.share_public(ctx, np.eye(3))).reveal()
+
+
+def test_a_keras_shaped_model_exports_as_its_layers(tmp_path):
+    path = str(tmp_path / "keras.onnx")
+    ours = mpc.run_local(_export_keras, 2, args=(path,))[0]
+    model = onnx.load(path)
+    assert [n.op_type for n in model.graph.node] == ["Gemm", "Relu"]
+    assert np.abs(run_ort(model, np.eye(3)) - ours).max() <= 2 * ULP
