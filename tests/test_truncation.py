@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mpc
-from mpc.protocols.truncation import truncate
+from mpc.protocols.dealer.truncation import truncate
 from mpc.ring import DTYPE
 
 F = 16
