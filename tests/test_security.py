@@ -1,6 +1,8 @@
 """What a corrupt party sees does not depend on the other parties' secrets.
 
-Party 1 is the corrupt one; party 0 holds the secret. For two very different secrets, the
+Party 1 is the corrupt one; party 0 holds the secret. Under every protocol (oracle.SETTINGS;
+the replicated protocol's per-role views, the helper's included, are in test_replicated).
+For two very different secrets, the
 messages party 1 receives during a multiplication, a matrix product, a truncation, a
 comparison, a ReLU and a training step must be distributed the same: every one of the 64
 bits of every received ring element is set with the same frequency (two-proportion z-test,
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 import mpc
+from oracle import SETTINGS
 
 N = 20_000
 
@@ -33,8 +36,8 @@ def _recorded(ctx, secret, op):
     return np.concatenate(seen) if seen else np.zeros(0, np.uint64)
 
 
-def view_of_party1(secret, op, n_parties):
-    return mpc.run_local(_recorded, n_parties, args=(secret, op))[1]
+def view_of_party1(secret, op, n_parties, protocol="dealer"):
+    return mpc.run_local(_recorded, n_parties, args=(secret, op), protocol=protocol)[1]
 
 
 def bit_frequencies(values):
@@ -62,13 +65,13 @@ def _sgd_step(x, y):
     optimizer.step()
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
+@pytest.mark.parametrize("n_parties, protocol", SETTINGS)
 @pytest.mark.parametrize("op", list(OPS))
-def test_view_independent_of_secret(n_parties, op):
+def test_view_independent_of_secret(n_parties, protocol, op):
     small = np.zeros(N)
     large = np.random.default_rng(0).uniform(-1000, 1000, N)
-    view_a = view_of_party1(small, OPS[op], n_parties)
-    view_b = view_of_party1(large, OPS[op], n_parties)
+    view_a = view_of_party1(small, OPS[op], n_parties, protocol)
+    view_b = view_of_party1(large, OPS[op], n_parties, protocol)
     assert view_a.size == view_b.size > 0
     fa, fb = bit_frequencies(view_a), bit_frequencies(view_b)
     sigma = np.sqrt(0.5 / view_a.size)
