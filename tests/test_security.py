@@ -1,6 +1,8 @@
 """What a corrupt party sees does not depend on the other parties' secrets.
 
-Party 1 is the corrupt one; party 0 holds the secret. For two very different secrets, the
+Party 1 is the corrupt one; party 0 holds the secret. Under every protocol (oracle.SETTINGS;
+the replicated protocol's per-role views, the helper's included, are in test_replicated).
+For two very different secrets, the
 messages party 1 receives during a multiplication, a matrix product, a truncation, a
 comparison, a ReLU and a training step must be distributed the same: every one of the 64
 bits of every received ring element is set with the same frequency (two-proportion z-test,
