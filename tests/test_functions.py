@@ -1,6 +1,7 @@
 """Non-linear functions against numpy over their whole stated domains (a dense grid that
-includes the edges, plus random points), for 2 and 3 parties; what happens outside the
-domain; and the rounds and bytes their docstrings state."""
+includes the edges, plus random points), for 2 and 3 parties and under the replicated
+protocol (3 servers, no dealer) with the same bounds; what happens outside the domain; and
+the rounds and bytes their docstrings state."""
 
 import numpy as np
 import pytest
@@ -23,8 +24,9 @@ def _apply(ctx, name, xs, kwargs):
     return getattr(F, name)(x, **kwargs).reveal()
 
 
-def run(name, xs, n=2, **kwargs):
-    return mpc.run_local(_apply, n, args=(name, np.asarray(xs, dtype=float), kwargs))[0]
+def run(name, xs, n=2, protocol="dealer", **kwargs):
+    return mpc.run_local(_apply, n, args=(name, np.asarray(xs, dtype=float), kwargs),
+                         protocol=protocol)[0]
 
 
 # name: (domain sweep, numpy reference, absolute bound in units, relative bound)
@@ -44,10 +46,10 @@ CASES = {
 }
 
 
-def check(name, xs, n=2):
+def check(name, xs, n=2, protocol="dealer"):
     _, fn, absolute, relative = CASES[name]
     want = fn(quantize(xs))
-    got = run(name, xs, n)
+    got = run(name, xs, n, protocol)
     bound = absolute * ULP + relative * np.abs(want)
     worst = np.argmax(np.abs(got - want) - bound)
     assert np.all(np.abs(got - want) <= bound), \
@@ -62,6 +64,11 @@ def test_whole_domain_two_parties(name):
 @pytest.mark.parametrize("name", ["reciprocal", "exp", "sigmoid", "sigmoid_piecewise", "log"])
 def test_whole_domain_three_parties(name):
     check(name, CASES[name][0][::3], n=3)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_whole_domain_replicated(name):
+    check(name, CASES[name][0], n=3, protocol="replicated")
 
 
 @settings(max_examples=10)
@@ -93,15 +100,15 @@ def test_division():
     assert np.all(np.abs(got - qx / qy) <= bound)
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_softmax_rows(n):
+@pytest.mark.parametrize("n, protocol", [(2, "dealer"), (3, "dealer"), (3, "replicated")])
+def test_softmax_rows(n, protocol):
     x = np.random.default_rng(3).normal(0, 5, (6, 10))
     x[0] = [50, -50, 0, 0, 1, 1, 1, 1, 1, 1]  # large spread: max subtraction matters
-    got = run("softmax", x, n, axis=1)
+    got = run("softmax", x, n, protocol, axis=1)
     z = quantize(x) - quantize(x).max(axis=1, keepdims=True)
     want = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     assert np.max(np.abs(got - want)) <= 6 * ULP
-    got0 = run("softmax", x.T, n, axis=0)
+    got0 = run("softmax", x.T, n, protocol, axis=0)
     np.testing.assert_allclose(got0, got.T, atol=6 * ULP)
 
 
