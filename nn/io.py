@@ -1,8 +1,8 @@
 """Plain models in and out: start from (or evaluate privately) weights in an ordinary .npz,
 and reveal a trained model to an .npz that plain numpy code can use.
 
-Names are Module.named_parameters()'s ("weight", "2.bias"), as PyTorch's state_dict names
-them, and so are the layouts: a Linear's weight is [out, in] in the file (y = x @ W.T + b,
+Names are Module.named_parameters()'s and named_buffers()'s ("weight", "2.bias",
+"1.running_mean"), as PyTorch's state_dict names them, and so are the layouts: a Linear's weight is [out, in] in the file (y = x @ W.T + b,
 as torch.nn.Linear; nn.Linear keeps W.T internally), a Conv2d's [out, in, kh, kw]. Files
 written here carry the key "__format__" = "mpc-dl/2" saying so. A file without it (a
 PyTorch state_dict saved by numpy, or an .npz written before the marker, with Linear
@@ -23,10 +23,10 @@ LAYOUTS = ("torch", "in_out")
 
 
 def save_npz(model, path, *, to: int | None = 0) -> dict[str, np.ndarray] | None:
-    """Reveal every parameter to party `to` (default 0; None: every party), which writes
-    them to `path` (party 0 when all see them) in PyTorch's layout with the format marker;
-    returns the arrays where revealed, else None. Rounds: 1."""
-    named = model.named_parameters()
+    """Reveal every parameter and buffer to party `to` (default 0; None: every party),
+    which writes them to `path` (party 0 when all see them) in PyTorch's layout with the
+    format marker; returns the arrays where revealed, else None. Rounds: 1."""
+    named = model.named_parameters() + model.named_buffers()
     if not named:
         raise ValueError("the model has no parameters to save")
     ctx = named[0][1].value.ctx
@@ -57,7 +57,7 @@ def load_npz(model, source, *, owner: int | None = None, layout: str | None = No
     None) and they are secret-shared: a plain model evaluated privately, its owner's
     weights never seen. Names and shapes must match the model's (ValueError naming each
     difference). Rounds: 0."""
-    named = model.named_parameters()
+    named = model.named_parameters() + model.named_buffers()
     if owner is None or _pid(named) == owner:
         arrays, flipped = _in_our_layout(_read(source), _linear_weights(model), layout)
         problems = [f"{n}: missing" for n, _ in named if n not in arrays]

@@ -41,7 +41,8 @@ def test_comparisons_exact(n, protocol, data):
     for np_fn, mpc_fn in [(np.less, lambda a, b: a < b), (np.greater, lambda a, b: a > b),
                           (np.less_equal, lambda a, b: a <= b),
                           (np.greater_equal, lambda a, b: a >= b),
-                          (np.equal, lambda a, b: a == b)]:
+                          (np.equal, lambda a, b: a == b),
+                          (np.not_equal, lambda a, b: a != b)]:
         check([x, y], lambda a, b: np_fn(a, b).astype(float), mpc_fn, 0)
 
 
@@ -51,6 +52,7 @@ def test_comparisons_at_the_edges(n, protocol):
     x, y = edge_pairs()
     check([x, y], lambda a, b: (a < b).astype(float), lambda a, b: a < b, 0)
     check([x, y], lambda a, b: (a == b).astype(float), lambda a, b: a == b, 0)
+    check([x, y], lambda a, b: (a != b).astype(float), lambda a, b: a != b, 0)
     extremes = np.array([LIMIT, -LIMIT, ULP, -ULP, 0.0])
     check([extremes], lambda a: (a < 0).astype(float), lambda a: a < 0.0, 0)
     check([extremes], lambda a: np.maximum(a, 0), lambda a: a.relu(), 0)
@@ -156,3 +158,32 @@ def test_chunked_comparison_equals_unchunked(n):
         np.testing.assert_array_equal(picked, np.where(values < 0, encoded, 0))
     assert (out["whole"][2], out["chunked"][2]) == (8, 24)
     assert 0 <= out["chunked"][3] - out["whole"][3] <= 3 * 2 * (n - 1)
+
+
+def _truth_values(ctx):
+    x = mpc.share(ctx, np.array([1.0, 2.0]) if ctx.pid == 0 else None, 0, shape=(2,))
+    y = mpc.share(ctx, np.array([1.0, 3.0]) if ctx.pid == 1 else None, 1, shape=(2,))
+    outcomes = {"!=": type(x != y).__name__}
+    attempts = {"bool": lambda: bool(x > y), "if": lambda: 1 if x < y else 0,
+                "and": lambda: x and y, "or": lambda: (x == y) or y, "not": lambda: not x,
+                "in": lambda: x in [y, x], "index": lambda: [y, x].index(x),
+                "hash": lambda: {x: 1}}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            outcomes[name] = "no error"
+        except TypeError as exc:
+            outcomes[name] = str(exc)
+    return outcomes
+
+
+def test_a_secret_has_no_truth_value():
+    """`!=` is secret like `==`; bool(), if, and/or/not, `in` and .index() on a secret
+    raise a TypeError that says why (before: `!=` gave the Python bool False after a
+    whole equality protocol, and every secret was True)."""
+    outcomes = mpc.run_local(_truth_values, 2)[0]
+    assert outcomes.pop("!=") == "SecretTensor"
+    assert "unhashable" in outcomes.pop("hash")
+    for name, message in outcomes.items():
+        assert message.startswith("a SecretTensor has no truth value") and \
+            "x.reveal()" in message and "mpc.where" in message, (name, message)
