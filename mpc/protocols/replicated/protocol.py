@@ -29,6 +29,14 @@ class ReplicatedProtocol(Protocol):
 
     name = "replicated"
 
+    def __init__(self):
+        self._helped = 0  # truncations so far: the k-th has helper k mod 3
+
+    def next_helper(self) -> int:
+        """The helper of the next helper-assisted step: each party in turn."""
+        self._helped += 1
+        return self._helped % 3
+
     def check(self, ctx) -> None:
         if ctx.n_parties != 3:
             raise ValueError(f"the replicated protocol runs with exactly 3 parties, "
