@@ -57,12 +57,13 @@ def _share_declaring(ctx, declared):
         return "ShapeError", str(exc)
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_every_party_refuses_a_declared_shape_that_differs_from_the_owners(n):
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_every_party_refuses_a_declared_shape_that_differs_from_the_owners(n, protocol):
     """Party 1 declares (4,) for party 0's (3,) vector: every party raises the same
     ShapeError naming both parties and both shapes (before: garbage, exit 0)."""
     declared = [(3,), (4,), (3,)][:n]
-    results = mpc.run_local(_share_declaring, n, args=(declared,), timeout=10)
+    results = mpc.run_local(_share_declaring, n, args=(declared,), timeout=10,
+                            protocol=protocol)
     assert len(set(results)) == 1, results
     kind, message = results[0]
     assert kind == "ShapeError"
