@@ -26,7 +26,8 @@ from mpc.config import ClusterConfig, load_config, write_config
 from mpc.fixedpoint import FixedPoint
 from mpc.harness import PartyFailed, run_party
 from mpc.owners import encode_inputs, owner_session
-from mpc.providers.dealer import serve_dealer
+from mpc.protocols import needs_dealer
+from mpc.protocols.dealer.providers.dealer import serve_dealer
 
 
 def tune_allocator() -> None:
@@ -88,13 +89,14 @@ def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None
 
 
 def run_cluster_party(config: ClusterConfig, pid: int, fn, args=(), key_file=None,
-                      provider: str = "dealer", **ctx_options):
+                      provider: str = "dealer", protocol: str = "dealer", **ctx_options):
     """One party's whole life: connect, run `fn(ctx, *args)`, disconnect. Returns
     (result, communication stats as a dict)."""
     with _leaving(open_mesh(config, pid, key_file)) as mesh:
         ctx_options.setdefault("fixed", FixedPoint(config.frac_bits))
         ctx_options.setdefault("owners", config.owner_ids())
-        result = run_party(fn, pid, config.n_parties, mesh, provider, args, **ctx_options)
+        result = run_party(fn, pid, config.n_parties, mesh, provider, args, protocol,
+                           **ctx_options)
         return result, mesh.stats.as_dict()
 
 
@@ -150,7 +152,8 @@ class ScriptTarget:
         return namespace["main"](ctx)
 
 
-def _child(kind: str, config_path: str, member: int, fn, args, provider, ctx_options, out):
+def _child(kind: str, config_path: str, member: int, fn, args, provider, protocol,
+           ctx_options, out):
     """Entry point of a spawned process: report ("ok", ...) or ("error", ...) on `out`."""
     who = "dealer" if kind == "dealer" else f"party {member}"
     tune_allocator()
@@ -160,16 +163,17 @@ def _child(kind: str, config_path: str, member: int, fn, args, provider, ctx_opt
             out.put(("ok", who, run_cluster_dealer(config), None))
         else:
             result, stats = run_cluster_party(config, member, fn, args, None, provider,
-                                              **ctx_options)
+                                              protocol, **ctx_options)
             out.put(("ok", who, result, stats))
     except BaseException:  # noqa: BLE001 - sent to the parent with the traceback
         out.put(("error", who, traceback.format_exc(), None))
         sys.exit(1)
 
 
-def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
-                  timeout: float = 60.0, total_timeout: float | None = None,
-                  with_stats: bool = False, **ctx_options) -> list:
+def run_processes(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
+                  provider: str = "dealer", timeout: float = 60.0,
+                  total_timeout: float | None = None, with_stats: bool = False,
+                  **ctx_options) -> list:
     """Run `fn(ctx, *args)` as each party in its own process over ZeroMQ with CURVE.
 
     Returns the parties' results (with `with_stats`, (result, stats) pairs). `fn` must be
@@ -178,17 +182,18 @@ def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
     """
     spawn = mp.get_context("spawn")
     out = spawn.Queue()
+    with_dealer = needs_dealer(protocol, provider)
     with tempfile.TemporaryDirectory(prefix="mpc-cluster-") as tmp:
         config_path = str(make_local_cluster(Path(tmp), n_parties, timeout,
-                                             with_dealer=provider == "dealer"))
+                                             with_dealer=with_dealer))
         members = [("party", p) for p in range(n_parties)]
-        if provider == "dealer":
+        if with_dealer:
             members.append(("dealer", n_parties))
         procs = {}
         for kind, member in members:
             who = "dealer" if kind == "dealer" else f"party {member}"
             procs[who] = spawn.Process(target=_child, name=who, daemon=True, args=(
-                kind, config_path, member, fn, args, provider, ctx_options, out))
+                kind, config_path, member, fn, args, provider, protocol, ctx_options, out))
             procs[who].start()
         try:
             reports = _collect(procs, out, total_timeout or 10 * timeout)
