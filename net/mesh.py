@@ -300,10 +300,12 @@ class ZmqMesh(Transport):
         queued = {p: self._goodbye(p, reason, culprit) for p in self._dealers
                   if self._links[p].up and p not in self._gone}
         back = [self._goodbye(p, reason, culprit, back=True) for p in self._routes
-                if p not in queued and p not in self._gone and p in self._dealers]
-        deadline = time.monotonic() + self.timeout
+                if p in self._dealers and not self._links[p].ever_up and p not in self._gone]
+        now = time.monotonic()
+        deadline, back_deadline = now + self.timeout, now + min(self.timeout, CLOSE_GRACE)
         while (any(not done.done and self._links[p].down_since is None
-                   for p, done in queued.items()) or any(not t.done for t in back)) \
+                   for p, done in queued.items())
+               or (any(not t.done for t in back) and time.monotonic() < back_deadline)) \
                 and time.monotonic() < deadline:
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
