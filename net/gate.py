@@ -30,7 +30,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import zmq
 from zmq.utils import z85
@@ -112,13 +112,16 @@ class Gatekeeper(threading.Thread):
     handler, libzmq's CURVE server admits every key), `watch` the socket's monitor, then
     start() it; stop() after the socket is closed. `admitted` maps the z85 public keys
     admitted to their member ids; `members` every member's key, to name a refused one.
-    With `curve=False` there is no ZAP handler (plaintext admits anyone): only the log."""
+    With `curve=False` there is no ZAP handler (plaintext admits anyone): only the log.
+    `name` says how the log calls a member ("party 2", "dealer")."""
 
     def __init__(self, ctx: zmq.Context, me: int, admitted: Mapping[bytes, int],
-                 members: Mapping[bytes, int], listen: str, curve: bool = True):
+                 members: Mapping[bytes, int], listen: str, curve: bool = True,
+                 name: Callable[[int], str] = "party {}".format):
         super().__init__(name=f"net-gate-{me}", daemon=True)
         self.me = me
-        self.log = RefusalLog(f"party {me}")
+        self._name = name
+        self.log = RefusalLog(name(me))
         self._admitted = dict(admitted)
         self._members = dict(members)
         port = listen.rpartition(":")[2]
@@ -207,7 +210,7 @@ class Gatekeeper(threading.Thread):
             self.log.refused(source, f"{mechanism.decode('latin-1')} is not CURVE")
         elif key in self._members:
             self.log.refused(source, "the key of a member it does not link to",
-                             f" (member {self._members[key]}, key {key.decode()})")
+                             f" ({self._name(self._members[key])}, key {key.decode()})")
         else:
             self.log.refused(source, "a public key that is not in its peers config",
                              f" ({key.decode()})")

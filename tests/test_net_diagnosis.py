@@ -318,3 +318,16 @@ def test_mailbox_refuses_exactly_what_was_taken(seqs, rng):
             assert box.take(1, n) == n
     assert box.waiting_bytes(1) == 0
     box.put(2, numbers[0], "x", 0, 1)   # another sender's numbers are its own
+
+
+def test_members_that_are_not_parties_are_called_by_their_names():
+    peers, keys = cluster(2)
+    names = {1: "dealer"}
+    a, b = started(mesh(0, peers, keys, names=names), mesh(1, peers, keys, names=names))
+    with a:
+        b.close(reason="ValueError (details kept by that party)")
+        with pytest.raises(PeerLost) as info:
+            a.recv(1, 1, "x")
+    assert str(info.value) == "party 0: dealer closed the mesh before sending message 1 (it " \
+                              "said: ValueError (details kept by that party))"
+    assert info.value.culprit == 1
