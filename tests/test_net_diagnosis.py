@@ -245,8 +245,8 @@ def test_refusals_reach_stderr_without_any_logging_set_up(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=tmp_path)
     assert "PeerTimeout" in out.stdout, out.stderr
-    assert "party 0 refused a connection from 127.0.0.1:" in out.stderr
-    assert "it closed the connection before any handshake" in out.stderr
+    assert "party 0 refused a connection from " in out.stderr   # 127.0.0.1:<port> if read
+    assert "it closed the connection before any handshake" in out.stderr   # in time
 
 
 # -- a bounded mailbox ------------------------------------------------------------------------
