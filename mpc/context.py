@@ -37,16 +37,9 @@ class Context:
     def __init__(self, pid: int, n_parties: int, transport, provider, *,
                  fixed: FixedPoint | None = None, truncation: str = "exact",
                  owners: dict[str, int] | None = None):
-        if n_parties < 2:
-            raise ValueError(f"need at least 2 parties, got {n_parties}")
+        check_parties(n_parties, truncation)
         if not 0 <= pid < n_parties:
             raise ValueError(f"party id {pid} outside 0..{n_parties - 1}")
-        from mpc.protocols.truncation import TRUNCATIONS
-        if truncation not in TRUNCATIONS:
-            raise ValueError(f"unknown truncation {truncation!r}; "
-                             f"choose one of {sorted(TRUNCATIONS)}")
-        if truncation == "local-probabilistic" and n_parties != 2:
-            raise ValueError("local-probabilistic truncation works for 2 parties only")
         self.pid = pid
         self.n_parties = n_parties
         self.transport = transport
@@ -180,3 +173,17 @@ def _sum_into(first: np.ndarray, others) -> np.ndarray:
         else:
             np.add(total, value, out=total)
     return first.copy() if total is None else total
+
+
+def check_parties(n_parties: int, truncation: str = "exact") -> None:
+    """Refuse a number of parties or a truncation that cannot work (ValueError); the
+    launcher calls it before starting any process, each Context again."""
+    if n_parties < 2:
+        raise ValueError(f"need at least 2 parties, got {n_parties}")
+    from mpc.protocols.truncation import TRUNCATIONS
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"unknown truncation {truncation!r}; "
+                         f"choose one of {sorted(TRUNCATIONS)}")
+    if truncation == "local-probabilistic" and n_parties != 2:
+        raise ValueError(f"local-probabilistic truncation works for 2 parties only, not "
+                         f"{n_parties} (exact truncation works for any number)")
