@@ -5,6 +5,7 @@ in MPC every operation costs rounds, so layers work on whole batches and each la
 backward is written out rather than taped per scalar.
 """
 
+from nn.checkpoint import CheckpointMismatch
 from nn.dp import DPSGD, DPModel
 from nn.guard import FixedPointOverflow
 from nn.io import load_npz, save_npz
@@ -15,8 +16,8 @@ from nn.optim import SGD, Adam
 from nn.privacy import PrivacyAccountant, dp_sgd_epsilon, noise_multiplier_for
 from nn.train import accuracy, fit
 
-__all__ = ["Adam", "AvgPool2d", "BCEWithLogitsLoss", "Conv2d", "DPModel", "DPSGD",
-           "FixedPointOverflow", "Flatten", "MaxPool2d", "Linear", "MSELoss", "Module",
+__all__ = ["Adam", "AvgPool2d", "BCEWithLogitsLoss", "CheckpointMismatch", "Conv2d", "DPModel",
+           "DPSGD", "FixedPointOverflow", "Flatten", "MaxPool2d", "Linear", "MSELoss", "Module",
            "Parameter", "PrivacyAccountant", "ReLU", "SGD", "Sequential", "Sigmoid",
            "SoftmaxCrossEntropyLoss", "accuracy", "dp_sgd_epsilon", "fit", "load_npz",
            "noise_multiplier_for", "save_npz"]
