@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from mpc.config import load_config
-from mpc.harness import PROVIDERS, PartyFailed
+from mpc.harness import PartyFailed
+from mpc.protocols import PROVIDERS
 
 EXIT_CODES = """exit codes:
   0        success
@@ -61,14 +62,14 @@ def _summary(who: str, stats: dict) -> str:
 
 def check_run(args) -> str | None:
     """Why `mpc run` with these arguments cannot work, before anything starts."""
-    from mpc.context import check_parties
     from mpc.launcher import ScriptTarget
+    from mpc.protocols import check_settings
     if args.timeout <= 0:
         return f"--timeout {args.timeout:g}: must be positive"
     if args.time_limit is not None and args.time_limit <= 0:
         return f"--time-limit {args.time_limit:g}: must be positive"
     try:
-        check_parties(args.parties, args.truncation)
+        check_settings(getattr(args, "protocol", "dealer"), args.parties, args.truncation)
     except ValueError as e:
         return f"-n {args.parties}: {e}" if args.parties < 2 else str(e)
     return ScriptTarget(args.script).problem()
@@ -76,11 +77,11 @@ def check_run(args) -> str | None:
 
 def check_party(args) -> str | None:
     """Why `mpc party` with these arguments cannot work, before it connects."""
-    from mpc.context import check_parties
     from mpc.launcher import ScriptTarget
+    from mpc.protocols import check_settings
     try:
         config = load_config(args.config)
-        check_parties(config.n_parties, args.truncation)
+        check_settings(getattr(args, "protocol", "dealer"), config.n_parties, args.truncation)
     except (ValueError, OSError) as e:
         return str(e)
     if not 0 <= args.id < config.n_parties:
@@ -166,7 +167,7 @@ def cmd_keys(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from mpc.bench import (SCALE_WORKLOADS, WORKLOADS, comparison, crypten_line, run_workload,
+    from bench.workloads import (SCALE_WORKLOADS, WORKLOADS, comparison, crypten_line, run_workload,
                            scale)
     default = ",".join(SCALE_WORKLOADS) if args.scale else "W1"
     names = list(WORKLOADS) if args.workload == "all" else (args.workload or default).split(",")

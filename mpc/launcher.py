@@ -19,7 +19,6 @@ import io
 import multiprocessing as mp
 import os
 import queue
-import re
 import runpy
 import signal
 import sys
@@ -32,14 +31,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from net import NetError, PeerError, ZmqMesh, free_tcp_addresses, load_secret, write_keypair
+from net import NetError, ZmqMesh, free_tcp_addresses, load_secret, write_keypair
 
 from mpc.config import ClusterConfig, load_config, write_config
-from mpc.context import check_parties
 from mpc.fixedpoint import FixedPoint
 from mpc.harness import PartyFailed, run_party
 from mpc.owners import encode_inputs, owner_session
-from mpc.providers.dealer import serve_dealer
+from mpc.protocols import check_settings, needs_dealer
+from mpc.protocols.dealer.providers.dealer import serve_dealer
 from mpc.relay import OutputRelay
 
 
@@ -97,7 +96,9 @@ def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None
     mesh = ZmqMesh(member_id, peers, secret, public, timeout=timeout or config.timeout,
                    connect_timeout=config.timeout, curve=curve,
                    talks_to=config.links(member_id), late_peers=config.owner_ids().values(),
-                   late_timeout=config.owner_timeout, heartbeat=config.heartbeat)
+                   late_timeout=config.owner_timeout, heartbeat=config.heartbeat,
+                   key_file=str(key_file), peers_file=config.source and str(config.source),
+                   mailbox_bytes=config.mailbox_bytes)
     notice = None
     if announce_after is not None:
         notice = threading.Timer(announce_after, print, (waiting_line(config, member_id),),
@@ -135,14 +136,15 @@ def waiting_line(config: ClusterConfig, member_id: int) -> str:
 
 
 def run_cluster_party(config: ClusterConfig, pid: int, fn, args=(), key_file=None,
-                      provider: str = "dealer", announce_after: float | None = 0.0,
-                      **ctx_options):
+                      provider: str = "dealer", protocol: str = "dealer",
+                      announce_after: float | None = 0.0, **ctx_options):
     """One party's whole life: connect, run `fn(ctx, *args)`, disconnect. Returns
     (result, communication stats as a dict)."""
     with _leaving(open_mesh(config, pid, key_file, announce_after=announce_after)) as mesh:
         ctx_options.setdefault("fixed", FixedPoint(config.frac_bits))
         ctx_options.setdefault("owners", config.owner_ids())
-        result = run_party(fn, pid, config.n_parties, mesh, provider, args, **ctx_options)
+        result = run_party(fn, pid, config.n_parties, mesh, provider, args, protocol,
+                           **ctx_options)
         return result, mesh.stats.as_dict()
 
 
@@ -169,7 +171,8 @@ def run_owner(config: ClusterConfig, name: str, arrays: dict, receive: bool,
 @contextmanager
 def _leaving(mesh: ZmqMesh):
     """Close the mesh on the way out; after an error, the goodbye says which, so the
-    peers' own errors name the party whose loss started it all. Only network errors
+    peers' own errors name the party whose loss started it all (and the goodbye carries
+    the culprit the error names: this member for an error of its own). Only network errors
     travel with their text (party ids, sequence numbers, ops and shapes: all public);
     any other error sends its class name alone, since its text may quote private data
     (an input refused for its value, say)."""
@@ -178,7 +181,8 @@ def _leaving(mesh: ZmqMesh):
     except BaseException as exc:
         public = isinstance(exc, NetError)
         mesh.close(reason=f"{type(exc).__name__}: {exc}" if public else
-                   f"{type(exc).__name__} (details kept by that party)")
+                   f"{type(exc).__name__} (details kept by that party)",
+                   culprit=getattr(exc, "culprit", None))
         raise
     finally:
         mesh.close()
@@ -297,8 +301,8 @@ def _redirect_output(plumbing: _Plumbing) -> None:
                                 errors="backslashreplace", line_buffering=True))
 
 
-def _child(kind: str, config_path: str, member: int, fn, args, provider, ctx_options, out,
-           plumbing: _Plumbing):
+def _child(kind: str, config_path: str, member: int, fn, args, provider, protocol,
+           ctx_options, out, plumbing: _Plumbing):
     """Entry point of a spawned process: report ("ok", who, result, stats) or ("error",
     who, traceback, the mesh id of the member it blames or None) on `out`."""
     who = "dealer" if kind == "dealer" else f"party {member}"
@@ -312,32 +316,24 @@ def _child(kind: str, config_path: str, member: int, fn, args, provider, ctx_opt
             out.put(("ok", who, run_cluster_dealer(config, announce_after=CHILD_NOTICE), None))
         else:
             result, stats = run_cluster_party(config, member, fn, args, None, provider,
-                                              CHILD_NOTICE, **ctx_options)
+                                              protocol, CHILD_NOTICE, **ctx_options)
             out.put(("ok", who, result, stats))
     except BaseException as exc:  # noqa: BLE001 - sent to the parent with the traceback
-        out.put(("error", who, traceback.format_exc(), blamed_member(exc)))
+        out.put(("error", who, traceback.format_exc(), blamed_member(exc, member)))
         sys.exit(1)
 
 
-def blamed_member(exc: BaseException) -> int | None:
-    """The mesh id of the member a lost-peer or timeout error comes down to, or None for
-    any other error: the peer it names, or, when that peer left because it had lost
-    another ("... (it said: PeerLost: party 2: peer 1 disconnected ...)"), that one."""
-    if not isinstance(exc, PeerError):
-        return None
-    blamed, text = exc.peer, str(exc)
-    while said := re.search(r"\(it said: Peer(?:Lost|Timeout): party \d+: (.*)", text):
-        text = said.group(1)
-        named = re.search(r"\bpeers? \[?(\d+)", text)
-        if named is None:
-            break
-        blamed = int(named.group(1))
-    return blamed
+def blamed_member(exc: BaseException, me: int | None = None) -> int | None:
+    """The mesh id of the other member a network error blames (its `culprit`: see
+    net.errors), or None: for any other error, and for one that member `me` caused."""
+    culprit = getattr(exc, "culprit", None) if isinstance(exc, NetError) else None
+    return None if culprit == me else culprit
 
 
-def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
-                  timeout: float = 60.0, total_timeout: float | None = None,
-                  with_stats: bool = False, relay_output: bool = True, **ctx_options) -> list:
+def run_processes(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
+                  provider: str = "dealer", timeout: float = 60.0,
+                  total_timeout: float | None = None, with_stats: bool = False,
+                  relay_output: bool = True, **ctx_options) -> list:
     """Run `fn(ctx, *args)` as each party in its own process over ZeroMQ with CURVE.
 
     Returns the parties' results (with `with_stats`, (result, stats) pairs). `fn` must be
@@ -354,7 +350,7 @@ def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
         raise RuntimeError("mpc.launcher.run_processes was called while a party process "
                            "was importing the main module: call it under "
                            "`if __name__ == \"__main__\":`")
-    check_parties(n_parties, ctx_options.get("truncation", "exact"))
+    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"))
     spawn = mp.get_context("spawn")
     out = spawn.Queue()
     terminals = frozenset(name for name in ("stdout", "stderr")
@@ -362,11 +358,12 @@ def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
     relay = OutputRelay(terminals) if relay_output else None
     lifeline_in, lifeline = spawn.Pipe(duplex=False)
     procs, grace = {}, 2.0
+    with_dealer = needs_dealer(protocol, provider)
     with tempfile.TemporaryDirectory(prefix="mpc-cluster-") as tmp:
         config_path = str(make_local_cluster(Path(tmp), n_parties, timeout,
-                                             with_dealer=provider == "dealer"))
+                                             with_dealer=with_dealer))
         members = [("party", p) for p in range(n_parties)]
-        if provider == "dealer":
+        if with_dealer:
             members.append(("dealer", n_parties))
         try:
             for kind, member in members:
@@ -375,7 +372,8 @@ def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
                 plumbing = _Plumbing(os.getpid(), lifeline_in, pipes["stdout"],
                                      pipes["stderr"], terminals)
                 procs[who] = spawn.Process(target=_child, name=who, daemon=True, args=(
-                    kind, config_path, member, fn, args, provider, ctx_options, out, plumbing))
+                    kind, config_path, member, fn, args, provider, protocol, ctx_options, out,
+                    plumbing))
                 procs[who].start()
                 for pipe in pipes.values():
                     if pipe is not None:

@@ -4,8 +4,9 @@ from a checkpoint of the same model trained the same way.
 A record is a flat dict of public, JSON-able values: the model's structure (its layers'
 types and settings, each parameter's name and shape), the optimiser and loss with their
 hyper-parameters, the batch size, the seed, how batches are drawn, the data's shapes, the
-number of parties and the fixed-point format; and the number of epochs, the one setting a
-resumed run may change (training on for longer).
+number of parties and the fixed-point format (and the buffers' shapes: BatchNorm's running
+statistics); and the number of epochs, the one setting a resumed run may change (training
+on for longer).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 
 from nn.module import Module
+from nn.schedules import Schedule
 
 MAY_CHANGE = ("epochs",)
 
@@ -24,6 +26,8 @@ def run_record(model, loss, optimizer, x, y, **settings) -> dict:
     record = {"model": _structure(model)}
     for name, p in model.named_parameters():
         record[f"parameter {name}"] = list(p.value.shape)
+    for name, b in model.named_buffers() if hasattr(model, "named_buffers") else []:
+        record[f"buffer {name}"] = list(b.value.shape)
     record.update(_described("optimizer", optimizer))
     record.update(_described("loss", loss))
     record.update(settings)
@@ -48,10 +52,13 @@ def _shown(record: dict, key: str) -> str:
     return str(tuple(value)) if isinstance(value, list) else str(value)
 
 
+NOT_SETTINGS = ("training",)  # a module's mode, which fit sets itself
+
+
 def _settings(obj) -> dict:
     """An object's public settings: its attributes that are plain values."""
     return {k: v for k, v in vars(obj).items()
-            if not k.startswith("_") and _plain(v)}
+            if not k.startswith("_") and k not in NOT_SETTINGS and _plain(v)}
 
 
 def _plain(value) -> bool:
@@ -61,22 +68,22 @@ def _plain(value) -> bool:
 
 
 def _described(what: str, obj) -> dict:
-    """{"optimizer": "SGD", "optimizer lr": 0.1, ...}"""
+    """{"optimizer": "SGD", "optimizer lr": 0.1, ...}; a learning-rate schedule as
+    "CosineDecay(initial=0.1, ...)"."""
     found = {what: type(obj).__name__}
     for key, value in _settings(obj).items():
         if not (isinstance(value, list) and not value):  # e.g. an empty list of names
             found[f"{what} {key}"] = value
+    for key, value in vars(obj).items():
+        if isinstance(value, Schedule):
+            shown = ", ".join(f"{k}={v!r}" for k, v in _settings(value).items())
+            found[f"{what} {key}"] = f"{type(value).__name__}({shown})"
     return found
 
 
 def _structure(module: Module) -> str:
     """"Sequential(Linear, ReLU, Conv2d(kernel=(3, 3), stride=(1, 1), padding=(0, 0)))"."""
-    parts = [f"{k}={tuple(v) if isinstance(v, list) else v!r}"
-             for k, v in _settings(module).items() if not isinstance(v, list)]
-    for value in vars(module).values():
-        if isinstance(value, Module):
-            parts.append(_structure(value))
-        elif isinstance(value, list):
-            parts += [_structure(m) for m in value if isinstance(m, Module)]
+    parts = [f"{k}={v!r}" for k, v in _settings(module).items() if not isinstance(v, list)]
+    parts += [_structure(child) for _, child in module.children()]
     name = type(module).__name__
     return f"{name}({', '.join(parts)})" if parts else name

@@ -57,6 +57,8 @@ def _copy(trained, tmp_path):
     ({"lr": 0.5}, ["optimizer lr: 0.1 in the checkpoint, 0.5 now"]),
     ({"batch_size": 16}, ["batch_size: 32 in the checkpoint, 16 now"]),
     ({"optimizer": "adam"}, ["optimizer: SGD in the checkpoint, Adam now"]),
+    ({"lr": nn.StepDecay(0.1, 2)}, ["optimizer lr: 0.1 in the checkpoint, StepDecay(initial=0.1, "
+                                    "step_size=2, gamma=0.1) now"]),
     ({"seed": 3}, ["seed: 0 in the checkpoint, 3 now"]),
     ({"epochs": 1}, ["epochs: the checkpoint is at epoch 2, this run stops at 1"]),
 ])
