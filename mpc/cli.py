@@ -1,10 +1,12 @@
 """The `mpc` command: run, party, dealer, keys, bench.
 
     mpc run -n 3 script.py            all parties and the dealer as local processes
+    mpc run -n 3 --protocol replicated script.py   three parties, no dealer
     mpc party --config cluster.toml --id 1 script.py
     mpc dealer --config cluster.toml
     mpc share --config cluster.toml --owner hospital_a data.npz [--receive model.npz]
     mpc keys --parties 3 --out cluster/   key pairs and a cluster.toml template
+    mpc keys --protocol replicated --out cluster/   the same for 3 parties and no dealer
     mpc bench --workload W1 --parties 2   benchmark workloads as JSON lines
     mpc bench --scale                     W1, W3, W7 from 10^4 to 10^7 elements, 2 to 8 parties
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from mpc.config import load_config
 from mpc.harness import PartyFailed
-from mpc.protocols import PROVIDERS
+from mpc.protocols import PROTOCOLS, PROVIDERS, check_settings, needs_dealer
 
 
 def _summary(who: str, stats: dict) -> str:
@@ -36,11 +38,13 @@ def _summary(who: str, stats: dict) -> str:
 
 def cmd_run(args) -> int:
     from mpc.launcher import ScriptTarget, run_processes
+    check_settings(args.protocol, args.parties, args.truncation)
     start = time.perf_counter()
     results = run_processes(ScriptTarget(args.script, args.script_args), args.parties,
-                            provider=args.provider, timeout=args.timeout, with_stats=True,
-                            truncation=args.truncation)
-    print(f"\n{args.parties} parties and the dealer finished in "
+                            protocol=args.protocol, provider=args.provider,
+                            timeout=args.timeout, with_stats=True, truncation=args.truncation)
+    dealer = " and the dealer" if needs_dealer(args.protocol, args.provider) else ""
+    print(f"\n{args.parties} parties{dealer} ({args.protocol} protocol) finished in "
           f"{time.perf_counter() - start:.1f} s (start-up, numba compilation included)",
           file=sys.stderr)
     print("communication:", file=sys.stderr)
@@ -63,7 +67,11 @@ def cmd_party(args) -> int:
 def cmd_dealer(args) -> int:
     from mpc.launcher import run_cluster_dealer, tune_allocator
     tune_allocator()
-    served = run_cluster_dealer(load_config(args.config), key_file=args.key)
+    config = load_config(args.config)
+    if config.dealer is None:
+        raise ValueError(f"{args.config}: no [dealer] entry (the {config.protocol} protocol "
+                         f"runs without a dealer)")
+    served = run_cluster_dealer(config, key_file=args.key)
     print(f"dealer: served {served} items", file=sys.stderr)
     return 0
 
@@ -92,12 +100,17 @@ def cmd_keys(args) -> int:
     from mpc.launcher import make_keys
     out = Path(args.out)
     owners = [o for o in args.owners.split(",") if o]
+    parties = args.parties if args.parties is not None else 3
+    check_settings(args.protocol, parties)
+    with_dealer = needs_dealer(args.protocol)
     addresses = [f"tcp://{args.host}:{args.port + i}"
-                 for i in range(args.parties + 1 + len(owners))]
-    path = make_keys(out, args.parties, addresses, owners=owners)
-    print(f"wrote {path} and keys in {out / 'keys'}: give each party its own "
-          f"keys/partyN.key_secret, the dealer keys/dealer.key_secret, each owner "
-          f"keys/<name>.key_secret, everyone {path.name}; edit the addresses to the real hosts")
+                 for i in range(parties + with_dealer + len(owners))]
+    path = make_keys(out, parties, addresses, owners=owners, with_dealer=with_dealer,
+                     protocol=args.protocol)
+    dealer = "the dealer keys/dealer.key_secret, " if with_dealer else ""
+    print(f"wrote {path} ({args.protocol} protocol) and keys in {out / 'keys'}: give each "
+          f"party its own keys/partyN.key_secret, {dealer}each owner keys/<name>.key_secret, "
+          f"everyone {path.name}; edit the addresses to the real hosts")
     return 0
 
 
@@ -123,8 +136,10 @@ def cmd_bench(args) -> int:
             print(json.dumps(line), flush=True)
         return 0
     reps = args.reps or 5
+    check_settings(args.protocol, args.parties, args.truncation)
     for name in names:
-        ours = run_workload(name, args.parties, reps=reps, truncation=args.truncation)
+        ours = run_workload(name, args.parties, reps=reps, truncation=args.truncation,
+                            protocol=args.protocol)
         print(json.dumps(ours), flush=True)
         theirs = crypten_line(name, args.parties, reps) if args.crypten else None
         if theirs:
@@ -138,6 +153,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="exact (default, cannot fail) or local-probabilistic (2 parties; can fail)")
 
 
+def _protocol(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", default="dealer", choices=PROTOCOLS,
+                   help="dealer (default: n >= 2 parties and a trusted dealer) or replicated "
+                        "(exactly 3 parties, honest majority, no dealer)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpc", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--parties", type=int, default=3)
     p.add_argument("--provider", default="dealer", choices=PROVIDERS)
     p.add_argument("--timeout", type=float, default=60.0)
+    _protocol(p)
     _common(p)
     p.add_argument("script")
     p.add_argument("script_args", nargs=argparse.REMAINDER)
@@ -178,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_share)
 
     p = sub.add_parser("keys", help="make key pairs and a cluster.toml template")
-    p.add_argument("--parties", type=int, default=3)
+    p.add_argument("--parties", type=int, help="computing parties (default 3)")
+    _protocol(p)
     p.add_argument("--owners", default="", help="comma-separated names of data owners")
     p.add_argument("--out", default="cluster")
     p.add_argument("--host", default="127.0.0.1")
@@ -199,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crypten", action="store_true",
                    help="also measure CrypTen (TTP) now with ../shared/anchors/crypten and print "
                         "the ratios")
+    _protocol(p)
     _common(p)
     p.set_defaults(func=cmd_bench)
     return parser

@@ -26,7 +26,7 @@ from mpc.config import ClusterConfig, load_config, write_config
 from mpc.fixedpoint import FixedPoint
 from mpc.harness import PartyFailed, run_party
 from mpc.owners import encode_inputs, owner_session
-from mpc.protocols import needs_dealer
+from mpc.protocols import check_settings, needs_dealer, protocol_class
 from mpc.protocols.dealer.providers.dealer import serve_dealer
 
 
@@ -48,32 +48,38 @@ def tune_allocator() -> None:
 
 def make_keys(directory: Path, n_parties: int, addresses: list[str], timeout: float = 60.0,
               frac_bits: int = 16, with_dealer: bool = True, owners: list[str] = (),
-              heartbeat: float | None = None) -> Path:
-    """Key pairs for n parties, the dealer and the named owners plus a cluster file (the
-    addresses in that order); returns its path."""
+              heartbeat: float | None = None, protocol: str = "dealer") -> Path:
+    """Key pairs for n parties, the dealer (with_dealer) and the named owners plus a
+    cluster file for `protocol` (the addresses in that order); returns its path."""
+    check_settings(protocol, n_parties)
     keys = directory / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     names = [f"party{i}" for i in range(n_parties)] + (["dealer"] if with_dealer else []) \
         + list(owners)
     publics = [load_secret(write_keypair(keys, name)[1])[0] for name in names]
     path = directory / "cluster.toml"
-    write_config(path, addresses, publics, timeout, frac_bits, with_dealer, owners, heartbeat)
+    write_config(path, addresses, publics, timeout, frac_bits, with_dealer, owners, heartbeat,
+                 protocol)
     return path
 
 
 def make_local_cluster(directory: Path, n_parties: int, timeout: float = 60.0,
                        frac_bits: int = 16, with_dealer: bool = True,
-                       owners: list[str] = (), heartbeat: float | None = None) -> Path:
+                       owners: list[str] = (), heartbeat: float | None = None,
+                       protocol: str = "dealer") -> Path:
     """Throw-away keys and a cluster file on free loopback ports."""
     members = n_parties + (1 if with_dealer else 0) + len(owners)
     return make_keys(directory, n_parties, free_tcp_addresses(members), timeout, frac_bits,
-                     with_dealer, owners, heartbeat)
+                     with_dealer, owners, heartbeat, protocol)
 
 
 def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None = None,
               curve: bool = True, timeout: float | None = None) -> ZmqMesh:
     """Connect member `member_id` (a party, or the dealer at n_parties) to the mesh."""
     peers = config.mesh_peers()
+    if not curve and protocol_class(config.protocol).needs_encryption:
+        raise ValueError(f"the {config.protocol} protocol refuses plaintext links: any two "
+                         f"links' traffic would reveal the secrets (keep CURVE on)")
     if member_id not in peers:
         raise ValueError(f"id {member_id} is not in the cluster (members {sorted(peers)})")
     key_file = Path(key_file) if key_file else config.default_key_file(member_id)
@@ -87,13 +93,17 @@ def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None
 
 
 def run_cluster_party(config: ClusterConfig, pid: int, fn, args=(), key_file=None,
-                      provider: str = "dealer", protocol: str = "dealer", **ctx_options):
-    """One party's whole life: connect, run `fn(ctx, *args)`, disconnect. Returns
-    (result, communication stats as a dict)."""
+                      provider: str = "dealer", **ctx_options):
+    """One party's whole life under the cluster file's protocol: connect, run
+    `fn(ctx, *args)`, disconnect. Returns (result, communication stats as a dict)."""
+    check_settings(config.protocol, config.n_parties, ctx_options.get("truncation", "exact"))
+    if needs_dealer(config.protocol, provider) and config.dealer is None:
+        raise ValueError(f"the {config.protocol} protocol with provider {provider!r} needs a "
+                         f"[dealer] entry in the cluster file")
     with _leaving(open_mesh(config, pid, key_file)) as mesh:
         ctx_options.setdefault("fixed", FixedPoint(config.frac_bits))
         ctx_options.setdefault("owners", config.owner_ids())
-        result = run_party(fn, pid, config.n_parties, mesh, provider, args, protocol,
+        result = run_party(fn, pid, config.n_parties, mesh, provider, args, config.protocol,
                            **ctx_options)
         return result, mesh.stats.as_dict()
 
@@ -112,7 +122,7 @@ def run_owner(config: ClusterConfig, name: str, arrays: dict, receive: bool,
     owner, fixed = config.owner(name), FixedPoint(config.frac_bits)
     encoded = encode_inputs(fixed, arrays)
     with _leaving(open_mesh(config, owner.id, key_file, timeout=wait)) as mesh:
-        return owner_session(mesh, config.n_parties, fixed, encoded, receive)
+        return owner_session(mesh, config.n_parties, fixed, encoded, receive, config.protocol)
 
 
 @contextmanager
@@ -148,8 +158,7 @@ class ScriptTarget:
         return namespace["main"](ctx)
 
 
-def _child(kind: str, config_path: str, member: int, fn, args, provider, protocol,
-           ctx_options, out):
+def _child(kind: str, config_path: str, member: int, fn, args, provider, ctx_options, out):
     """Entry point of a spawned process: report ("ok", ...) or ("error", ...) on `out`."""
     who = "dealer" if kind == "dealer" else f"party {member}"
     tune_allocator()
@@ -159,7 +168,7 @@ def _child(kind: str, config_path: str, member: int, fn, args, provider, protoco
             out.put(("ok", who, run_cluster_dealer(config), None))
         else:
             result, stats = run_cluster_party(config, member, fn, args, None, provider,
-                                              protocol, **ctx_options)
+                                              **ctx_options)
             out.put(("ok", who, result, stats))
     except BaseException:  # noqa: BLE001 - sent to the parent with the traceback
         out.put(("error", who, traceback.format_exc(), None))
@@ -176,12 +185,13 @@ def run_processes(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
     importable by name (a module-level function) or a ScriptTarget. Raises PartyFailed
     with the first failing process's traceback; every process is stopped either way.
     """
+    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"))
     spawn = mp.get_context("spawn")
     out = spawn.Queue()
     with_dealer = needs_dealer(protocol, provider)
     with tempfile.TemporaryDirectory(prefix="mpc-cluster-") as tmp:
         config_path = str(make_local_cluster(Path(tmp), n_parties, timeout,
-                                             with_dealer=with_dealer))
+                                             with_dealer=with_dealer, protocol=protocol))
         members = [("party", p) for p in range(n_parties)]
         if with_dealer:
             members.append(("dealer", n_parties))
@@ -189,7 +199,7 @@ def run_processes(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
         for kind, member in members:
             who = "dealer" if kind == "dealer" else f"party {member}"
             procs[who] = spawn.Process(target=_child, name=who, daemon=True, args=(
-                kind, config_path, member, fn, args, provider, protocol, ctx_options, out))
+                kind, config_path, member, fn, args, provider, ctx_options, out))
             procs[who].start()
         try:
             reports = _collect(procs, out, total_timeout or 10 * timeout)

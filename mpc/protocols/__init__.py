@@ -11,7 +11,13 @@ PROVIDERS = ("dealer", "insecure-seeded")
 
 def needs_dealer(protocol: str, provider: str = "dealer") -> bool:
     """Whether a run with this protocol and provider has a dealer process."""
-    return protocol == "dealer" and provider == "dealer"
+    return protocol_class(protocol).uses_dealer and provider == "dealer"
+
+
+def check_settings(protocol: str, n_parties: int, truncation: str = "exact") -> None:
+    """ValueError naming what protocol `protocol` cannot do with these settings (or an
+    unknown protocol), before anything runs."""
+    protocol_class(protocol).check_settings(n_parties, truncation)
 
 
 def protocol_class(name: str):

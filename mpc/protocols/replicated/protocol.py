@@ -37,13 +37,16 @@ class ReplicatedProtocol(Protocol):
         self._helped += 1
         return self._helped % 3
 
-    def check(self, ctx) -> None:
-        if ctx.n_parties != 3:
+    needs_encryption = True  # any two parties' shares, so any two links' traffic, reveal x
+
+    @classmethod
+    def check_settings(cls, n_parties, truncation="exact") -> None:
+        if n_parties != 3:
             raise ValueError(f"the replicated protocol runs with exactly 3 parties, "
-                             f"not {ctx.n_parties}")
-        if ctx.truncation != "exact":
+                             f"not {n_parties}")
+        if truncation != "exact":
             raise ValueError(f"the replicated protocol has only the exact truncation, not "
-                             f"{ctx.truncation!r}")
+                             f"{truncation!r}")
 
     # ------------------------------------------------------------ representation
     def shape(self, share):
@@ -122,7 +125,7 @@ class ReplicatedProtocol(Protocol):
     def _finish(self, ctx, part, bits, op):
         part = np.asarray(part, dtype=DTYPE)
         if bits:
-            return truncation.truncate_product(ctx, part, bits)
+            return truncation.truncate_product(ctx, part, bits, op)
         return sharing.reshare(ctx, part, op)
 
     def truncate(self, ctx, xs, bits):
