@@ -87,7 +87,9 @@ def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None
     mesh = ZmqMesh(member_id, peers, secret, public, timeout=timeout or config.timeout,
                    connect_timeout=config.timeout, curve=curve,
                    talks_to=config.links(member_id), late_peers=config.owner_ids().values(),
-                   late_timeout=config.owner_timeout, heartbeat=config.heartbeat)
+                   late_timeout=config.owner_timeout, heartbeat=config.heartbeat,
+                   key_file=str(key_file), peers_file=config.source and str(config.source),
+                   mailbox_bytes=config.mailbox_bytes)
     mesh.start()
     return mesh
 
@@ -128,7 +130,8 @@ def run_owner(config: ClusterConfig, name: str, arrays: dict, receive: bool,
 @contextmanager
 def _leaving(mesh: ZmqMesh):
     """Close the mesh on the way out; after an error, the goodbye says which, so the
-    peers' own errors name the party whose loss started it all. Only network errors
+    peers' own errors name the party whose loss started it all (and the goodbye carries
+    the culprit the error names: this member for an error of its own). Only network errors
     travel with their text (party ids, sequence numbers, ops and shapes: all public);
     any other error sends its class name alone, since its text may quote private data
     (an input refused for its value, say)."""
@@ -137,7 +140,8 @@ def _leaving(mesh: ZmqMesh):
     except BaseException as exc:
         public = isinstance(exc, NetError)
         mesh.close(reason=f"{type(exc).__name__}: {exc}" if public else
-                   f"{type(exc).__name__} (details kept by that party)")
+                   f"{type(exc).__name__} (details kept by that party)",
+                   culprit=getattr(exc, "culprit", None))
         raise
     finally:
         mesh.close()

@@ -102,13 +102,14 @@ def reveal_to_owner(ctx, owner: str, tensors: dict[str, SecretTensor]) -> None:
 
 def encode_inputs(fixed, arrays: dict) -> dict[str, np.ndarray]:
     """The owner's arrays as fixed point; ValueError naming the array for NaN, infinities
-    or values out of range (called before connecting: bad data never leaves)."""
+    or values out of range, TypeError for what is not real numbers (complex, strings,
+    objects) (called before connecting: bad data never leaves)."""
     encoded = {}
     for name, a in arrays.items():
         try:
-            encoded[name] = fixed.encode(np.asarray(a, dtype=np.float64))
+            encoded[name] = fixed.encode(a)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"array {name!r}: {exc}") from None
+            raise type(exc)(f"array {name!r}: {exc}") from None
     return encoded
 
 

@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from mpc import kernels
+from mpc.fixedpoint import as_reals
 from mpc.noise import add_noise
 from mpc.ring import DTYPE
 from mpc.shapes import matmul_shape, product_shape
@@ -101,7 +102,7 @@ class SecretTensor:
         if isinstance(other, SecretTensor):
             from mpc.functions import divide  # functions builds on this module
             return divide(self, other)
-        divisor = np.asarray(other, dtype=np.float64)
+        divisor = as_reals(other)
         if np.any(divisor == 0):
             raise ZeroDivisionError("division of a SecretTensor by zero")
         if _is_integer(other) and np.ndim(other) == 0:
@@ -195,6 +196,18 @@ class SecretTensor:
         either = self.ctx.protocol.local(lambda b: (b[:n] + b[n:]).reshape(shape), bits)
         return diff._from_bit(either, negate=True)
 
+    def __ne__(self, other) -> "SecretTensor":  # noqa: D105 - elementwise, like numpy
+        """[x != y] = [x < y] + [y < x]: the same batch as ==, then 1 - that (local)."""
+        return 1 - (self == other)
+
+    def __bool__(self):
+        raise TypeError("a SecretTensor has no truth value: it is secret, and `if`, `and`, "
+                        "`or`, `not` and bool() would need it opened; reveal it first "
+                        "(`x.reveal()`, to every party) or stay secret with "
+                        "`mpc.where(condition, a, b)`")
+
+    # == is elementwise and secret, so a SecretTensor cannot be a dict key or set member
+    # (and `x in list`, list.index and list.remove raise through __bool__: compare ids)
     __hash__ = None
 
     def relu(self, with_grad: bool = False):
@@ -386,7 +399,7 @@ def where(condition: SecretTensor, x, y) -> SecretTensor:
     """condition ? x : y elementwise, for a 0.0/1.0 secret condition: c * (x - y) + y
     (x and y secret or public). One multiplication."""
     if not isinstance(x, SecretTensor):
-        x = np.asarray(x, dtype=np.float64)
+        x = as_reals(x)
     return condition * (x - y) + y
 
 

@@ -131,11 +131,100 @@ def test_outside_the_domain_saturates_as_documented(n, protocol):
     np.testing.assert_allclose(got, [32.0, 32.0, 1 / 256], atol=4 * ULP, rtol=5e-5)
 
 
-COSTS = {"reciprocal": (45, 1373.5), "exp": (28, 2006.375), "exp_nonpositive": (20, 849.25),
-         "sigmoid": (48, 1112.875), "sigmoid_piecewise": (9, 1579.625),
-         "tanh": (48, 1112.875), "inv_sqrt": (49, 954.375),
-         "sqrt": (53, 1002.375),
-         "log": (36, 1317.875)}
+# The whole fixed-point line: each function's value, or outside its domain the value at
+# the domain's nearer end (its docstring), with the docstring's bound there.
+def _sat_sqrt(q):
+    return np.where(q < 0, 0.0, np.where(q < 4.0**-5, 32 * q, np.sqrt(np.clip(q, 0.0, 4.0**8))))
+
+
+def _sigmoid(q):
+    return 0.5 * (1 + np.tanh(q / 2))
+
+
+WHOLE_LINE = {  # name: (reference on quantized inputs, absolute units, relative)
+    "reciprocal": (lambda q: np.where(q < 0, -1.0, 1.0) / np.clip(np.abs(q), 2**-10, 2**15),
+                   4, 5e-5),
+    "exp": (lambda q: np.exp(np.minimum(q, 20.0)), 3, 2e-4),
+    "exp_nonpositive": (lambda q: np.exp(np.minimum(q, 0.0)), 3, 0),
+    "sigmoid": (_sigmoid, 4, 0),
+    "sigmoid_piecewise": (_sigmoid, 0.0016 / ULP, 0),
+    "tanh": (np.tanh, 10, 0),
+    "inv_sqrt": (lambda q: 1 / np.sqrt(np.clip(q, 4.0**-5, 4.0**8)), 4, 5e-5),
+    "sqrt": (_sat_sqrt, 4, 5e-5),
+    "log": (lambda q: np.log(np.clip(q, 2.0**-10, 2.0**15)), 6, 0),
+}
+EDGES = np.array([0.0, ULP, -ULP, 1.0, -1.0, 2.0**-10, 2.0**-10 - ULP, 2.0**15, 2.0**15 - ULP,
+                  4.0**-5, 4.0**-5 - ULP, 4.0**8, 4.0**8 - ULP, 20.0, 20.0 + ULP, -11.8, -13.0,
+                  -1000.0, -1e6, 1e6, 2.0**29, -(2.0**29), 7.5e8, -7.5e8])
+EDGES = np.concatenate([EDGES, [FP.max_abs, -FP.max_abs]])
+
+
+def _whole_line(ctx, xs):
+    x = mpc.share(ctx, xs if ctx.pid == 0 else None, 0, shape=xs.shape)
+    return {name: getattr(F, name)(x).reveal() for name in WHOLE_LINE}
+
+
+def check_whole_line(xs, n):
+    q = quantize(xs)
+    got = mpc.run_local(_whole_line, n, args=(xs,))[0]
+    for name, (fn, absolute, relative) in WHOLE_LINE.items():
+        want = fn(q)
+        bound = absolute * ULP + relative * np.abs(want)
+        worst = np.argmax(np.abs(got[name] - want) - bound)
+        assert np.all(np.abs(got[name] - want) <= bound), \
+            f"{name}({q[worst]!r}) = {got[name][worst]!r}, want {want[worst]!r}"
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_whole_fixed_point_line_at_the_edges(n):
+    """Every function at 0, one unit around each domain edge, and out to +-2^30: before,
+    sqrt(-1e6) gave -3.2e7, log(-1000) -6.238, exp(-2^30) 4.85e8, tanh(7.5e8) garbage."""
+    check_whole_line(EDGES, n)
+
+
+def _line_values():
+    magnitude = st.one_of(st.floats(0, FP.max_abs), st.floats(0, 64.0), st.floats(0, 2.0**-8))
+    signed = st.tuples(magnitude, st.booleans()).map(lambda t: -t[0] if t[1] else t[0])
+    return st.lists(signed, min_size=1, max_size=24).map(np.array)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@settings(max_examples=6)
+@given(xs=_line_values())
+def test_whole_fixed_point_line_random(n, xs):
+    check_whole_line(xs, n)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_softmax_and_divide_over_the_whole_line(n):
+    """softmax of rows spanning the whole range (differences up to 2^31) and x / y for
+    every y, with |x / y| inside the range."""
+    rng = np.random.default_rng(5)
+    rows = np.array([[FP.max_abs, -FP.max_abs, 0.0], [-7e8, 3.0, -6.9e8], [1.0, 2.0, -1e9]])
+    got = run("softmax", rows, n, axis=1)
+    z = quantize(rows) - quantize(rows).max(axis=1, keepdims=True)
+    want = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    assert np.max(np.abs(got - want)) <= 6 * ULP
+
+    y = np.concatenate([EDGES, rng.uniform(-FP.max_abs, FP.max_abs, 10)])
+    x = rng.uniform(-2.0**19, 2.0**19, y.size)
+
+    def divide(ctx):
+        a = mpc.share(ctx, x if ctx.pid == 0 else None, 0, shape=x.shape)
+        b = mpc.share(ctx, y if ctx.pid == 1 else None, 1, shape=y.shape)
+        return (a / b).reveal()
+    qx, qy = quantize(x), quantize(y)
+    inverse = WHOLE_LINE["reciprocal"][0](qy)
+    got = mpc.run_local(divide, n)[0]
+    bound = np.abs(qx) * (4 * ULP + 5e-5 * np.abs(inverse)) + ULP  # divide's docstring
+    assert np.all(np.abs(got - qx * inverse) <= bound)
+
+
+COSTS = {"reciprocal": (45, 1373.5), "exp": (20, 2422.0), "exp_nonpositive": (20, 1040.875),
+         "sigmoid": (48, 1304.5), "sigmoid_piecewise": (9, 1579.625),
+         "tanh": (48, 1304.5), "inv_sqrt": (49, 994.0),
+         "sqrt": (52, 1034.0),
+         "log": (36, 1357.5)}
 
 
 def _costs(ctx, size):

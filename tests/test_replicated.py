@@ -116,7 +116,9 @@ def test_rounds_and_bytes_by_role_match_the_docstrings():
     def by_role(name):
         return sorted(c[name] for c in counts)
     fused = [(16 * N, 2), (16 * N, 2), (26 * N, 0)]
-    assert by_role("input") == [(0, 1), (0, 1), (16 * N, 0)]
+    # input: share's shape agreement (one round, 8 bytes a word to each peer: [-1] held
+    # and (N,) declared by a non-owner, (N,) and (N,) by the owner), then the components
+    assert by_role("input") == [(48, 2), (48, 2), (16 * N + 64, 1)]
     assert by_role("mul") == by_role("square") == by_role("matmul") == by_role("conv2d") == fused
     assert by_role("mul_public") == [(10 * N, 0), (16 * N, 2), (16 * N, 2)]
     assert by_role("mul_bit") == [(8 * N, 1)] * 3

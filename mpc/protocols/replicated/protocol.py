@@ -134,3 +134,7 @@ class ReplicatedProtocol(Protocol):
     def less_than_zero(self, ctx, zs, select=False):
         from mpc.protocols.replicated import compare
         return compare.less_than_zero(ctx, zs, select=select)
+
+    def bernoulli_bits(self, ctx, n, p):
+        from mpc.protocols.replicated import bernoulli
+        return bernoulli.bernoulli_bits(ctx, n, p)
