@@ -33,6 +33,11 @@ class Protocol(ABC):
     def check(self, ctx) -> None:
         self.check_settings(ctx.n_parties, ctx.truncation)
 
+    @classmethod
+    def max_colluders(cls, n_parties: int) -> int:
+        """The largest coalition the protocol keeps secrets from (n - 1 unless said)."""
+        return n_parties - 1
+
     def close(self, ctx) -> None:
         """Release what the protocol holds (a dealer connection)."""
 

@@ -40,6 +40,11 @@ class ReplicatedProtocol(Protocol):
     needs_encryption = True  # any two parties' shares, so any two links' traffic, reveal x
 
     @classmethod
+    def max_colluders(cls, n_parties: int) -> int:
+        """One: any two parties hold all three components of every secret."""
+        return 1
+
+    @classmethod
     def check_settings(cls, n_parties, truncation="exact") -> None:
         if n_parties != 3:
             raise ValueError(f"the replicated protocol runs with exactly 3 parties, "
