@@ -38,7 +38,7 @@ def _summary(who: str, stats: dict) -> str:
 
 def cmd_run(args) -> int:
     from mpc.launcher import ScriptTarget, run_processes
-    check_settings(args.protocol, args.parties, args.truncation)
+    check_settings(args.protocol, args.parties, args.truncation, args.provider)
     start = time.perf_counter()
     results = run_processes(ScriptTarget(args.script, args.script_args), args.parties,
                             protocol=args.protocol, provider=args.provider,

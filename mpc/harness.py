@@ -42,7 +42,7 @@ def run_local(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
     """Run `fn(ctx, *args)` as each of `n_parties` parties in threads; return their results.
     `protocol` is "dealer" (with `provider`: "dealer", a dealer thread, or the insecure
     "insecure-seeded" for tests) or "replicated" (3 parties, no dealer)."""
-    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"))
+    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"), provider)
     with_dealer = needs_dealer(protocol, provider)
     hub = MemoryHub(n_parties + (1 if with_dealer else 0), timeout=timeout)
     results: dict[int, object] = {}

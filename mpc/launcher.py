@@ -98,7 +98,8 @@ def run_cluster_party(config: ClusterConfig, pid: int, fn, args=(), key_file=Non
                       provider: str = "dealer", **ctx_options):
     """One party's whole life under the cluster file's protocol: connect, run
     `fn(ctx, *args)`, disconnect. Returns (result, communication stats as a dict)."""
-    check_settings(config.protocol, config.n_parties, ctx_options.get("truncation", "exact"))
+    check_settings(config.protocol, config.n_parties, ctx_options.get("truncation", "exact"),
+                   provider)
     if needs_dealer(config.protocol, provider) and config.dealer is None:
         raise ValueError(f"the {config.protocol} protocol with provider {provider!r} needs a "
                          f"[dealer] entry in the cluster file")
@@ -189,7 +190,7 @@ def run_processes(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
     importable by name (a module-level function) or a ScriptTarget. Raises PartyFailed
     with the first failing process's traceback; every process is stopped either way.
     """
-    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"))
+    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"), provider)
     spawn = mp.get_context("spawn")
     out = spawn.Queue()
     with_dealer = needs_dealer(protocol, provider)

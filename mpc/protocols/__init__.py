@@ -14,10 +14,17 @@ def needs_dealer(protocol: str, provider: str = "dealer") -> bool:
     return protocol_class(protocol).uses_dealer and provider == "dealer"
 
 
-def check_settings(protocol: str, n_parties: int, truncation: str = "exact") -> None:
+def check_settings(protocol: str, n_parties: int, truncation: str = "exact",
+                   provider: str = "dealer") -> None:
     """ValueError naming what protocol `protocol` cannot do with these settings (or an
-    unknown protocol), before anything runs."""
-    protocol_class(protocol).check_settings(n_parties, truncation)
+    unknown protocol or provider), before anything runs."""
+    cls = protocol_class(protocol)
+    cls.check_settings(n_parties, truncation)
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+    if not cls.uses_dealer and provider != "dealer":
+        raise ValueError(f"the {protocol} protocol takes no correlated-randomness provider "
+                         f"(got provider {provider!r}): it has no dealer")
 
 
 def protocol_class(name: str):
