@@ -104,7 +104,7 @@ def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None
                    talks_to=config.links(member_id), late_peers=config.owner_ids().values(),
                    late_timeout=config.owner_timeout, heartbeat=config.heartbeat,
                    key_file=str(key_file), peers_file=config.source and str(config.source),
-                   mailbox_bytes=config.mailbox_bytes)
+                   mailbox_bytes=config.mailbox_bytes, names=config.member_names())
     notice = None
     if announce_after is not None:
         notice = threading.Timer(announce_after, print, (waiting_line(config, member_id),),
