@@ -49,8 +49,14 @@ def run_party(fn, pid: int, n_parties: int, transport, provider: str, args=(), *
 
 
 def run_local(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
-              timeout: float = 60.0, **ctx_options) -> list:
-    """Run `fn(ctx, *args)` as each of `n_parties` parties in threads; return their results."""
+              timeout: float = 60.0, check: bool = True, **ctx_options) -> list:
+    """Run `fn(ctx, *args)` as each of `n_parties` parties in threads; return their results.
+
+    Checked mode is on by default here (`check=False` to turn it off, e.g. to count an
+    operation's own rounds and bytes, or to provoke an overflow on purpose): every
+    truncation result is verified to be inside the range (mpc.protocols.range_check), so
+    a test whose values overflow fails with FixedPointRangeError instead of comparing
+    garbage."""
     with_dealer = provider == "dealer"
     hub = MemoryHub(n_parties + (1 if with_dealer else 0), timeout=timeout)
     results: dict[int, object] = {}
@@ -59,7 +65,8 @@ def run_local(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
     def party(pid: int) -> None:
         transport = hub.transport(pid)
         try:
-            results[pid] = run_party(fn, pid, n_parties, transport, provider, args, **ctx_options)
+            results[pid] = run_party(fn, pid, n_parties, transport, provider, args,
+                                     check=check, **ctx_options)
         except BaseException as exc:  # noqa: BLE001 - reported below with the party id
             failures.append((f"party {pid}", exc, traceback.format_exc()))
         finally:

@@ -88,6 +88,7 @@ def reveal_to_owner(ctx, owner: str, tensors: dict[str, SecretTensor]) -> None:
         raise ValueError(f"results were already revealed to owner {owner}: pass them all "
                          f"in one reveal_to_owner call")
     ctx.owners_answered.add(owner)
+    ctx.check_range()
     with ctx.operation("owner-output"):
         ctx.transport.send(oid, 1, "owner-manifest",
                            _manifest({k: t.share for k, t in tensors.items()}))

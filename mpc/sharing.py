@@ -139,7 +139,10 @@ def _share_blocks(ctx, mine, axis: int, name: str) -> SecretTensor:
 
 
 def share_public(ctx, value) -> SecretTensor:
-    """A public value as a (trivial) sharing: party 0 holds it, the others hold zero."""
+    """A public value as a (trivial) sharing: party 0 holds it, the others hold zero.
+    No message: every party must pass the same value (party 0's is the one that counts,
+    and nothing checks that the others agree; for a value only one party knows, use
+    `share`). Rounds: 0. Comm: none."""
     encoded = ctx.fixed.encode(value)
     return SecretTensor(ctx, encoded if ctx.pid == 0 else np.zeros_like(encoded, dtype=DTYPE))
 
