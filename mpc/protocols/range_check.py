@@ -115,5 +115,6 @@ def _call_site() -> str:
         frame = frame.f_back
     if frame is None:
         return "mpc"
-    path = frame.f_code.co_filename
-    return f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}:{frame.f_lineno}"
+    folder, name = os.path.split(frame.f_code.co_filename)
+    folder = os.path.basename(folder)
+    return f"{folder}/{name}:{frame.f_lineno}" if folder else f"{name}:{frame.f_lineno}"
