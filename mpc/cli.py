@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from mpc.config import load_config
-from mpc.harness import PROVIDERS, PartyFailed
+from mpc.harness import PartyFailed
+from mpc.protocols import PROVIDERS
 
 
 def _summary(who: str, stats: dict) -> str:
@@ -101,7 +102,7 @@ def cmd_keys(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from mpc.bench import (SCALE_WORKLOADS, WORKLOADS, comparison, crypten_line, run_workload,
+    from bench.workloads import (SCALE_WORKLOADS, WORKLOADS, comparison, crypten_line, run_workload,
                            scale)
     default = ",".join(SCALE_WORKLOADS) if args.scale else "W1"
     names = list(WORKLOADS) if args.workload == "all" else (args.workload or default).split(",")

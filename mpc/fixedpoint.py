@@ -2,7 +2,7 @@
 
 The encodable range is deliberately smaller than the ring: a product of two encoded values
 carries 2f fractional bits and must stay below 2^62 in magnitude for the default truncation
-to be exact (see mpc.protocols.truncation). With f = 16 that allows |x * y| < 2^30 for
+to be exact (see mpc.protocols.dealer.truncation). With f = 16 that allows |x * y| < 2^30 for
 a product; inputs are limited to |x| < 2^(62 - 2f) = 2^30 by default so that sums and
 products of small values have head-room. Encoding refuses NaN, infinities and values
 outside that range instead of wrapping them silently.

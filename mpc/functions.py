@@ -15,7 +15,6 @@ import math
 
 import numpy as np
 
-from mpc.protocols import arithmetic, truncation
 from mpc.tensor import SecretTensor
 
 WIDE_BITS = 30  # fractional bits of the secret power-of-two scales
@@ -48,17 +47,14 @@ def _horner(x: SecretTensor, coefficients) -> SecretTensor:
 
 def _mul_by_bit(x: SecretTensor, bit: np.ndarray) -> np.ndarray:
     """Shares of x * b for integer 0/1 shares b: a product without truncation."""
-    shape = np.broadcast_shapes(x.shape, bit.shape)
     with x.ctx.operation("mul_bit"):
-        prod = arithmetic.bilinear(x.ctx, "mul", np.atleast_1d(x.share), np.atleast_1d(bit))
-    return prod.reshape(shape)
+        return x.ctx.protocol.product(x.ctx, "mul", x.share, bit, None, None)
 
 
 def _mul_by_wide(x: SecretTensor, wide: np.ndarray) -> SecretTensor:
     """x * s for s shared as an integer with WIDE_BITS fractional bits (|x s| < 2^15)."""
     with x.ctx.operation("mul_wide"):
-        prod = arithmetic.bilinear(x.ctx, "mul", np.atleast_1d(x.share), np.atleast_1d(wide))
-        return x._new(truncation.truncate(x.ctx, prod.reshape(x.shape), bits=WIDE_BITS))
+        return x._new(x.ctx.protocol.product(x.ctx, "mul", x.share, wide, None, WIDE_BITS))
 
 
 def _at_least(x: SecretTensor, thresholds: np.ndarray) -> np.ndarray:
@@ -66,7 +62,14 @@ def _at_least(x: SecretTensor, thresholds: np.ndarray) -> np.ndarray:
     One batched comparison."""
     diff = x.reshape(x.shape + (1,)) - thresholds
     below = diff._less_than_zero("normalize")[0]
-    return (np.uint64(1) if x.ctx.pid == 0 else np.uint64(0)) - below
+    return _one_minus(x.ctx, below)
+
+
+def _one_minus(ctx, bits: np.ndarray) -> np.ndarray:
+    """Shares of 1 - b for integer shares b (local)."""
+    proto = ctx.protocol
+    ones = np.ones(proto.shape(bits), dtype=np.uint64)
+    return proto.add_public(ctx, proto.local(np.negative, bits), ones)
 
 
 def _one_hot_of_floor(at_least: np.ndarray, ctx) -> np.ndarray:
@@ -74,7 +77,7 @@ def _one_hot_of_floor(at_least: np.ndarray, ctx) -> np.ndarray:
     x below t_0 counts as j = 0."""
     nxt = np.concatenate([at_least[..., 1:], np.zeros_like(at_least[..., :1])], axis=-1)
     onehot = at_least - nxt
-    onehot[..., 0] += (np.uint64(1) if ctx.pid == 0 else np.uint64(0)) - at_least[..., 0]
+    onehot[..., 0] += _one_minus(ctx, at_least[..., 0])
     return onehot
 
 
@@ -148,13 +151,12 @@ def _exp2(t: SecretTensor, lo: int, hi: int, top: float) -> SecretTensor:
     thresholds = np.append(ints.astype(np.float64), [top] if top > hi else [])
     diff = t.reshape(t.shape + (1,)) - thresholds
     below, mins = diff._less_than_zero("exp", select=True)  # [t < k], min(t - k, 0)
-    one = np.uint64(1) if t.ctx.pid == 0 else np.uint64(0)
-    at_least = one - below[..., 1:ints.size]  # [t >= k] for k = lo+1..hi
+    at_least = _one_minus(t.ctx, below[..., 1:ints.size])  # [t >= k] for k = lo+1..hi
     scale = t.ctx.fixed.scale
     floor = t._new(_weighted(at_least, [scale] * (ints.size - 1))) + float(lo)
     clamped = t._new(mins[..., -1] - mins[..., 0]) + float(top)
     onehot = _one_hot_of_floor(np.concatenate(
-        [np.zeros_like(at_least[..., :1]) + one, at_least], axis=-1), t.ctx)
+        [_one_minus(t.ctx, np.zeros_like(at_least[..., :1])), at_least], axis=-1), t.ctx)
     f = t.ctx.fixed.frac_bits
     powers = [1 << (k + f) if k + f >= 0 and k > lo else 0 for k in range(lo, hi + 1)]
     return _horner(clamped - floor, EXP2_POLY) * t._new(_weighted(onehot, powers))
@@ -243,7 +245,7 @@ def sigmoid_piecewise(x: SecretTensor) -> SecretTensor:
     _, below = shifted._less_than_zero("sigmoid", select=True)  # min(z_j, 0), f bits
     weighted = np.sum(below * SIGMOID_BETAS.astype(np.uint64), axis=-1, dtype=np.uint64)
     with x.ctx.operation("sigmoid"):
-        hinges = x._new(truncation.truncate(x.ctx, weighted, bits=SIGMOID_BETA_BITS))
+        hinges = x._new(x.ctx.protocol.truncate(x.ctx, weighted, SIGMOID_BETA_BITS))
     return SIGMOID_TOP - hinges
 
 
@@ -273,8 +275,7 @@ def _normalize_nonnegative(x: SecretTensor, base: float, lo: int, hi: int):
     slot is 0, so the scale derived from it is 0 and nothing wraps however negative x
     is) and the integer shares [x < 0], [0 <= x < base^lo]."""
     at_least = _at_least(x, np.append(0.0, base ** np.arange(lo, hi + 1)))
-    one = np.uint64(1) if x.ctx.pid == 0 else np.uint64(0)
-    negative = one - at_least[..., 0]
+    negative = _one_minus(x.ctx, at_least[..., 0])
     onehot = _one_hot_of_floor(at_least[..., 1:], x.ctx)
     onehot[..., 0] -= negative
     return onehot, negative, at_least[..., 0] - at_least[..., 1]

@@ -26,7 +26,8 @@ from mpc.config import ClusterConfig, load_config, write_config
 from mpc.fixedpoint import FixedPoint
 from mpc.harness import PartyFailed, run_party
 from mpc.owners import encode_inputs, owner_session
-from mpc.providers.dealer import serve_dealer
+from mpc.protocols import needs_dealer
+from mpc.protocols.dealer.providers.dealer import serve_dealer
 
 
 def tune_allocator() -> None:
@@ -80,19 +81,22 @@ def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None
     mesh = ZmqMesh(member_id, peers, secret, public, timeout=timeout or config.timeout,
                    connect_timeout=config.timeout, curve=curve,
                    talks_to=config.links(member_id), late_peers=config.owner_ids().values(),
-                   late_timeout=config.owner_timeout, heartbeat=config.heartbeat)
+                   late_timeout=config.owner_timeout, heartbeat=config.heartbeat,
+                   key_file=str(key_file), peers_file=config.source and str(config.source),
+                   mailbox_bytes=config.mailbox_bytes)
     mesh.start()
     return mesh
 
 
 def run_cluster_party(config: ClusterConfig, pid: int, fn, args=(), key_file=None,
-                      provider: str = "dealer", **ctx_options):
+                      provider: str = "dealer", protocol: str = "dealer", **ctx_options):
     """One party's whole life: connect, run `fn(ctx, *args)`, disconnect. Returns
     (result, communication stats as a dict)."""
     with _leaving(open_mesh(config, pid, key_file)) as mesh:
         ctx_options.setdefault("fixed", FixedPoint(config.frac_bits))
         ctx_options.setdefault("owners", config.owner_ids())
-        result = run_party(fn, pid, config.n_parties, mesh, provider, args, **ctx_options)
+        result = run_party(fn, pid, config.n_parties, mesh, provider, args, protocol,
+                           **ctx_options)
         return result, mesh.stats.as_dict()
 
 
@@ -116,7 +120,8 @@ def run_owner(config: ClusterConfig, name: str, arrays: dict, receive: bool,
 @contextmanager
 def _leaving(mesh: ZmqMesh):
     """Close the mesh on the way out; after an error, the goodbye says which, so the
-    peers' own errors name the party whose loss started it all. Only network errors
+    peers' own errors name the party whose loss started it all (and the goodbye carries
+    the culprit the error names: this member for an error of its own). Only network errors
     travel with their text (party ids, sequence numbers, ops and shapes: all public);
     any other error sends its class name alone, since its text may quote private data
     (an input refused for its value, say)."""
@@ -125,7 +130,8 @@ def _leaving(mesh: ZmqMesh):
     except BaseException as exc:
         public = isinstance(exc, NetError)
         mesh.close(reason=f"{type(exc).__name__}: {exc}" if public else
-                   f"{type(exc).__name__} (details kept by that party)")
+                   f"{type(exc).__name__} (details kept by that party)",
+                   culprit=getattr(exc, "culprit", None))
         raise
     finally:
         mesh.close()
@@ -146,7 +152,8 @@ class ScriptTarget:
         return namespace["main"](ctx)
 
 
-def _child(kind: str, config_path: str, member: int, fn, args, provider, ctx_options, out):
+def _child(kind: str, config_path: str, member: int, fn, args, provider, protocol,
+           ctx_options, out):
     """Entry point of a spawned process: report ("ok", ...) or ("error", ...) on `out`."""
     who = "dealer" if kind == "dealer" else f"party {member}"
     tune_allocator()
@@ -156,16 +163,17 @@ def _child(kind: str, config_path: str, member: int, fn, args, provider, ctx_opt
             out.put(("ok", who, run_cluster_dealer(config), None))
         else:
             result, stats = run_cluster_party(config, member, fn, args, None, provider,
-                                              **ctx_options)
+                                              protocol, **ctx_options)
             out.put(("ok", who, result, stats))
     except BaseException:  # noqa: BLE001 - sent to the parent with the traceback
         out.put(("error", who, traceback.format_exc(), None))
         sys.exit(1)
 
 
-def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
-                  timeout: float = 60.0, total_timeout: float | None = None,
-                  with_stats: bool = False, **ctx_options) -> list:
+def run_processes(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
+                  provider: str = "dealer", timeout: float = 60.0,
+                  total_timeout: float | None = None, with_stats: bool = False,
+                  **ctx_options) -> list:
     """Run `fn(ctx, *args)` as each party in its own process over ZeroMQ with CURVE.
 
     Returns the parties' results (with `with_stats`, (result, stats) pairs). `fn` must be
@@ -174,17 +182,18 @@ def run_processes(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
     """
     spawn = mp.get_context("spawn")
     out = spawn.Queue()
+    with_dealer = needs_dealer(protocol, provider)
     with tempfile.TemporaryDirectory(prefix="mpc-cluster-") as tmp:
         config_path = str(make_local_cluster(Path(tmp), n_parties, timeout,
-                                             with_dealer=provider == "dealer"))
+                                             with_dealer=with_dealer))
         members = [("party", p) for p in range(n_parties)]
-        if provider == "dealer":
+        if with_dealer:
             members.append(("dealer", n_parties))
         procs = {}
         for kind, member in members:
             who = "dealer" if kind == "dealer" else f"party {member}"
             procs[who] = spawn.Process(target=_child, name=who, daemon=True, args=(
-                kind, config_path, member, fn, args, provider, ctx_options, out))
+                kind, config_path, member, fn, args, provider, protocol, ctx_options, out))
             procs[who].start()
         try:
             reports = _collect(procs, out, total_timeout or 10 * timeout)

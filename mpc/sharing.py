@@ -6,7 +6,6 @@ import numpy as np
 
 from net import ProtocolError
 
-from mpc.ring import DTYPE
 from mpc.tensor import SecretTensor, ShapeError, concatenate
 
 
@@ -21,11 +20,12 @@ def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
        the same thing and raises the same ShapeError, naming both parties and both
        shapes, if a declared shape differs from the owner's: never garbage from parties
        that disagree, and nobody left waiting.
-    3. The non-owners' shares come from the seeds they share pairwise with the owner, so
-       no share is ever sent: the owner's share is x minus the others'.
+    3. The protocol's input step makes the shares (see its `input`: the dealer protocol
+       sends nothing, the others' shares coming from pairwise seeds; the replicated one
+       sends one ring element per element to each other party).
 
-    Rounds: 1 (a few bytes: 8 (2 + dimensions held + dimensions declared) to each peer).
-    Comm: no ring elements.
+    Rounds: 1 (a few bytes: 8 (2 + dimensions held + dimensions declared) to each peer)
+    + the protocol's input.
     Example:
         x = mpc.share(ctx, np.ones(3) if ctx.pid == 0 else None, owner=0, shape=(3,))
     """
@@ -42,18 +42,7 @@ def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
                 whose = "it" if p == owner else f"party {p}"
                 raise ShapeError(f"share: party {owner}'s value has shape {value_shape}, "
                                  f"but {whose} declared shape {said[p]}")
-        return _from_seeds(ctx, encoded, owner, value_shape)
-
-
-def _from_seeds(ctx, encoded, owner: int, shape) -> SecretTensor:
-    """The sharing of the owner's `encoded` value of agreed `shape`, with no message."""
-    nonce = ctx.next_seq()
-    if ctx.pid != owner:
-        return SecretTensor(ctx, ctx.pairwise_ring(owner, nonce, shape))
-    mine = encoded.copy()
-    for peer in ctx.peers:
-        mine -= ctx.pairwise_ring(peer, nonce, shape)
-    return SecretTensor(ctx, mine)
+        return SecretTensor(ctx, ctx.protocol.input(ctx, encoded, owner, value_shape))
 
 
 def _announce(ctx, op: str, shapes: list) -> list[list]:
@@ -95,7 +84,8 @@ def share_rows(ctx, my_rows) -> SecretTensor:
     known in advance: every party announces its block's shape to every other in one
     round, and all check them alike (ShapeError naming both parties if they do not fit).
 
-    Rounds: 1. Comm: no ring elements (8 (1 + dimensions) bytes to each peer).
+    Rounds: 1 + the protocol's inputs. Comm: 8 (1 + dimensions) bytes to each peer, then
+    the protocol's inputs.
     Example:
         x = mpc.share_rows(ctx, np.load(f"hospital{ctx.pid}.npy"))
     """
@@ -107,7 +97,8 @@ def share_columns(ctx, my_columns) -> SecretTensor:
     holds some features of the same records, in the same row order). Each party passes its
     own [rows, k] array (or None); row counts must agree (ShapeError otherwise).
 
-    Rounds: 1. Comm: no ring elements (8 (1 + dimensions) bytes to each peer).
+    Rounds: 1 + the protocol's inputs. Comm: 8 (1 + dimensions) bytes to each peer, then
+    the protocol's inputs.
     Example:
         x = mpc.share_columns(ctx, lab_results if ctx.pid == 0 else demographics)
     """
@@ -133,18 +124,17 @@ def _share_blocks(ctx, mine, axis: int, name: str) -> SecretTensor:
             raise ShapeError(f"{name}: party {p}'s block has shape {shapes[p]}, party "
                              f"{owners[0]}'s {first}: only axis {axis} may differ")
     with ctx.operation("share"):
-        blocks = [_from_seeds(ctx, encoded if p == ctx.pid else None, p, shapes[p])
+        blocks = [SecretTensor(ctx, ctx.protocol.input(ctx, encoded if p == ctx.pid else None,
+                                                       p, shapes[p]))
                   for p in owners]
     return blocks[0] if len(blocks) == 1 else concatenate(blocks, axis=axis)
 
 
 def share_public(ctx, value) -> SecretTensor:
-    """A public value as a (trivial) sharing: party 0 holds it, the others hold zero.
-    No message: every party must pass the same value (party 0's is the one that counts,
-    and nothing checks that the others agree; for a value only one party knows, use
-    `share`). Rounds: 0. Comm: none."""
-    encoded = ctx.fixed.encode(value)
-    return SecretTensor(ctx, encoded if ctx.pid == 0 else np.zeros_like(encoded, dtype=DTYPE))
+    """A public value as a (trivial) sharing: no randomness, no message. Every party must
+    pass the same value (nothing checks that they agree: for a value only one party
+    knows, use `share`). Rounds: 0. Comm: none."""
+    return SecretTensor(ctx, ctx.protocol.public(ctx, ctx.fixed.encode(value)))
 
 
 def reveal(x: SecretTensor, to: int | None = None, *, noise: float | None = None,

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from nn import checkpoint, guard
+from nn.module import evaluating
 
 
 def accuracy(model, x, y) -> float:
@@ -35,6 +36,13 @@ def _progress(ctx, total: int, show: bool):
         return None
     from tqdm import tqdm
     return tqdm(total=total, unit="step", leave=False)
+
+
+def _stored(model) -> list:
+    """What a checkpoint keeps of the model: its parameters, then its buffers (BatchNorm's
+    running statistics), each an object with a secret .value."""
+    buffers = model.buffers() if hasattr(model, "buffers") else []
+    return model.parameters() + buffers
 
 
 def guard_sample(n: int, rows: int = 256, seed: int = 0) -> np.ndarray:
@@ -80,9 +88,9 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     history, retried = [], set()
     epoch = 0
     if checkpoint_dir is not None:
-        epoch = checkpoint.resume(checkpoint_dir, ctx, model.parameters(), optimizer)
+        epoch = checkpoint.resume(checkpoint_dir, ctx, _stored(model), optimizer)
         if epoch == 0:  # something to roll back to if the first epoch overflows
-            checkpoint.save(checkpoint_dir, ctx, model.parameters(), optimizer, 0)
+            checkpoint.save(checkpoint_dir, ctx, _stored(model), optimizer, 0)
     while epoch < epochs:
         first_step = sum(map(len, plan[:epoch])) + 1
         start, before = time.perf_counter(), ctx.stats.snapshot()
@@ -95,7 +103,7 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
             if checkpoint_dir is None or epoch in retried:
                 raise
             retried.add(epoch)
-            epoch = checkpoint.resume(checkpoint_dir, ctx, model.parameters(), optimizer)
+            epoch = checkpoint.resume(checkpoint_dir, ctx, _stored(model), optimizer)
             continue
         finally:
             if bar is not None:
@@ -106,11 +114,12 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
                   "bytes_sent": used.bytes_sent - before.bytes_sent,
                   "rounds": used.rounds - before.rounds}
         if evaluate is not None:
-            record.update(evaluate(model))
+            with evaluating(model):
+                record.update(evaluate(model))
         if hasattr(optimizer, "metrics"):
             record.update(optimizer.metrics())
         if checkpoint_dir is not None:
-            checkpoint.save(checkpoint_dir, ctx, model.parameters(), optimizer, epoch + 1)
+            checkpoint.save(checkpoint_dir, ctx, _stored(model), optimizer, epoch + 1)
         _report(ctx, record, progress)
         history.append(record)
         epoch += 1
@@ -129,7 +138,8 @@ def _run_epoch(model, loss, optimizer, x, y, batches, first_step, sample, guard_
         optimizer.step()
         step, last = first_step + i, i == len(batches) - 1
         if last if guard_every is None else guard_every and (step % guard_every == 0 or last):
-            train_loss, where = guard.check(model, loss, x[sample], y[sample], **checks)
+            with evaluating(model):
+                train_loss, where = guard.check(model, loss, x[sample], y[sample], **checks)
             if guard.trouble(where, train_loss):
                 raise guard.FixedPointOverflow(where, train_loss, (checked, step))
             checked = step + 1

@@ -14,10 +14,9 @@ from hypothesis import strategies as st
 import mpc
 from mpc.harness import run_party
 from mpc.protocols import range_check
-from mpc.protocols.truncation import truncate
-from mpc.providers.dealer import serve_dealer
-from mpc.ring import DTYPE
+from mpc.protocols.dealer.providers.dealer import serve_dealer
 from net import MemoryHub
+from oracle import SETTINGS, split_shares
 
 FP = mpc.FixedPoint()
 LIMIT = FP.max_abs  # 2^30
@@ -34,9 +33,9 @@ def _issue_cases(ctx):
         return "refused", str(exc), exc.counts
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_products_and_matmul_sums_beyond_the_range_are_reported(n):
-    results = mpc.run_local(_issue_cases, n)
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_products_and_matmul_sums_beyond_the_range_are_reported(n, protocol):
+    results = mpc.run_local(_issue_cases, n, protocol=protocol)
     assert all(r[:2] == results[0][:2] for r in results)   # every party, the same error
     kind, message, counts = results[0]
     assert kind == "refused"
@@ -127,7 +126,7 @@ def test_a_check_costs_what_the_docstring_says(n, truncation, per_element):
     assert sent == (3 * 1000 * per_element + 8) * (n - 1)
     assert "Rounds: 9 per check" in range_check.__doc__
     assert "39.625 bytes per checked element" in range_check.__doc__
-    assert "79.25 with the\nlocal-probabilistic truncation" in range_check.__doc__
+    assert "79.25 with the local-probabilistic truncation" in range_check.__doc__
 
 
 def _queue_and_count(ctx, size, batch):
@@ -156,7 +155,7 @@ def _settings_of(check_by_party):
         transport = hub.transport(pid)
         try:
             out[pid] = run_party(lambda ctx: "started", pid, 2, transport, "dealer",
-                                 check=check_by_party[pid])
+                                 check=check_by_party[pid])  # protocol "dealer"
         except ValueError as exc:
             out[pid] = str(exc)
         finally:
@@ -181,9 +180,9 @@ def _settings_of(check_by_party):
 
 def test_parties_must_agree_on_checked_mode():
     out = _settings_of({0: True, 1: False})
-    want = ("party 0 runs with frac_bits=16, truncation='exact', check=True but party 1 with "
-            "frac_bits=16, truncation='exact', check=False: start every party with the same "
-            "options")
+    want = ("party 0 runs with protocol='dealer', frac_bits=16, truncation='exact', check=True "
+            "but party 1 with protocol='dealer', frac_bits=16, truncation='exact', "
+            "check=False: start every party with the same options")
     assert out == {0: want, 1: want}
 
 
@@ -208,7 +207,7 @@ def test_mpc_run_check_reports_the_overflow(tmp_path):
 
 
 def _raw_truncation_count(ctx, shares):
-    truncate(ctx, shares[ctx.pid])
+    ctx.protocol.truncate(ctx, shares[ctx.pid], 16)
     try:
         ctx.check_range()
         return 0
@@ -216,16 +215,14 @@ def _raw_truncation_count(ctx, shares):
         return sum(exc.counts.values())
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_the_edges_of_the_truncations_range(n):
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_the_edges_of_the_truncations_range(n, protocol):
     """Ring inputs just inside |x| < 2^62 pass (the bottom edge included); inputs from
     2^62 on, and from two units below -2^62, out to the ring's ends, are reported (one
     unit below -2^62 the result is still right to one unit, and may pass)."""
     inside = [2**62 - 2**17, -(2**62) + 1, -(2**62) + 2**15, 0, 2**61]
     outside = [2**62, -(2**62) - 2**17, 2**63 - 1, -(2**63), 3 * 2**61, -3 * 2**61]
-    x = np.array(inside + outside, dtype=np.int64)
-    rng = np.random.default_rng(1)
-    shares = [rng.integers(0, 2**64, size=x.shape, dtype=np.uint64) for _ in range(n - 1)]
-    shares.append(x.view(DTYPE) - sum(shares, np.zeros_like(x, dtype=DTYPE)))
-    counts = mpc.run_local(_raw_truncation_count, n, args=(shares,))
+    x = np.array(inside + outside, dtype=np.int64).view(np.uint64)
+    shares = split_shares(x, n, protocol, np.random.default_rng(1))
+    counts = mpc.run_local(_raw_truncation_count, n, args=(shares,), protocol=protocol)
     assert counts == [len(outside)] * n

@@ -18,7 +18,7 @@ Protocol check(ctx):
      frame outside mpc/).
   2. At the next reveal (before it opens anything: reveal, reveal_to, reveal_to_owner),
      when the context closes, and as soon as MAX_PENDING elements are queued, one batched
-     comparison (exact, mpc.protocols.compare) over every queued y finds y > T or y < -T:
+     comparison (the protocol's, exact) over every queued y finds y > T or y < -T:
      with the exact truncation, whose every output lies in (-3T, 3T), z = (y + T) 2^b
      (local) is in [0, 2^63) for y in [-T, T) and has its top bit set otherwise, so
      [z < 0] says it (y = T, a result within one unit of the range's top, is reported
@@ -32,21 +32,23 @@ call site were out of range (all 0 in a healthy computation). That is what a use
 into with check=True; keep it off where even that is too much.
 Rounds: 9 per check of up to MAX_PENDING = 2^19 elements (8 for the comparison, 1 for the
 counts); a larger queue compares in batches of 2^20 values, 8 rounds each.
-Comm: 39.625 bytes per checked element to each peer (one comparison; 79.25 with the
-local-probabilistic truncation) and 8 bytes per (label, site); the dealer sends the
-corrected party 32 bytes per element (64).
-References: the comparison is mpc.protocols.compare's; nn/guard.py does the same per
-epoch for a model's layer outputs and parameters, at a tighter bound (2^15).
+Comm (dealer protocol): 39.625 bytes per checked element to each peer (one comparison;
+79.25 with the local-probabilistic truncation) and 8 bytes per (label, site); the dealer
+sends the corrected party 32 bytes per element (64). Other protocols: one comparison per
+element, at their comparison's cost.
+References: the comparison is the protocol's (mpc.protocols.dealer.compare, ...);
+nn/guard.py does the same per epoch for a model's layer outputs and parameters, at a
+tighter bound (2^15).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
 import numpy as np
 
-from mpc.protocols import compare
 from mpc.ring import DTYPE, signed
 
 MAX_PENDING = 1 << 19  # queued elements that trigger a check (<= 2^20 comparisons)
@@ -69,11 +71,13 @@ class FixedPointRangeError(ArithmeticError):
 
 
 def record(ctx, ys: np.ndarray, bits: int) -> None:
-    """Queue a truncation's result (shares of y with `bits` removed) for the next check."""
+    """Queue a truncation's result (this party's share of a flat y, in the protocol's
+    layout, with `bits` removed) for the next check."""
     bound = 1 << (62 - bits)
-    ctx.range_pending.append((ctx.stats.current, _call_site(), bound,
-                              np.array(ys, dtype=DTYPE).reshape(-1)))
-    ctx.range_pending_size += ys.size
+    size = math.prod(ctx.protocol.shape(ys))
+    ctx.range_pending.append((ctx.stats.current, _call_site(), bound, size,
+                              np.array(ys, dtype=DTYPE)))
+    ctx.range_pending_size += size
     if ctx.range_pending_size >= MAX_PENDING:
         check(ctx)
 
@@ -83,25 +87,31 @@ def check(ctx) -> None:
     pending, ctx.range_pending, ctx.range_pending_size = ctx.range_pending, [], 0
     if not pending:
         return
-    keys = list(dict.fromkeys((label, site, bound) for label, site, bound, _ in pending))
-    group = np.repeat([keys.index((label, site, bound)) for label, site, bound, _ in pending],
-                      [ys.size for *_, ys in pending])
-    ys = np.concatenate([ys for *_, ys in pending])
-    bounds = np.repeat(np.array([bound for _, _, bound, _ in pending], dtype=DTYPE),
-                       [ys.size for *_, ys in pending])
-    public = bounds if ctx.pid == 0 else np.zeros_like(bounds)
+    protocol = ctx.protocol
+    keys = list(dict.fromkeys(item[:3] for item in pending))
+    sizes = [size for *_, size, _ in pending]
+    group = np.repeat([keys.index(item[:3]) for item in pending], sizes)
+    bounds = np.repeat(np.array([bound for _, _, bound, _, _ in pending], dtype=DTYPE), sizes)
+    ys = protocol.local(lambda *parts: np.concatenate(parts), *[s for *_, s in pending])
+    shifted = protocol.add_public(ctx, ys, bounds)  # y + T
     with ctx.stats.operation("range-check", apart=True):  # its own line in the stats
         if ctx.truncation == "exact":
             # (y + T) 2^b is in [0, 2^63) exactly when y is in [-T, T), and its top bit is
             # set for every other output of the exact truncation, all inside (-3T, 3T)
-            scaled = (ys + public) * (np.uint64(1 << 62) // bounds)
-            outside, _ = compare.less_than_zero(ctx, scaled)
+            factor = np.uint64(1 << 62) // bounds
+            outside, _ = protocol.less_than_zero(
+                ctx, protocol.local(lambda a: a * factor, shifted))
         else:  # a failed local truncation is off by 2^(64-b) = 4T: test both ends
-            bits, _ = compare.less_than_zero(ctx, np.concatenate([public - ys, ys + public]))
-            outside = bits[:ys.size] + bits[ys.size:]
-        sums = np.zeros(len(keys), dtype=DTYPE)
-        np.add.at(sums, group, outside)
-        counts = signed(ctx.open(sums, "range-check"))
+            above = protocol.add_public(ctx, protocol.local(np.negative, ys), bounds)
+            bits, _ = protocol.less_than_zero(
+                ctx, protocol.local(lambda a, b: np.concatenate([a, b]), above, shifted))
+            outside = protocol.local(lambda a: a[:bounds.size] + a[bounds.size:], bits)
+
+        def per_group(a):
+            sums = np.zeros(len(keys), dtype=DTYPE)
+            np.add.at(sums, group, a)
+            return sums
+        counts = signed(protocol.open(ctx, protocol.local(per_group, outside), "range-check"))
     totals = dict(zip(keys, np.bincount(group, minlength=len(keys)).tolist()))
     found = {key: int(c) for key, c in zip(keys, counts) if c}
     if found:
