@@ -330,6 +330,7 @@ class SecretTensor:
         x + e and no party sees x (mpc.noise.add_noise: `colluders`, the utility cost)."""
         if noise is not None:
             return add_noise(self, noise, colluders).reveal()
+        self.ctx.check_range()
         with self.ctx.operation("reveal"):
             return self.ctx.fixed.decode(self.ctx.protocol.open(self.ctx, self.share, "reveal"))
 
@@ -339,6 +340,7 @@ class SecretTensor:
         `colluders` as for reveal."""
         if noise is not None:
             return add_noise(self, noise, colluders).reveal_to(party)
+        self.ctx.check_range()
         with self.ctx.operation("reveal"):
             opened = self.ctx.protocol.open_to(self.ctx, self.share, party, "reveal")
         return None if opened is None else self.ctx.fixed.decode(opened)
