@@ -9,7 +9,7 @@ import mpc
 import nn
 from nn import plain
 
-EPOCHS, BATCH, LR = 4, 16, 0.1
+EPOCHS, BATCH, LR = 2, 16, 0.1
 
 
 def wine():
@@ -37,11 +37,12 @@ def _train_wine(ctx, data, owner):
     return history, scores, predicted, weights
 
 
-@pytest.mark.parametrize("n, owner", [(2, 1), (3, 2)])
-def test_model_on_wine_matches_float64(n, owner):
+@pytest.mark.parametrize("n, owner, protocol", [(2, 1, "dealer"), (3, 2, "dealer"),
+                                                (3, 0, "replicated")])
+def test_model_on_wine_matches_float64(n, owner, protocol):
     data = wine()
     xtr, xte, ytr, yte = data
-    results = mpc.run_local(_train_wine, n, args=(data, owner))
+    results = mpc.run_local(_train_wine, n, args=(data, owner), protocol=protocol)
     history, scores, predicted, (w, b) = results[owner]
     reference = plain.train(plain.Sequential(plain.Linear(13, 3, seed=0)), plain.SGD(LR),
                             xtr, np.eye(3)[ytr], epochs=EPOCHS, batch_size=BATCH)
