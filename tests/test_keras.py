@@ -237,3 +237,18 @@ def test_dp_model_refuses_microbatches_that_do_not_divide_the_batch():
         mpc.run_local(_dp_model, 2, args=(x, y, lambda ctx: [nn.Linear(ctx, 3, 1)], 7, 32))
     with pytest.raises(mpc.PartyFailed, match="num_microbatches must be a positive integer"):
         mpc.run_local(_dp_model, 2, args=(x, y, lambda ctx: [nn.Linear(ctx, 3, 1)], 0, 32))
+
+
+def _ends_in_softmax(ctx):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nn.Model(nn.Linear(ctx, 4, 3), nn.Softmax()).compile("sgd", "categorical_crossentropy")
+        nn.Model(nn.Linear(ctx, 4, 3), nn.Softmax()).compile("sgd", "mse")
+        nn.Model(nn.Linear(ctx, 4, 3)).compile("sgd", "categorical_crossentropy")
+    return [str(w.message) for w in caught]
+
+
+def test_a_softmax_before_a_loss_on_logits_is_warned_about():
+    messages = mpc.run_local(_ends_in_softmax, 2)[0]
+    assert len(messages) == 1 and "ends in Softmax" in messages[0]
