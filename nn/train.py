@@ -25,7 +25,8 @@ def accuracy(model, x, y) -> float:
     return float(correct) / y.shape[0]
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator):
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list:
+    """One epoch's batches: a public seeded permutation cut into batch_size rows."""
     order = rng.permutation(n)  # public: which rows form a batch reveals nothing of them
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
@@ -53,7 +54,7 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     then revealed each epoch). A progress bar shows them on a terminal.
 
     Batches are drawn by a public seeded permutation each epoch (shuffled, not Poisson
-    sampled). With `checkpoint_dir`, each party saves its shares after every epoch and a
+    sampled), unless the optimiser has a batch_plan (nn.DPSGD's secret Poisson sampling). With `checkpoint_dir`, each party saves its shares after every epoch and a
     new call resumes after the newest epoch all parties saved (nn.checkpoint).
 
     The guard (nn.guard) runs after every `guard_every` steps (default: at the end of each
@@ -75,7 +76,8 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     if private:
         optimizer.track(x.shape[0], batch_size)  # epsilon in every record
     rng = np.random.default_rng(seed)
-    plan = [_batches(x.shape[0], batch_size, rng) for _ in range(epochs)]
+    plan_epoch = getattr(optimizer, "batch_plan", shuffled_batches)  # DP: its sampling's
+    plan = [plan_epoch(x.shape[0], batch_size, rng) for _ in range(epochs)]
     sample = guard_sample(x.shape[0], guard_rows, seed)
     history, retried = [], set()
     epoch = 0
