@@ -17,16 +17,16 @@ from mpc.functions import (divide, exp, exp_nonpositive, inv_sqrt, log, reciproc
 from mpc.harness import PartyFailed, run_local
 from mpc.owners import input_from, reveal_to_owner
 from mpc.noise import add_noise, discrete_gaussian
+from mpc.piecewise import gelu
 from mpc.sampling import bernoulli, exact_probability
 from mpc.sharing import reveal, share, share_columns, share_public, share_rows
 from mpc.tensor import (SecretTensor, ShapeError, concatenate, conv2d, matmul_many, stack,
                         where)
 
-__all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost", "PeerTimeout",
-           "ProtocolError", "SecretTensor", "ShapeError", "add_noise", "bernoulli", "concatenate",
-           "conv2d",
-           "discrete_gaussian", "divide", "exact_probability", "exp", "exp_nonpositive",
-           "input_from", "inv_sqrt",
-           "log", "matmul_many", "reciprocal", "reveal", "reveal_to_owner", "run_local", "share",
-           "share_columns", "share_public", "share_rows", "sigmoid", "sigmoid_piecewise",
-           "softmax", "sqrt", "stack", "tanh", "where"]
+__all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost",
+           "PeerTimeout", "ProtocolError", "SecretTensor", "ShapeError", "add_noise",
+           "bernoulli", "concatenate", "conv2d", "discrete_gaussian", "divide",
+           "exact_probability", "exp", "exp_nonpositive", "gelu", "input_from", "inv_sqrt",
+           "log", "matmul_many", "reciprocal", "reveal", "reveal_to_owner", "run_local",
+           "share", "share_columns", "share_public", "share_rows", "sigmoid",
+           "sigmoid_piecewise", "softmax", "sqrt", "stack", "tanh", "where"]

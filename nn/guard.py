@@ -37,7 +37,10 @@ class FixedPointOverflow(RuntimeError):
 
 
 def _named_outputs(model, x) -> list[tuple[str, object]]:
-    """Each layer's output (for a model with .layers, else the model's output)."""
+    """Each layer's output (for a model with .layers or a Graph's named_outputs, else the
+    model's output)."""
+    if hasattr(model, "named_outputs"):
+        return model.named_outputs(x)
     layers = getattr(model, "layers", None)
     if layers is None:
         return [(type(model).__name__, model(x))]
