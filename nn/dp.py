@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 import mpc
-from nn.clip import clip_linear_examples, clip_microbatches
+from nn.clip import clip_examples
 from nn.layers import Conv2d, Linear, Sequential
 from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
 from nn.optim import subtract_flat
@@ -63,7 +63,7 @@ class DPSGD:
     passes over the data.
 
     activation_bound (A, default 8): with one example per microbatch, Linear layers'
-    per-example gradients are clipped without being formed (nn.clip.clip_linear_examples),
+    per-example gradients are clipped without being formed (nn.clip.clip_examples),
     which bounds each layer's input coordinates by A and the output gradient's by
     l2_norm_clip for the gradient (a no-op for ordinary values; it keeps the fixed-point
     norms in range whatever the input).
@@ -144,23 +144,10 @@ class DPSGD:
             self.privacy.steps = steps
 
     def step(self) -> None:
-        grads = [p.grad for p in self.parameters]
-        if grads and all(isinstance(g, LinearFactors) for g in grads):
-            m = grads[0].rows
-            summed = clip_linear_examples([g.pair for g in dict.fromkeys(grads)],
-                                          self.l2_norm_clip,
-                                          self.activation_bound, self._mask(m))
-        else:
-            grads = [g.materialize(p is g.weight) if isinstance(g, LinearFactors) else g
-                     for p, g in zip(self.parameters, grads)]
-            for p, g in zip(self.parameters, grads):
-                if g is None or g.shape[1:] != p.value.shape:
-                    raise ValueError("DPSGD needs per-microbatch gradients [m, *shape] (train "
-                                     f"an nn.DPModel); got {None if g is None else g.shape} "
-                                     f"for a parameter of shape {p.value.shape}")
-            m = grads[0].shape[0]
-            summed = [c.sum(axis=0) for c in
-                      clip_microbatches(grads, self.l2_norm_clip, self._mask(m))]
+        parts, places = self._parts()
+        m = parts[0][1].shape[0]
+        clipped = clip_examples(parts, self.l2_norm_clip, self.activation_bound, self._mask(m))
+        summed = [clipped[i] for i in places]
         total = mpc.concatenate([c.reshape(-1) for c in summed])
         std = self.noise_multiplier * self.l2_norm_clip
         divisor = self.privacy.batch_size if self.sampling == "poisson" else m
@@ -171,6 +158,31 @@ class DPSGD:
             self._secret_step(noisy / divisor if divisor > 1 else noisy)
         if self.privacy is not None:
             self.privacy.step()
+
+    def _parts(self):
+        """The parameters' gradients as nn.clip.clip_examples parts (a Linear layer's
+        factors once for its two parameters, other gradients formed and flattened), and
+        where each parameter's summed gradient lands in its output."""
+        parts, places, seen, offset = [], [], {}, 0
+        for p in self.parameters:
+            g = p.grad
+            if isinstance(g, LinearFactors):  # outputs [sum dW, sum db]
+                if id(g) not in seen:
+                    seen[id(g)], offset = offset, offset + 2
+                    parts.append(g.pair)
+                places.append(seen[id(g)] + (0 if p is g.weight else 1))
+                continue
+            if g is None or g.shape[1:] != p.value.shape:
+                raise ValueError("DPSGD needs per-microbatch gradients [m, *shape] (train "
+                                 f"an nn.DPModel); got {None if g is None else g.shape} "
+                                 f"for a parameter of shape {p.value.shape}")
+            places.append(offset)  # output [sum g]
+            offset += 1
+            parts.append((None, g.reshape(g.shape[0], -1)))
+        rows = {part[1].shape[0] for part in parts}
+        if len(rows) > 1:
+            raise ValueError(f"microbatch axes differ: {sorted(rows)}")
+        return parts, places
 
     def _mask(self, rows: int):
         """Poisson sampling: a secret Bernoulli(q) bit per example (None otherwise)."""
@@ -298,16 +310,10 @@ class DPModel(Sequential):
 class LinearFactors:
     """A Linear layer's per-example gradients as the pair (x [N, in], delta [N, out])
     they are outer products of (x_i delta_i^T for the weight, delta_i for the bias),
-    left unformed for nn.clip.clip_linear_examples; both parameters' grad."""
+    left unformed for nn.clip.clip_examples; both parameters' grad."""
 
     def __init__(self, layer, x, delta):
-        self.weight, self.pair, self.rows = layer.weight, (x, delta), x.shape[0]
-
-    def materialize(self, weight: bool):
-        x, delta = self.pair
-        if not weight:
-            return delta
-        return x.reshape(self.rows, -1, 1) @ delta.reshape(self.rows, 1, -1)
+        self.weight, self.pair = layer.weight, (x, delta)
 
 
 def _linear_microbatches(layer, x, grad, m: int, input_grad: bool):

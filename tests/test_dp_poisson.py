@@ -13,7 +13,7 @@ from dp_accounting.rdp import rdp_privacy_accountant
 import mpc
 import nn
 from mpc.launcher import run_processes
-from nn.clip import clip_linear_examples, ghost_plan
+from nn.clip import clip_examples, ghost_plan
 from nn.privacy import TF_PRIVACY_ORDERS
 
 ULP = 2.0 ** -16
@@ -26,7 +26,7 @@ def _clip_each(ctx, xs, ds, clip, bound):
     out = []
     for i in range(xs[0].shape[0]):
         mask = mpc.share_public(ctx, np.eye(xs[0].shape[0])[i])
-        got = clip_linear_examples(list(zip(sx, sd)), clip, bound, mask)
+        got = clip_examples(list(zip(sx, sd)), clip, bound, mask)
         out.append([g.reveal() for g in got])
     return out
 
