@@ -250,6 +250,10 @@ class DPModel(Sequential):
             loss = LOSSES[loss]()
         self._per_microbatch = isinstance(optimizer, DPSGD)
         if self._per_microbatch:
+            for layer in self.layers:  # refused now, before any data is shared
+                if layer.parameters() and not isinstance(layer, (Linear, Conv2d)):
+                    raise TypeError(f"per-microbatch gradients are implemented for Linear "
+                                    f"and Conv2d layers, not {type(layer).__name__}")
             optimizer.parameters = self.parameters()
         elif [id(p) for p in optimizer.parameters] != [id(p) for p in self.parameters()]:
             raise ValueError("a non-DP optimiser must be built on model.parameters()")

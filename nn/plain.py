@@ -179,6 +179,34 @@ class MaxPool2d(_Pool):
         return self._spread(self._hit * g[..., None, None])
 
 
+class MaxPool2dStrided:
+    """float64 twin of nn.MaxPool2d(kernel, stride) for any stride (overlapping windows
+    too): on ties every maximal position gets the gradient, as on shares."""
+
+    params: list = []
+
+    def __init__(self, kernel: int, stride: int):
+        self.kernel, self.stride = kernel, stride
+
+    def _offsets(self, shape):
+        k, s = self.kernel, self.stride
+        oh, ow = (shape[2] - k) // s + 1, (shape[3] - k) // s + 1
+        return [np.s_[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+                for i in range(k) for j in range(k)]
+
+    def forward(self, x):
+        self._x = x
+        self._top = np.max([x[win] for win in self._offsets(x.shape)], axis=0)
+        return self._top
+
+    def backward(self, g):
+        self.grads = []
+        gx = np.zeros_like(self._x)
+        for win in self._offsets(self._x.shape):
+            gx[win] += g * (self._x[win] >= self._top)
+        return gx
+
+
 class Flatten:
     """[batch, ...] -> [batch, features]."""
 

@@ -12,6 +12,7 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 import mpc
 import nn
+from nn import plain
 from mpc.launcher import run_processes
 from nn.clip import clip_examples, ghost_plan
 from nn.privacy import TF_PRIVACY_ORDERS
@@ -209,3 +210,42 @@ def test_poisson_dp_sgd_over_processes(n_parties):
     history = results[0]
     want = _dp_accounting_poisson(24, 6, 1.0, 2 * 4, 1e-5)
     assert history[-1]["epsilon"] == pytest.approx(want, rel=1e-12)
+
+
+def _pool_on_shares(ctx, x, g):
+    pool = nn.MaxPool2d(2, stride=1)
+    out = pool(mpc.share_public(ctx, x))
+    return out.reveal(), pool.backward(mpc.share_public(ctx, g)).reveal()
+
+
+def test_float64_twins_of_the_demos():
+    """nn.plain's strided max-pool matches nn.MaxPool2d forward and backward, and its
+    DP-SGD without noise and with a huge clip is its SGD (the demos' references)."""
+    rng = np.random.default_rng(2)
+    x, g = rng.normal(size=(2, 3, 5, 5)), rng.normal(size=(2, 3, 4, 4))
+    out, back = mpc.run_local(_pool_on_shares, 2, args=(x, g))[0]
+    pool = plain.MaxPool2dStrided(2, 1)
+    np.testing.assert_allclose(out, pool.forward(x), atol=2 * ULP)
+    np.testing.assert_allclose(back, pool.backward(g), atol=4 * ULP)
+
+    xs, ys = rng.uniform(0, 1, (40, 6)), np.eye(3)[rng.integers(0, 3, 40)]
+
+    def mlp():
+        return plain.Sequential(plain.Linear(6, 5, 0), plain.ReLU(),
+                                   plain.Linear(5, 3, 1))
+    dp, sgd = mlp(), mlp()
+    plain.dp_sgd_train(dp, xs, ys, epochs=2, batch_size=8, lr=0.3, momentum=0.5,
+                          l2_norm_clip=1e6, noise_std=0.0, sampling="public-shuffle")
+    plain.train(sgd, plain.SGD(0.3, momentum=0.5), xs, ys, epochs=2, batch_size=8)
+    for a, b in zip(dp.params, sgd.params):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def _refused_layer(ctx):
+    model = nn.DPModel(nn.Linear(ctx, 4, 4), nn.LayerNorm(ctx, 4), nn.Linear(ctx, 4, 1))
+    model.compile(optimizer=nn.DPSGD(1.0, 1.0), loss="mse")
+
+
+def test_dp_model_refuses_layers_without_per_example_gradients_at_compile():
+    with pytest.raises(mpc.PartyFailed, match="per-microbatch gradients are implemented"):
+        mpc.run_local(_refused_layer, 2, timeout=10)
