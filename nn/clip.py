@@ -45,11 +45,12 @@ def ghost_plan(shapes, l2_norm_clip: float, activation_bound: float) -> dict:
     y = 4^-(e+j) s' (+- 1.01 u if scaled down, in steps of 2^-8), i.e.
     y = Y (1 +- u) +- H; z = inv_sqrt(y) <=
     (1 + 5e-5) / sqrt(y) + 4 u; w = min(1, c z) with c <= C' 2^-j (encoded rounding down)
-    is <= c z + 2 u (the product and the mask). An example's contribution x (w delta + r)
+    is <= c z + u (the product; the mask's product is exact: b w is 0 or w 2^f before its
+    truncation, and an exact multiple of 2^f truncates exactly). An example's contribution x (w delta + r)
     with |r| < u per coordinate has norm <= w sqrt(s) + u sqrt(sum a_max out); the single
     rounding of the summed weight gradient adds u sqrt(sum in out) under the coupling
     that shares the truncation's mask (floor(S + U) moves by floor or ceil of a shift).
-    For s <= (C - extras)^2 the norm is <= sqrt(s); above, it is <= C' br(s) + 2 u sqrt(s)
+    For s <= (C - extras)^2 the norm is <= sqrt(s); above, it is <= C' br(s) + u sqrt(s)
     with br(s) = (1 + 5e-5) / sqrt(1 - u - H / Y) + 4 u sqrt(Y), largest at one end of
     [(C - extras)^2, s_max]: C' is chosen so that this is <= C - extras.
     """
@@ -75,7 +76,7 @@ def ghost_plan(shapes, l2_norm_clip: float, activation_bound: float) -> dict:
         big_y = s * 4.0 ** -j
         return (1 + INV_SQRT_REL_ERR) / math.sqrt(1 - ULP - h / big_y) + 4 * ULP * math.sqrt(big_y)
 
-    target = (low - 2 * ULP * math.sqrt(s_max)) / max(bracket(low * low), bracket(s_max))
+    target = (low - ULP * math.sqrt(s_max)) / max(bracket(low * low), bracket(s_max))
     if target < c / 2:
         raise ValueError(f"l2_norm_clip {c} is too small for fixed point with these layers")
     factor = math.floor(target * 2.0 ** -j * 2 ** 16) / 2 ** 16  # round down: c <= C' 2^-j
@@ -112,6 +113,10 @@ def clip_examples(parts, l2_norm_clip: float, activation_bound: float = 8.0, mas
     N (in + out) for a Linear layer where forming its gradients is N in out.
     """
     c = float(l2_norm_clip)
+    ctx = parts[0][1].ctx
+    if ctx.truncation != "exact":
+        raise ValueError(f"the clipping bound needs exact truncation, not {ctx.truncation!r} "
+                         f"(which can fail by 2^48 and break the sensitivity)")
     sizes = [(0 if x is None else x.shape[1], g.shape[1]) for x, g in parts]
     plan = ghost_plan(sizes, c, activation_bound)
     n = parts[0][1].shape[0]

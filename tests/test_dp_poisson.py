@@ -63,7 +63,7 @@ def test_ghost_plan_refuses_what_fixed_point_cannot_hold():
     with pytest.raises(ValueError, match="too large"):
         ghost_plan([(784, 1000), (1000, 10)], 100.0, 64.0)
     plan = ghost_plan([(64, 32), (32, 10)], 1.0, 8.0)
-    assert 0.97 < plan["target"] < 1.0  # a margin of about 2% at A = 8
+    assert 0.98 < plan["target"] < 1.0  # a margin of about 1.5% at A = 8
 
 
 X = np.random.default_rng(0).normal(size=(24, 5))
@@ -249,3 +249,14 @@ def _refused_layer(ctx):
 def test_dp_model_refuses_layers_without_per_example_gradients_at_compile():
     with pytest.raises(mpc.PartyFailed, match="per-microbatch gradients are implemented"):
         mpc.run_local(_refused_layer, 2, timeout=10)
+
+
+def _clip_with_local_truncation(ctx):
+    g = mpc.share_public(ctx, np.ones((3, 4)))
+    clip_examples([(None, g)], 1.0)
+
+
+def test_clipping_refuses_truncation_that_can_fail():
+    with pytest.raises(mpc.PartyFailed, match="needs exact truncation"):
+        mpc.run_local(_clip_with_local_truncation, 2, truncation="local-probabilistic",
+                      timeout=10)
