@@ -8,11 +8,15 @@ and a Keras-shaped model for it.
     history = model.fit(x, y, epochs=10, batch_size=32, validation_data=(x_test, y_test))
 
 Each step: the batch is cut into num_microbatches groups; DPModel's backward computes
-each group's gradient of its mean loss on shares (one batched matrix product per Linear
-layer); nn.clip clips each to L2 norm l2_norm_clip on shares; the clipped gradients are
-summed, every party adds its own discrete Gaussian share of noise (mpc.add_noise, total
-std noise_multiplier * l2_norm_clip against any `colluders` parties), and the sum is
-divided by num_microbatches, as TF Privacy's DPGradientDescentGaussianOptimizer does.
+each group's gradient of its mean loss on shares (a Linear layer with one example per
+group leaves the factors x_i, delta_i instead; a Conv2d or a larger group, one batched
+product per layer); nn.clip.clip_examples clips each to L2 norm l2_norm_clip on shares
+and sums them; every party adds its own discrete Gaussian share of noise (mpc.add_noise,
+total std noise_multiplier * l2_norm_clip against any `colluders` parties), and the sum
+is divided by num_microbatches, as TF Privacy's DPGradientDescentGaussianOptimizer does.
+With sampling="poisson" every row is in every step's computation and a secret
+Bernoulli(batch_size / n) bit per row decides whether it counts; the sum is divided by
+the expected batch size (DPSGD, nn.privacy).
 
 Two modes. Secret model (default): the noisy gradient stays shared and the update is done
 on shares; only what the script reveals at the end (the model, an accuracy) is seen, and
