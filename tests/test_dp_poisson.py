@@ -260,3 +260,49 @@ def test_clipping_refuses_truncation_that_can_fail():
     with pytest.raises(mpc.PartyFailed, match="needs exact truncation"):
         mpc.run_local(_clip_with_local_truncation, 2, truncation="local-probabilistic",
                       timeout=10)
+
+
+def _step_view(ctx, pattern):
+    """What party 1 receives from the other parties during one Poisson DP-SGD step whose
+    secret mask is `pattern` (shared by party 0 in place of the drawn bits)."""
+    x = mpc.share(ctx, X if ctx.pid == 0 else None, 0, shape=X.shape)
+    y = mpc.share(ctx, Y if ctx.pid == 0 else None, 0, shape=Y.shape)
+    model = _mlp(ctx, nn.DPModel)
+    opt = nn.DPSGD(1.0, 1.0, learning_rate=0.5, sampling="poisson")
+    model.compile(optimizer=opt, loss="binary_crossentropy")
+    opt.track(len(X), 6)
+    opt._mask = lambda rows: mpc.share(ctx, pattern if ctx.pid == 0 else None, 0,
+                                       shape=pattern.shape)
+    loss = nn.dp._RowLoss(model.loss)
+    loss(model(x), y)
+    model.backward(loss.backward(), input_grad=False)
+    seen = []
+    original = ctx.transport._wait
+
+    def recording(frm, seq):
+        op, array = original(frm, seq)
+        if frm < ctx.n_parties and array.dtype == np.uint64:
+            seen.append(array.reshape(-1).copy())
+        return op, array
+    ctx.transport._wait = recording
+    opt.step()
+    ctx.transport._wait = original
+    return np.concatenate(seen)
+
+
+@pytest.mark.parametrize("n_parties", [2, 3])
+def test_step_view_is_the_same_whatever_the_sample(n_parties):
+    """Every ring element party 1 receives during the step (the clipping, the mask's
+    product, the update) has bit frequencies that do not depend on which rows the secret
+    mask kept (all of them or none), each bit set half the time: over 8 steps each."""
+    views = []
+    for pattern in (np.ones(len(X)), np.zeros(len(X))):
+        views.append(np.concatenate([mpc.run_local(_step_view, n_parties, args=(pattern,))[1]
+                                     for _ in range(8)]))
+    assert views[0].size == views[1].size > 0
+    freq = [((v[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)).mean(axis=0)
+            for v in views]
+    sigma = np.sqrt(0.25 / views[0].size)
+    assert np.all(np.abs(freq[0] - 0.5) < 6 * sigma), "a received bit is biased"
+    assert np.all(np.abs(freq[0] - freq[1]) < 6 * sigma * np.sqrt(2)), \
+        "the view depends on the sample"
