@@ -254,10 +254,7 @@ class DPModel(Sequential):
             loss = LOSSES[loss]()
         self._per_microbatch = isinstance(optimizer, DPSGD)
         if self._per_microbatch:
-            for layer in self.layers:  # refused now, before any data is shared
-                if layer.parameters() and not isinstance(layer, (Linear, Conv2d)):
-                    raise TypeError(f"per-microbatch gradients are implemented for Linear "
-                                    f"and Conv2d layers, not {type(layer).__name__}")
+            check_per_microbatch_layers(self.layers)  # before any data is shared
             optimizer.parameters = self.parameters()
         elif [id(p) for p in optimizer.parameters] != [id(p) for p in self.parameters()]:
             raise ValueError("a non-DP optimiser must be built on model.parameters()")
@@ -280,7 +277,7 @@ class DPModel(Sequential):
                 return {}
             return {"val_accuracy": accuracy(model, *validation_data)}
 
-        loss = _RowLoss(self.loss) if self._per_microbatch else self.loss
+        loss = RowLoss(self.loss) if self._per_microbatch else self.loss
         return fit(self, loss, self.optimizer, x, y, epochs=epochs, batch_size=batch_size,
                    seed=seed, evaluate=evaluate, **fit_options)
 
@@ -294,25 +291,46 @@ class DPModel(Sequential):
     def backward(self, grad, input_grad=True):
         if not self._per_microbatch:
             return super().backward(grad, input_grad=input_grad)
-        rows = grad.shape[0]
-        m = _groups(rows, self.num_microbatches or rows)
-        if isinstance(grad, _RowGradients):  # each row's own gradient (DPModel.fit)
-            grad = grad.tensor if m == rows else grad.tensor / (rows // m)
-        else:  # the batch mean's: times rows / microbatch (integer: exact)
-            grad = grad * m
-        for i in reversed(range(len(self.layers))):
-            layer = self.layers[i]
-            needed = input_grad or i > 0
-            if isinstance(layer, Linear):
-                grad = _linear_microbatches(layer, self._inputs[i], grad, m, needed)
-            elif isinstance(layer, Conv2d):
-                grad = _conv_microbatches(layer, grad, m, needed)
-            elif layer.parameters():
-                raise TypeError(f"per-microbatch gradients are implemented for Linear and "
-                                f"Conv2d layers, not {type(layer).__name__}")
-            else:
-                grad = layer.backward(grad)
-        return grad
+        return per_microbatch_backward(self.layers, self._inputs, grad,
+                                       self.num_microbatches, input_grad)
+
+
+PER_MICROBATCH_LAYERS = (Linear, Conv2d)  # parameterised layers with per-microbatch grads
+
+
+def check_per_microbatch_layers(layers) -> None:
+    """Refuse a parameterised layer per_microbatch_backward cannot handle (call before
+    any data is shared)."""
+    for layer in layers:
+        if layer.parameters() and not isinstance(layer, PER_MICROBATCH_LAYERS):
+            raise TypeError(f"per-microbatch gradients are implemented for Linear and "
+                            f"Conv2d layers, not {type(layer).__name__}")
+
+
+def per_microbatch_backward(layers, inputs, grad, num_microbatches, input_grad=True):
+    """Backward through a chain of `layers` (whose forward inputs were `inputs`) leaving
+    in each parameter's grad what nn.DPSGD clips: LinearFactors for a Linear layer with
+    one example per microbatch, else the per-microbatch gradients [m, *shape] (m: the
+    largest divisor of the batch <= num_microbatches, or one per example). `grad` is the
+    loss gradient of the batch mean, or each row's own (RowGradients: exact)."""
+    rows = grad.shape[0]
+    m = _groups(rows, num_microbatches or rows)
+    if isinstance(grad, RowGradients):
+        grad = grad.tensor if m == rows else grad.tensor / (rows // m)
+    else:  # the batch mean's: times rows / microbatch (integer: exact)
+        grad = grad * m
+    for i in reversed(range(len(layers))):
+        layer = layers[i]
+        needed = input_grad or i > 0
+        if isinstance(layer, Linear):
+            grad = _linear_microbatches(layer, inputs[i], grad, m, needed)
+        elif isinstance(layer, Conv2d):
+            grad = _conv_microbatches(layer, grad, m, needed)
+        elif layer.parameters():
+            check_per_microbatch_layers([layer])
+        else:
+            grad = layer.backward(grad)
+    return grad
 
 
 class LinearFactors:
@@ -363,14 +381,14 @@ def _conv_microbatches(layer, grad, m: int, input_grad: bool):
     return spread.col2im(layer._shape, layer.kernel, layer.stride, layer.padding)
 
 
-class _RowGradients:
+class RowGradients:
     """Marks a loss gradient as each row's own (not the batch mean's)."""
 
     def __init__(self, tensor):
         self.tensor, self.shape = tensor, tensor.shape
 
 
-class _RowLoss:
+class RowLoss:
     """A loss whose backward() gives each row's own gradient (exact: no division by the
     batch and multiplication back), for per-microbatch gradients."""
 
@@ -383,8 +401,8 @@ class _RowLoss:
 
     def backward(self):
         if hasattr(self._loss, "row_gradients"):
-            return _RowGradients(self._loss.row_gradients())
-        return _RowGradients(self._loss.backward() * self._rows)
+            return RowGradients(self._loss.row_gradients())
+        return RowGradients(self._loss.backward() * self._rows)
 
     def value(self):
         return self._loss.value()

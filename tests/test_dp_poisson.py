@@ -107,7 +107,7 @@ def _first_step(ctx):
     model.compile(optimizer=opt, loss="mse")
     opt.track(6, 3)  # q = 1/2
     before = np.concatenate([p.value.reveal().reshape(-1) for p in model.parameters()])
-    loss = nn.dp._RowLoss(model.loss)
+    loss = nn.dp.RowLoss(model.loss)
     loss(model(x), y)
     model.backward(loss.backward(), input_grad=False)
     opt.step()
@@ -273,7 +273,7 @@ def _step_view(ctx, pattern):
     opt.track(len(X), 6)
     opt._mask = lambda rows: mpc.share(ctx, pattern if ctx.pid == 0 else None, 0,
                                        shape=pattern.shape)
-    loss = nn.dp._RowLoss(model.loss)
+    loss = nn.dp.RowLoss(model.loss)
     loss(model(x), y)
     model.backward(loss.backward(), input_grad=False)
     seen = []
