@@ -63,8 +63,8 @@ class DPSGD:
     (no party, not the dealer, not whoever gets the model) learns which rows a step used,
     so dp-accounting's Poisson-subsampled Gaussian is the mechanism run (nn.privacy
     derives it). One gradient per example (num_microbatches None); a step costs a pass
-    over all n rows, so an epoch (ceil(n / batch_size) steps) costs about n / batch_size
-    passes over the data.
+    over all n rows, and e epochs are ceil(e n / batch_size) steps (TF Privacy's count),
+    so an epoch costs about n / batch_size passes over the data.
 
     activation_bound (A, default 8): with one example per microbatch, Linear layers'
     per-example gradients are clipped without being formed (nn.clip.clip_examples),
@@ -110,13 +110,15 @@ class DPSGD:
                                              sampling=self.sampling,
                                              accountant=self.accountant)
 
-    def batch_plan(self, n: int, batch_size: int, rng) -> list:
-        """One epoch's row selections for nn.fit: its public shuffle, or with Poisson
-        sampling every row at each of the epoch's ceil(n / batch_size) steps (the secret
-        mask, drawn in step(), does the sampling)."""
-        if self.sampling == "poisson":
-            return [slice(None)] * steps_per_epoch(n, batch_size)
-        return shuffled_batches(n, batch_size, rng)
+    def batch_plan(self, n: int, batch_size: int, rng, epochs: int) -> list:
+        """Each epoch's row selections for nn.fit: its public shuffle, or with Poisson
+        sampling every row at each step, ceil(e n / batch_size) steps in the first e
+        epochs (TF Privacy's count: compute_dp_sgd_privacy's epsilon for e epochs is the
+        one reported after e); the secret mask drawn in step() does the sampling."""
+        if self.sampling != "poisson":
+            return [shuffled_batches(n, batch_size, rng) for _ in range(epochs)]
+        ends = [-(-e * n // batch_size) for e in range(epochs + 1)]
+        return [[slice(None)] * (ends[e + 1] - ends[e]) for e in range(epochs)]
 
     def metrics(self) -> dict:
         """{"epsilon", "delta"} spent so far (empty until track())."""

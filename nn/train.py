@@ -76,8 +76,10 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     if private:
         optimizer.track(x.shape[0], batch_size)  # epsilon in every record
     rng = np.random.default_rng(seed)
-    plan_epoch = getattr(optimizer, "batch_plan", shuffled_batches)  # DP: its sampling's
-    plan = [plan_epoch(x.shape[0], batch_size, rng) for _ in range(epochs)]
+    if hasattr(optimizer, "batch_plan"):  # a DP optimiser's own sampling
+        plan = optimizer.batch_plan(x.shape[0], batch_size, rng, epochs)
+    else:
+        plan = [shuffled_batches(x.shape[0], batch_size, rng) for _ in range(epochs)]
     sample = guard_sample(x.shape[0], guard_rows, seed)
     history, retried = [], set()
     epoch = 0
