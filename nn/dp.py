@@ -179,9 +179,10 @@ class DPSGD:
                 places.append(seen[id(g)] + (0 if p is g.weight else 1))
                 continue
             if g is None or g.shape[1:] != p.value.shape:
-                raise ValueError("DPSGD needs per-microbatch gradients [m, *shape] (train "
-                                 f"an nn.DPModel); got {None if g is None else g.shape} "
-                                 f"for a parameter of shape {p.value.shape}")
+                got = "none" if g is None else f"a gradient of shape {g.shape}"
+                raise ValueError(f"DPSGD needs per-microbatch gradients [m, *shape] for a "
+                                 f"parameter of shape {p.value.shape} (train an nn.DPModel); "
+                                 f"got {got}")
             places.append(offset)  # output [sum g]
             offset += 1
             parts.append((None, g.reshape(g.shape[0], -1)))
