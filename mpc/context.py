@@ -1,4 +1,4 @@
-"""A party's view of the computation: its id, its transport, its provider, its seeds.
+"""A party's view of the computation: its id, its transport, its protocol, its seeds.
 
 The context travels with every SecretTensor; there is no module-level state, so a test can
 run several parties in one process. All parties must call the communicating methods in the
@@ -13,10 +13,8 @@ import numpy as np
 
 from mpc.fixedpoint import FixedPoint
 from mpc.prg import SEED_BYTES, Prg, new_seed
-from mpc.ring import DTYPE
 
 PAIRWISE_SEED_SEQ = 0
-LARGE_OPEN = 1 << 16  # elements; from here on n >= 3 parties open by reduce-scatter
 
 
 class Context:
@@ -26,33 +24,29 @@ class Context:
         pid: this party's id, 0 <= pid < n_parties.
         n_parties: number of computing parties (>= 2).
         transport: a net.Transport connecting the parties (and the dealer, id n_parties).
-        provider: where correlated randomness comes from (mpc.providers).
+        protocol: how shares are held and computed on (an mpc.protocols.base.Protocol:
+            mpc.protocols.make_protocol builds one by name).
         fixed: the fixed-point format (16 fractional bits by default).
         truncation: "exact" (default, one round, cannot fail inside the range) or
-            "local-probabilistic" (2 parties only, no messages, fails with probability
-            |x| / 2^64 per element; see mpc.protocols.truncation).
+            "local-probabilistic" (dealer protocol, 2 parties only, no messages, fails with
+            probability |x| / 2^64 per element; see mpc.protocols.dealer.truncation).
         owners: names and transport ids of data owners that are not parties (mpc.owners).
     """
 
-    def __init__(self, pid: int, n_parties: int, transport, provider, *,
+    def __init__(self, pid: int, n_parties: int, transport, protocol, *,
                  fixed: FixedPoint | None = None, truncation: str = "exact",
                  owners: dict[str, int] | None = None):
         if n_parties < 2:
             raise ValueError(f"need at least 2 parties, got {n_parties}")
         if not 0 <= pid < n_parties:
             raise ValueError(f"party id {pid} outside 0..{n_parties - 1}")
-        from mpc.protocols.truncation import TRUNCATIONS
-        if truncation not in TRUNCATIONS:
-            raise ValueError(f"unknown truncation {truncation!r}; "
-                             f"choose one of {sorted(TRUNCATIONS)}")
-        if truncation == "local-probabilistic" and n_parties != 2:
-            raise ValueError("local-probabilistic truncation works for 2 parties only")
         self.pid = pid
         self.n_parties = n_parties
         self.transport = transport
-        self.provider = provider
+        self.protocol = protocol
         self.fixed = fixed or FixedPoint()
         self.truncation = truncation
+        protocol.check(self)
         self.owners = dict(owners or {})
         self.owner_inputs: dict[str, dict] = {}     # shares each owner sent (mpc.owners)
         self.owners_answered: set[str] = set()       # owners results were revealed to
@@ -95,66 +89,13 @@ class Context:
 
     # ---------------------------------------------------------------- openings
     def open(self, share: np.ndarray, op: str = "open") -> np.ndarray:
-        """Reveal a shared ring tensor to every party. One round (two when n >= 3 and large).
-
-        Comm per party: all-to-all sends (n-1) * size elements; reduce-scatter then
-        all-gather sends 2 (n-1)/n * size elements in two rounds.
-        """
-        share = np.asarray(share, dtype=DTYPE, order="C")
-        if self.n_parties >= 3 and share.size >= LARGE_OPEN:
-            return self._open_reduce_scatter(share, op)
-        seq = self.next_seq()
-        got = self.transport.exchange(seq, op, {p: share for p in self.peers},
-                                      {p: (DTYPE, share.shape) for p in self.peers})
-        return _sum_into(share, got.values())
-
-    def _open_reduce_scatter(self, share: np.ndarray, op: str) -> np.ndarray:
-        flat = share.reshape(-1)
-        bounds = np.linspace(0, flat.size, self.n_parties + 1).astype(np.int64)
-        part = [flat[bounds[p]:bounds[p + 1]] for p in range(self.n_parties)]
-        mine = part[self.pid]
-        seq = self.next_seq()
-        got = self.transport.exchange(seq, op + ":reduce", {p: part[p] for p in self.peers},
-                                      {p: (DTYPE, mine.shape) for p in self.peers})
-        summed = _sum_into(mine, got.values())
-        seq = self.next_seq()
-        got = self.transport.exchange(seq, op + ":gather", {p: summed for p in self.peers},
-                                      {p: (DTYPE, part[p].shape) for p in self.peers})
-        got[self.pid] = summed
-        return np.concatenate([got[p] for p in range(self.n_parties)]).reshape(share.shape)
-
-    def open_many(self, shares: list[np.ndarray], op: str = "open") -> list[np.ndarray]:
-        """Open several tensors in one round (one message per peer)."""
-        flat = np.concatenate([np.asarray(s, dtype=DTYPE).reshape(-1) for s in shares])
-        return self.open_flat(flat, [s.shape for s in shares], op)
-
-    def open_flat(self, flat: np.ndarray, shapes, op: str = "open") -> list[np.ndarray]:
-        """Open one flat buffer that holds several tensors of `shapes`, back to back."""
-        opened = self.open(flat, op)
-        sizes = np.cumsum([math.prod(s) for s in shapes])[:-1]
-        return [part.reshape(s) for part, s in zip(np.split(opened, sizes), shapes)]
-
-    def open_xor(self, share: np.ndarray, op: str = "open-xor") -> np.ndarray:
-        """Reveal a XOR-shared array (any unsigned dtype) to every party. One round.
-        Comm per party: share.nbytes to each peer."""
-        share = np.asarray(share, order="C")
-        seq = self.next_seq()
-        got = self.transport.exchange(seq, op, {p: share for p in self.peers},
-                                      {p: (share.dtype, share.shape) for p in self.peers})
-        total = share.copy()
-        for value in got.values():
-            total ^= value
-        return total
+        """Reveal a shared ring tensor (this party's share, in the protocol's layout) to
+        every party: the protocol's opening."""
+        return self.protocol.open(self, share, op)
 
     def open_to(self, share: np.ndarray, receiver: int, op: str = "reveal") -> np.ndarray | None:
-        """Reveal a shared ring tensor to one party only; the others get None. One round."""
-        share = np.asarray(share, dtype=DTYPE, order="C")
-        seq = self.next_seq()
-        if self.pid != receiver:
-            self.transport.send(receiver, seq, op, share)
-            return None
-        got = self.transport.exchange(seq, op, {}, {p: (DTYPE, share.shape) for p in self.peers})
-        return _sum_into(share, got.values())
+        """Reveal a shared ring tensor to party `receiver` only; the others get None."""
+        return self.protocol.open_to(self, share, receiver, op)
 
     def broadcast(self, owner: int, array: np.ndarray | None, dtype, op: str) -> np.ndarray:
         """Send a small public array from `owner` to every party (shapes, flags). One round."""
@@ -167,16 +108,6 @@ class Context:
         return self.transport.recv(owner, seq, op, dtype, None)
 
     def close(self) -> None:
-        """Release the provider (the dealer is told we are done)."""
-        self.provider.close()
+        """Release what the protocol holds (the dealer is told we are done)."""
+        self.protocol.close(self)
 
-
-def _sum_into(first: np.ndarray, others) -> np.ndarray:
-    """first + sum(others) in a new array, one pass per operand."""
-    total = None
-    for value in others:
-        if total is None:
-            total = np.add(first, value, out=np.empty_like(first))
-        else:
-            np.add(total, value, out=total)
-    return first.copy() if total is None else total

@@ -15,7 +15,6 @@ import math
 
 import numpy as np
 
-from mpc.protocols import arithmetic, truncation
 from mpc.tensor import SecretTensor
 
 WIDE_BITS = 30  # fractional bits of the secret power-of-two scales
@@ -48,17 +47,14 @@ def _horner(x: SecretTensor, coefficients) -> SecretTensor:
 
 def _mul_by_bit(x: SecretTensor, bit: np.ndarray) -> np.ndarray:
     """Shares of x * b for integer 0/1 shares b: a product without truncation."""
-    shape = np.broadcast_shapes(x.shape, bit.shape)
     with x.ctx.operation("mul_bit"):
-        prod = arithmetic.bilinear(x.ctx, "mul", np.atleast_1d(x.share), np.atleast_1d(bit))
-    return prod.reshape(shape)
+        return x.ctx.protocol.product(x.ctx, "mul", x.share, bit, None, None)
 
 
 def _mul_by_wide(x: SecretTensor, wide: np.ndarray) -> SecretTensor:
     """x * s for s shared as an integer with WIDE_BITS fractional bits (|x s| < 2^15)."""
     with x.ctx.operation("mul_wide"):
-        prod = arithmetic.bilinear(x.ctx, "mul", np.atleast_1d(x.share), np.atleast_1d(wide))
-        return x._new(truncation.truncate(x.ctx, prod.reshape(x.shape), bits=WIDE_BITS))
+        return x._new(x.ctx.protocol.product(x.ctx, "mul", x.share, wide, None, WIDE_BITS))
 
 
 def _at_least(x: SecretTensor, thresholds: np.ndarray) -> np.ndarray:
@@ -66,7 +62,14 @@ def _at_least(x: SecretTensor, thresholds: np.ndarray) -> np.ndarray:
     One batched comparison."""
     diff = x.reshape(x.shape + (1,)) - thresholds
     below = diff._less_than_zero("normalize")[0]
-    return (np.uint64(1) if x.ctx.pid == 0 else np.uint64(0)) - below
+    return _one_minus(x.ctx, below)
+
+
+def _one_minus(ctx, bits: np.ndarray) -> np.ndarray:
+    """Shares of 1 - b for integer shares b (local)."""
+    proto = ctx.protocol
+    ones = np.ones(proto.shape(bits), dtype=np.uint64)
+    return proto.add_public(ctx, proto.local(np.negative, bits), ones)
 
 
 def _one_hot_of_floor(at_least: np.ndarray, ctx) -> np.ndarray:
@@ -74,7 +77,7 @@ def _one_hot_of_floor(at_least: np.ndarray, ctx) -> np.ndarray:
     x below t_0 counts as j = 0."""
     nxt = np.concatenate([at_least[..., 1:], np.zeros_like(at_least[..., :1])], axis=-1)
     onehot = at_least - nxt
-    onehot[..., 0] += (np.uint64(1) if ctx.pid == 0 else np.uint64(0)) - at_least[..., 0]
+    onehot[..., 0] += _one_minus(ctx, at_least[..., 0])
     return onehot
 
 
@@ -127,48 +130,61 @@ def divide(x, y: SecretTensor) -> SecretTensor:
     return x * reciprocal(y)
 
 
-def _exp2(t: SecretTensor, lo: int, hi: int) -> SecretTensor:
-    """2^t for t < hi + 1, as 0 for t < lo + 1 (lo <= -f - 1: below one unit anyway).
+def _log2e_times(x: SecretTensor) -> SecretTensor:
+    """x log2(e) as x + x (log2(e) - 1): the truncated product stays below 2^30 for
+    |x| <= 2^31 (a difference of two values of the fixed-point range, as in softmax)."""
+    return x + x * (math.log2(math.e) - 1.0)
 
-    k = floor(t) from one batched comparison with the integers lo+1..hi; 2^t = 2^(t-k) 2^k
-    with 2^(t-k) by a degree-5 polynomial on [0, 1). Below lo + 1 the weight of 2^k is 0,
-    which zeroes the product exactly whatever the polynomial made of the out-of-range
-    fraction, so no clamp (and no round) is needed at the bottom.
+
+def _exp2(t: SecretTensor, lo: int, hi: int, top: float) -> SecretTensor:
+    """2^t for t <= top (hi <= top < hi + 1), as 0 for t < lo + 1 (lo <= -f - 1: below
+    one unit anyway), and 2^top above top.
+
+    One batched comparison of t with lo, lo+1, ..., hi and top, with the products fused
+    in (select), gives the bits [t >= k] and min(t - k, 0). From them, k = floor(t)
+    (lo below lo + 1) and t clamped to [lo, top]: clamp = top - min(t - lo, 0) +
+    min(t - top, 0). Then 2^t = 2^(t_c - k) 2^k with 2^(t_c - k) by a degree-5
+    polynomial on [0, 1]; the weight of 2^lo is 0. Every intermediate stays small for
+    every t, so nothing wraps (and the checked mode has nothing to report).
     """
-    ints = np.arange(lo + 1, hi + 1)
-    at_least = _at_least(t, ints.astype(np.float64))
-    floor = t._new(_weighted(at_least, [t.ctx.fixed.scale] * ints.size)) + float(lo)
-    one = np.uint64(1) if t.ctx.pid == 0 else np.uint64(0)
+    ints = np.arange(lo, hi + 1)
+    thresholds = np.append(ints.astype(np.float64), [top] if top > hi else [])
+    diff = t.reshape(t.shape + (1,)) - thresholds
+    below, mins = diff._less_than_zero("exp", select=True)  # [t < k], min(t - k, 0)
+    at_least = _one_minus(t.ctx, below[..., 1:ints.size])  # [t >= k] for k = lo+1..hi
+    scale = t.ctx.fixed.scale
+    floor = t._new(_weighted(at_least, [scale] * (ints.size - 1))) + float(lo)
+    clamped = t._new(mins[..., -1] - mins[..., 0]) + float(top)
     onehot = _one_hot_of_floor(np.concatenate(
-        [np.zeros_like(at_least[..., :1]) + one, at_least], axis=-1), t.ctx)
+        [_one_minus(t.ctx, np.zeros_like(at_least[..., :1])), at_least], axis=-1), t.ctx)
     f = t.ctx.fixed.frac_bits
     powers = [1 << (k + f) if k + f >= 0 and k > lo else 0 for k in range(lo, hi + 1)]
-    return _horner(t - floor, EXP2_POLY) * t._new(_weighted(onehot, powers))
+    return _horner(clamped - floor, EXP2_POLY) * t._new(_weighted(onehot, powers))
 
 
 def exp(x: SecretTensor) -> SecretTensor:
-    """e^x for x <= 20 (e^20 = 4.85e8); results below one unit (x < -11.8) are 0.
+    """e^x for x <= 20 (e^20 = 4.85e8); results below one unit (x < -11.8) are 0, and
+    above 20 the result saturates at e^20, for every x of the fixed-point range.
 
-    t = x log2(e), clamped above at 20 log2(e); then 2^t by _exp2 with the integers
-    -17..28. Error: |e^x - y| <= 3 units + 2e-4 e^x. Above 20 the result saturates at
-    e^20. Rounds: 28. Comm: 2006.4 bytes per element to each peer.
+    t = x log2(e); then 2^t by _exp2 with the integers -18..28 and the clamp at
+    20 log2(e) in one comparison. Error: |e^x - y| <= 3 units + 2e-4 e^x.
+    Rounds: 20. Comm: 2422.0 bytes per element to each peer.
     """
-    t = x * math.log2(math.e)
-    top = EXP_MAX_ARG * math.log2(math.e)
-    return _exp2(t - (t - top).relu(), -18, 28)
+    return _exp2(_log2e_times(x), -18, 28, EXP_MAX_ARG * math.log2(math.e))
 
 
 def exp_nonpositive(x: SecretTensor) -> SecretTensor:
-    """e^x for x <= 0 (the caller guarantees it: after subtracting a max, or -|x|): the
-    same as exp with the integers -17..0 only, so less than half the comparisons and no
-    clamp. Error <= 3 units. Rounds: 20. Comm: 849.2 bytes per element to each peer."""
-    return _exp2(x * math.log2(math.e), -18, 0)
+    """e^x for x <= 0 (after subtracting a max, or -|x|): the same as exp with the
+    integers -18..0 only, so less than half the comparisons. x > 0 gives e^0 = 1 (the
+    value at the domain's edge); x down to -2^31 is fine. Error <= 3 units.
+    Rounds: 20. Comm: 1040.9 bytes per element to each peer."""
+    return _exp2(_log2e_times(x), -18, 0, 0.0)
 
 
 def sigmoid(x: SecretTensor) -> SecretTensor:
     """1 / (1 + e^-x) for every x (no domain limit): with s = 1/(1 + e^-|x|) in [1/2, 1),
     sigmoid(x) = s for x >= 0 and 1 - s otherwise. Error <= 4 units.
-    Rounds: 48. Comm: 1112.9 bytes per element to each peer."""
+    Rounds: 48. Comm: 1304.5 bytes per element to each peer."""
     negative, picked = x._less_than_zero("abs", select=True)
     magnitude = x._new(x.share - np.uint64(2) * picked)
     half_denominator = (exp_nonpositive(-magnitude) + 1.0) * 0.5  # in (1/2, 1]
@@ -229,13 +245,13 @@ def sigmoid_piecewise(x: SecretTensor) -> SecretTensor:
     _, below = shifted._less_than_zero("sigmoid", select=True)  # min(z_j, 0), f bits
     weighted = np.sum(below * SIGMOID_BETAS.astype(np.uint64), axis=-1, dtype=np.uint64)
     with x.ctx.operation("sigmoid"):
-        hinges = x._new(truncation.truncate(x.ctx, weighted, bits=SIGMOID_BETA_BITS))
+        hinges = x._new(x.ctx.protocol.truncate(x.ctx, weighted, SIGMOID_BETA_BITS))
     return SIGMOID_TOP - hinges
 
 
 def tanh(x: SecretTensor) -> SecretTensor:
     """tanh(x) = 2 sigmoid(2x) - 1 for every x. Error <= 10 units.
-    Rounds: 48. Comm: 1112.9 bytes per element to each peer."""
+    Rounds: 48. Comm: 1304.5 bytes per element to each peer."""
     return sigmoid(x * 2) * 2 - 1.0
 
 
@@ -253,18 +269,29 @@ def softmax(x: SecretTensor, axis: int = -1) -> SecretTensor:
     return out.transpose(*np.argsort(order))
 
 
+def _normalize_nonnegative(x: SecretTensor, base: float, lo: int, hi: int):
+    """One batched comparison of x with 0 and base^lo..base^hi: returns the one-hot of
+    i with base^i <= x < base^(i+1) (slot lo also takes 0 <= x < base^lo; for x < 0 every
+    slot is 0, so the scale derived from it is 0 and nothing wraps however negative x
+    is) and the integer shares [x < 0], [0 <= x < base^lo]."""
+    at_least = _at_least(x, np.append(0.0, base ** np.arange(lo, hi + 1)))
+    negative = _one_minus(x.ctx, at_least[..., 0])
+    onehot = _one_hot_of_floor(at_least[..., 1:], x.ctx)
+    onehot[..., 0] -= negative
+    return onehot, negative, at_least[..., 0] - at_least[..., 1]
+
+
 def _sqrt_parts(x: SecretTensor):
-    """x = 4^(i+1) a with a in [1/4, 1): (a clamped, one-hot of i, 1/sqrt(a), [x < 4^lo])."""
+    """x = 4^(i+1) a with a in [1/4, 1): (a clamped, one-hot of i, 1/sqrt(a), [x < 0],
+    [0 <= x < 4^lo]); for x < 0, a = 1/4."""
     lo, hi = SQRT_LOG4_RANGE
-    at_least = _at_least(x, 4.0 ** np.arange(lo, hi + 1))
-    below = (np.uint64(1) if x.ctx.pid == 0 else np.uint64(0)) - at_least[..., 0]
-    onehot = _one_hot_of_floor(at_least, x.ctx)
+    onehot, negative, small = _normalize_nonnegative(x, 4.0, lo, hi)
     scale = _weighted(onehot, [1 << (WIDE_BITS - 2 * i - 2) for i in range(lo, hi + 1)])
     a = _clamp(_mul_by_wide(x, scale), 0.25, 1.0)
     y = a * -1.6 + 2.6  # 1/sqrt(a) on [1/4, 1] within 18%
     for _ in range(4):
         y = y * ((a * y.square()) * -0.5 + 1.5)
-    return a, onehot, y, below
+    return a, onehot, y, negative, small
 
 
 def inv_sqrt(x: SecretTensor) -> SecretTensor:
@@ -272,37 +299,42 @@ def inv_sqrt(x: SecretTensor) -> SecretTensor:
 
     Normalise x = 4^(i+1) a with a in [1/4, 1); Newton y <- y (3 - a y^2) / 2 from a
     linear start (4 steps); scale back by 2^-(i+1). Error <= 4 units + 5e-5 / sqrt(x).
-    Outside the domain it saturates: x < 4^-5 (0 included) gives 32, x >= 4^8 gives 1/256.
-    Rounds: 49. Comm: 954.4 bytes per element to each peer.
+    Outside the domain it gives the value at the domain's nearer end: x < 4^-5 (0 and
+    every negative x included) gives 32, x >= 4^8 gives 1/256.
+    Rounds: 49. Comm: 994.0 bytes per element to each peer.
     """
     lo, hi = SQRT_LOG4_RANGE
-    _, onehot, y, _ = _sqrt_parts(x)
-    return _mul_by_wide(y, _weighted(onehot, [1 << (WIDE_BITS - i - 1)
-                                              for i in range(lo, hi + 1)]))
+    _, onehot, y, negative, _ = _sqrt_parts(x)
+    weights = [1 << (WIDE_BITS - i - 1) for i in range(lo, hi + 1)]
+    return _mul_by_wide(y, _weighted(onehot, weights) + negative * np.uint64(weights[0]))
 
 
 def sqrt(x: SecretTensor) -> SecretTensor:
-    """sqrt(x) for x in [4^-5, 4^8): 2^(i+1) * (a / sqrt(a)) on the normalised a, so the
-    precision is that of a number in [1/2, 1) scaled up. Error <= 4 units + 5e-5 sqrt(x).
-    Below the domain (0 <= x < 4^-5) it returns 32 x, the line from 0 to the domain's
-    edge (sqrt(0) = 0; error <= 0.008); above, it saturates at 256.
-    Rounds: 53. Comm: 1002.4 bytes per element to each peer."""
+    """sqrt(x) for x in [0, 4^8): 2^(i+1) * (a / sqrt(a)) on the normalised a, so the
+    precision is that of a number in [1/2, 1) scaled up. Error <= 4 units + 5e-5 sqrt(x)
+    on [4^-5, 4^8); on [0, 4^-5) it returns 32 x, the line from sqrt(0) = 0 to the
+    value at 4^-5 (error <= 0.008). Outside the domain it gives the value at the
+    domain's nearer end: every x < 0 gives 0 = sqrt(0), x >= 4^8 gives 256.
+    Rounds: 52. Comm: 1034.0 bytes per element to each peer."""
     lo, hi = SQRT_LOG4_RANGE
-    a, onehot, y, below = _sqrt_parts(x)
+    a, onehot, y, _, small = _sqrt_parts(x)
     inside = _mul_by_wide(a * y, _weighted(onehot, [1 << (WIDE_BITS + i + 1)
                                                     for i in range(lo, hi + 1)]))
-    linear = x * float(2 ** -lo)  # 32 x: meets sqrt at x = 4^lo
-    return inside + x._new(_mul_by_bit(linear - inside, below))
+    linear = x * (2 ** -lo)  # 32 x (an integer factor: exact, no truncation)
+    return inside + x._new(_mul_by_bit(linear - inside, small))
 
 
 def log(x: SecretTensor) -> SecretTensor:
     """Natural log for x in [2^-10, 2^15): x = 2^k a with a in [1/2, 1), log x =
     k ln 2 + log a, log a by a degree-9 polynomial. Error <= 6 units. Outside the
-    domain it saturates: x < 2^-10 (0 included) gives log(2^-10), x >= 2^15 log(2^15).
-    Rounds: 36. Comm: 1317.9 bytes per element to each peer."""
+    domain it gives the value at the domain's nearer end: x < 2^-10 (0 and every
+    negative x included) gives log(2^-10), x >= 2^15 log(2^15).
+    Rounds: 36. Comm: 1357.5 bytes per element to each peer."""
     lo, hi = LOG_LOG2_RANGE
-    onehot = _one_hot_of_floor(_at_least(x, 2.0 ** np.arange(lo, hi + 1)), x.ctx)
+    onehot, negative, _ = _normalize_nonnegative(x, 2.0, lo, hi)
     scale = _weighted(onehot, [1 << (WIDE_BITS - i - 1) for i in range(lo, hi + 1)])
-    exponent = x._new(_weighted(onehot, [(i + 1) * x.ctx.fixed.scale for i in range(lo, hi + 1)]))
+    unit = x.ctx.fixed.scale
+    exponent = x._new(_weighted(onehot, [(i + 1) * unit for i in range(lo, hi + 1)])
+                      + negative * np.uint64(((lo + 1) * unit) % (1 << 64)))
     a = _clamp(_mul_by_wide(x, scale), 0.5, 1.0)
     return exponent * math.log(2) + _horner(a, LOG_POLY)

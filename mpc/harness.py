@@ -14,8 +14,8 @@ import traceback
 from net import MemoryHub
 
 from mpc.context import Context
-from mpc.providers.dealer import DealerProvider, serve_dealer
-from mpc.providers.insecure import InsecureSeededProvider
+from mpc.protocols import make_protocol, needs_dealer
+from mpc.protocols.dealer.providers.dealer import serve_dealer
 
 
 class PartyFailed(RuntimeError):
@@ -27,31 +27,22 @@ class PartyFailed(RuntimeError):
         self.detail = detail
 
 
-PROVIDERS = ("dealer", "insecure-seeded")
-
-
-def make_provider(name: str, pid: int, n_parties: int, transport):
-    """The party side of provider `name` (the dealer's id is n_parties)."""
-    if name == "dealer":
-        return DealerProvider(pid, n_parties, transport, dealer_id=n_parties)
-    if name == "insecure-seeded":
-        return InsecureSeededProvider(pid, n_parties)
-    raise ValueError(f"unknown provider {name!r}; choose one of {PROVIDERS}")
-
-
-def run_party(fn, pid: int, n_parties: int, transport, provider: str, args=(), **ctx_options):
-    """Build the context for one party, run `fn(ctx, *args)`, and release the provider."""
-    ctx = Context(pid, n_parties, transport, make_provider(provider, pid, n_parties, transport),
-                  **ctx_options)
+def run_party(fn, pid: int, n_parties: int, transport, provider: str, args=(),
+              protocol: str = "dealer", **ctx_options):
+    """Build the context for one party, run `fn(ctx, *args)`, and release the protocol."""
+    ctx = Context(pid, n_parties, transport,
+                  make_protocol(protocol, pid, n_parties, transport, provider), **ctx_options)
     result = fn(ctx, *args)
     ctx.close()
     return result
 
 
-def run_local(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
-              timeout: float = 60.0, **ctx_options) -> list:
-    """Run `fn(ctx, *args)` as each of `n_parties` parties in threads; return their results."""
-    with_dealer = provider == "dealer"
+def run_local(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
+              provider: str = "dealer", timeout: float = 60.0, **ctx_options) -> list:
+    """Run `fn(ctx, *args)` as each of `n_parties` parties in threads; return their results.
+    `protocol` is "dealer" (with `provider`: "dealer", a dealer thread, or the insecure
+    "insecure-seeded" for tests) or "replicated" (3 parties, no dealer)."""
+    with_dealer = needs_dealer(protocol, provider)
     hub = MemoryHub(n_parties + (1 if with_dealer else 0), timeout=timeout)
     results: dict[int, object] = {}
     failures: list[tuple[str, BaseException, str]] = []
@@ -59,7 +50,8 @@ def run_local(fn, n_parties: int = 2, *, args=(), provider: str = "dealer",
     def party(pid: int) -> None:
         transport = hub.transport(pid)
         try:
-            results[pid] = run_party(fn, pid, n_parties, transport, provider, args, **ctx_options)
+            results[pid] = run_party(fn, pid, n_parties, transport, provider, args, protocol,
+                                     **ctx_options)
         except BaseException as exc:  # noqa: BLE001 - reported below with the party id
             failures.append((f"party {pid}", exc, traceback.format_exc()))
         finally:

@@ -162,8 +162,9 @@ def party_sigma(std: float, n_parties: int, colluders: int | None) -> float:
 
 
 def add_noise(x, std: float, colluders: int | None = None):
-    """[x + e]: every party adds its own discrete Gaussian to its share, locally; e is
-    never known to anyone as a whole, so opening [x + e] shows no party x.
+    """[x + e]: every party adds its own discrete Gaussian (with the dealer protocol to its
+    share, locally; see the protocol's add_private); e is never known to anyone as a
+    whole, so opening [x + e] shows no party x.
 
     `std` (real units) is what any coalition of up to `colluders` parties cannot remove:
     each party adds std / sqrt(n - colluders), so the parties outside the coalition
@@ -172,10 +173,10 @@ def add_noise(x, std: float, colluders: int | None = None):
     the summed variance up to a negligible term). Utility cost, variance of e:
     n std^2 with the default colluders = n - 1 (safe against all but one party),
     n / (n - c) std^2 for colluders = c; 1 is the least (n / (n - 1) std^2).
-    Rounds: 0. Comm: none.
+    Rounds and comm: the protocol's add_private (dealer: none).
     Example:
         noisy_mean = mpc.add_noise(x.mean(), std=0.1).reveal()
     """
     sigma = party_sigma(std, x.ctx.n_parties, colluders) * x.ctx.fixed.scale
     noise = discrete_gaussian(sigma, x.shape).view(DTYPE)
-    return type(x)(x.ctx, x.share + noise)
+    return type(x)(x.ctx, x.ctx.protocol.add_private(x.ctx, x.share, noise))

@@ -11,8 +11,10 @@ revealed to it alone; the parties never see the owner's data or the owner's resu
                                                manifest, then party p's share of each
     seq ACK: "got them"                 ->     (the party waits for it: delivery is known)
 
-Shares are additive over Z_2^64 from the owner's cryptographic generator: party 0 gets
-x - sum(others), the others uniform ring elements. Owner messages have their own sequence
+Shares come from the owner's cryptographic generator, in the layout of the cluster's
+protocol (its owner_shares: with the dealer protocol party 0 gets x - sum(others), the
+others uniform ring elements); each party answers with one array per result (the
+protocol's owner_output), and the owner adds them. Owner messages have their own sequence
 numbers (the owner is outside the parties' lock-step counter). The owner's side runs over
 any Transport (the launcher wires ZeroMQ; `mpc share` on the command line).
 """
@@ -24,6 +26,7 @@ import json
 import numpy as np
 
 from mpc.prg import Prg, new_seed
+from mpc.protocols import protocol_class
 from mpc.ring import DTYPE
 from mpc.tensor import SecretTensor
 
@@ -68,8 +71,8 @@ def input_from(ctx, owner: str, name: str) -> SecretTensor:
             raw = ctx.transport.recv(oid, 1, "owner-manifest", np.uint8, None)
             shapes = _parse_manifest(raw, f"owner {owner}")
             ctx.owner_inputs[owner] = {
-                key: ctx.transport.recv(oid, 2 + i, "owner-input", DTYPE, shape,
-                                        is_round=False)
+                key: ctx.transport.recv(oid, 2 + i, "owner-input", DTYPE,
+                                        ctx.protocol.owner_share_shape(shape), is_round=False)
                 for i, (key, shape) in enumerate(shapes.items())}
             ctx.transport.send(oid, ACK, "owner-ack", np.zeros(0, dtype=np.uint8))
     arrays = ctx.owner_inputs[owner]
@@ -88,41 +91,39 @@ def reveal_to_owner(ctx, owner: str, tensors: dict[str, SecretTensor]) -> None:
         raise ValueError(f"results were already revealed to owner {owner}: pass them all "
                          f"in one reveal_to_owner call")
     ctx.owners_answered.add(owner)
+    outputs = {k: np.ascontiguousarray(ctx.protocol.owner_output(t.share), dtype=DTYPE)
+               for k, t in tensors.items()}
     with ctx.operation("owner-output"):
-        ctx.transport.send(oid, 1, "owner-manifest",
-                           _manifest({k: t.share for k, t in tensors.items()}))
-        for i, t in enumerate(tensors.values()):
-            ctx.transport.send(oid, 2 + i, "owner-output",
-                               np.ascontiguousarray(t.share, dtype=DTYPE))
+        ctx.transport.send(oid, 1, "owner-manifest", _manifest(outputs))
+        for i, out in enumerate(outputs.values()):
+            ctx.transport.send(oid, 2 + i, "owner-output", out)
         ctx.transport.recv(oid, ACK, "owner-ack", np.uint8, (0,))
 
 
 def encode_inputs(fixed, arrays: dict) -> dict[str, np.ndarray]:
     """The owner's arrays as fixed point; ValueError naming the array for NaN, infinities
-    or values out of range (called before connecting: bad data never leaves)."""
+    or values out of range, TypeError for what is not real numbers (complex, strings,
+    objects) (called before connecting: bad data never leaves)."""
     encoded = {}
     for name, a in arrays.items():
         try:
-            encoded[name] = fixed.encode(np.asarray(a, dtype=np.float64))
+            encoded[name] = fixed.encode(a)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"array {name!r}: {exc}") from None
+            raise type(exc)(f"array {name!r}: {exc}") from None
     return encoded
 
 
 def owner_session(transport, n_parties: int, fixed, encoded: dict[str, np.ndarray],
-                  receive: bool) -> dict[str, np.ndarray] | None:
+                  receive: bool, protocol: str = "dealer") -> dict[str, np.ndarray] | None:
     """The owner's side: share the `encoded` arrays (see encode_inputs) with parties
-    0..n-1 and wait until each confirms; with `receive`, then wait for the results
-    revealed to this owner and return them decoded."""
+    0..n-1 in the layout of `protocol` and wait until each confirms; with `receive`, then
+    wait for the results revealed to this owner and return them decoded."""
     manifest = _manifest(encoded)
     prg = Prg(new_seed())
+    split = protocol_class(protocol).owner_shares
     shares = {p: {} for p in range(n_parties)}
     for k, (name, x) in enumerate(encoded.items()):
-        rest = prg.ring_tensors(k, [x.shape] * (n_parties - 1))
-        first = x.copy()
-        for r in rest:
-            first -= r
-        for p, s in enumerate([first] + rest):
+        for p, s in enumerate(split(prg, k, x, n_parties)):
             shares[p][name] = s
     for p in range(n_parties):
         transport.send(p, 1, "owner-manifest", manifest)

@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 
-from mpc.protocols import truncation
 from mpc.tensor import SecretTensor
 
 BETA_BITS = 24  # fractional bits of the public slope changes (their rounding: < 2e-6)
@@ -93,10 +92,11 @@ def gelu(x: SecretTensor, with_grad: bool = False):
     shifted = x.reshape(x.shape + (1,)) - GELU_KNOTS
     _, below = shifted._less_than_zero("gelu", select=True)
     betas = [GELU_BETAS] + ([GELU_GRAD_BETAS] if with_grad else [])
-    weighted = np.stack([np.sum(below * b.astype(np.uint64), axis=-1, dtype=np.uint64)
-                         for b in betas])
+    weighted = x.ctx.protocol.local(
+        lambda s: np.stack([np.sum(s * b.astype(np.uint64), axis=-1, dtype=np.uint64)
+                            for b in betas]), below)
     with x.ctx.operation("gelu"):
-        hinges = x._new(truncation.truncate(x.ctx, weighted, bits=BETA_BITS))
+        hinges = x._new(x.ctx.protocol.truncate(x.ctx, weighted, BETA_BITS))
     y = hinges[0] + x + GELU_OFFSET
     return (y, hinges[1] + GELU_GRAD_OFFSET) if with_grad else y
 

@@ -4,51 +4,88 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.ring import DTYPE
+from net import ProtocolError
+
 from mpc.tensor import SecretTensor, ShapeError, concatenate
 
 
 def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
-    """[x] from `value`, held by party `owner` (the others pass None).
+    """[x] from `value`, held by party `owner` (the others pass None; their value is
+    ignored).
 
-    The non-owners' shares come from the seeds they share pairwise with the owner, so no
-    share is ever sent: the owner's share is x minus the others'. If the non-owners do not
-    know the shape they may omit it; the owner then broadcasts it (one small round).
-    The owner's value is encoded as fixed point (ValueError for NaN, inf or out of range).
+    1. The owner encodes its value as fixed point (ValueError for NaN, inf or out of
+       range, TypeError for what is not real numbers) before anything is sent.
+    2. Every party sends every other the shape it holds (the owner: its value's) and the
+       shape it declares (`shape`, which the non-owners may omit), so every party checks
+       the same thing and raises the same ShapeError, naming both parties and both
+       shapes, if a declared shape differs from the owner's: never garbage from parties
+       that disagree, and nobody left waiting.
+    3. The protocol's input step makes the shares (see its `input`: the dealer protocol
+       sends nothing, the others' shares coming from pairwise seeds; the replicated one
+       sends one ring element per element to each other party).
 
-    Rounds: 0 with `shape` given, else 1 (a few bytes). Comm: no ring elements.
+    Rounds: 1 (a few bytes: 8 (2 + dimensions held + dimensions declared) to each peer)
+    + the protocol's input.
     Example:
         x = mpc.share(ctx, np.ones(3) if ctx.pid == 0 else None, owner=0, shape=(3,))
     """
     if not 0 <= owner < ctx.n_parties:
         raise ValueError(f"owner {owner} is not a party (0..{ctx.n_parties - 1})")
     encoded = ctx.fixed.encode(value) if ctx.pid == owner else None
+    declared = None if shape is None else tuple(int(d) for d in np.atleast_1d(shape))
     with ctx.operation("share"):
-        if shape is None:
-            dims = encoded.shape if encoded is not None else None
-            shape = tuple(int(d) for d in ctx.broadcast(owner, np.array(dims, dtype=np.int64)
-                                                        if dims is not None else None,
-                                                        np.int64, "share-shape"))
-        shape = tuple(shape)
-        if encoded is not None and encoded.shape != shape:
-            raise ValueError(f"share: party {owner}'s value has shape {encoded.shape}, "
-                             f"the declared shape is {shape}")
-        nonce = ctx.next_seq()
-        if ctx.pid != owner:
-            return SecretTensor(ctx, ctx.pairwise_ring(owner, nonce, shape))
-        mine = encoded.copy()
-        for peer in ctx.peers:
-            mine -= ctx.pairwise_ring(peer, nonce, shape)
-        return SecretTensor(ctx, mine)
+        held, said = _announce(ctx, "share-shape",
+                               [None if encoded is None else encoded.shape, declared])
+        value_shape = held[owner]
+        for p in [owner] + [q for q in range(ctx.n_parties) if q != owner]:
+            if said[p] is not None and said[p] != value_shape:
+                whose = "it" if p == owner else f"party {p}"
+                raise ShapeError(f"share: party {owner}'s value has shape {value_shape}, "
+                                 f"but {whose} declared shape {said[p]}")
+        return SecretTensor(ctx, ctx.protocol.input(ctx, encoded, owner, value_shape))
+
+
+def _announce(ctx, op: str, shapes: list) -> list[list]:
+    """Every party's list of shapes (each a tuple or None) to every party, in one round:
+    returns, for each position in `shapes`, the list of every party's entry there."""
+    words = []
+    for s in shapes:
+        words += [-1] if s is None else [len(s), *s]
+    mine = np.array(words, dtype=np.int64)
+    got = ctx.transport.exchange(ctx.next_seq(), op, {p: mine for p in ctx.peers},
+                                 {p: (np.int64, None) for p in ctx.peers})
+    got[ctx.pid] = mine
+    parsed = [_parse_shapes(got[p], len(shapes), p, op) for p in range(ctx.n_parties)]
+    return [[parsed[p][i] for p in range(ctx.n_parties)] for i in range(len(shapes))]
+
+
+def _parse_shapes(words: np.ndarray, count: int, frm: int, op: str) -> list:
+    out, i = [], 0
+    try:
+        for _ in range(count):
+            ndim = int(words[i])
+            dims = tuple(int(d) for d in words[i + 1:i + 1 + max(ndim, 0)])
+            if ndim < -1 or len(dims) != max(ndim, 0) or any(d < 0 for d in dims):
+                raise ValueError
+            out.append(None if ndim == -1 else dims)
+            i += 1 + max(ndim, 0)
+        if i != words.size:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ProtocolError(f"party {frm} sent a malformed {op!r} message: "
+                            f"{words.tolist()}") from None
+    return out
 
 
 def share_rows(ctx, my_rows) -> SecretTensor:
     """[rows of party 0; rows of party 1; ...]: each party passes its own rows (a 2-D or
     higher array, or None for none) and all get the union, secret-shared, in party order
     (horizontal partitioning: each hospital has its own patients). Row counts need not be
-    known in advance (each owner announces its shape).
+    known in advance: every party announces its block's shape to every other in one
+    round, and all check them alike (ShapeError naming both parties if they do not fit).
 
-    Rounds: n (one shape announcement per party). Comm: no ring elements.
+    Rounds: 1 + the protocol's inputs. Comm: 8 (1 + dimensions) bytes to each peer, then
+    the protocol's inputs.
     Example:
         x = mpc.share_rows(ctx, np.load(f"hospital{ctx.pid}.npy"))
     """
@@ -60,7 +97,8 @@ def share_columns(ctx, my_columns) -> SecretTensor:
     holds some features of the same records, in the same row order). Each party passes its
     own [rows, k] array (or None); row counts must agree (ShapeError otherwise).
 
-    Rounds: n. Comm: no ring elements.
+    Rounds: 1 + the protocol's inputs. Comm: 8 (1 + dimensions) bytes to each peer, then
+    the protocol's inputs.
     Example:
         x = mpc.share_columns(ctx, lab_results if ctx.pid == 0 else demographics)
     """
@@ -69,33 +107,32 @@ def share_columns(ctx, my_columns) -> SecretTensor:
 
 def _share_blocks(ctx, mine, axis: int, name: str) -> SecretTensor:
     """Each party's block, shared in party order and joined along `axis`."""
-    blocks, owners = [], []
-    for owner in range(ctx.n_parties):
-        block = mine if ctx.pid == owner else None
-        if block is not None and np.ndim(block) <= axis:
-            raise ShapeError(f"{name}: party {owner}'s block has shape {np.shape(block)}; "
+    encoded = None if mine is None else ctx.fixed.encode(mine)
+    with ctx.operation("share"):
+        (shapes,) = _announce(ctx, "share-blocks",
+                              [None if encoded is None else encoded.shape])
+    owners = [p for p, s in enumerate(shapes) if s is not None and (len(s) <= axis or s[axis])]
+    for p in owners:
+        if len(shapes[p]) <= axis:
+            raise ShapeError(f"{name}: party {p}'s block has shape {shapes[p]}; "
                              f"it needs an axis {axis} to join along")
-        if block is not None and np.shape(block)[axis] == 0:
-            block = None
-        with ctx.operation("share"):
-            present = ctx.broadcast(owner, np.array([block is not None], np.int64)
-                                    if ctx.pid == owner else None, np.int64, "share-blocks")
-        if present[0]:
-            blocks.append(share(ctx, block, owner=owner))
-            owners.append(owner)
-    if not blocks:
+    if not owners:
         raise ValueError(f"{name}: no party contributed anything")
-    for owner, block in zip(owners, blocks):
-        if np.delete(block.shape, axis).tolist() != np.delete(blocks[0].shape, axis).tolist():
-            raise ShapeError(f"{name}: party {owner}'s block has shape {block.shape}, party "
-                             f"{owners[0]}'s {blocks[0].shape}: only axis {axis} may differ")
+    first = shapes[owners[0]]
+    for p in owners[1:]:
+        if np.delete(shapes[p], axis).tolist() != np.delete(first, axis).tolist():
+            raise ShapeError(f"{name}: party {p}'s block has shape {shapes[p]}, party "
+                             f"{owners[0]}'s {first}: only axis {axis} may differ")
+    with ctx.operation("share"):
+        blocks = [SecretTensor(ctx, ctx.protocol.input(ctx, encoded if p == ctx.pid else None,
+                                                       p, shapes[p]))
+                  for p in owners]
     return blocks[0] if len(blocks) == 1 else concatenate(blocks, axis=axis)
 
 
 def share_public(ctx, value) -> SecretTensor:
-    """A public value as a (trivial) sharing: party 0 holds it, the others hold zero."""
-    encoded = ctx.fixed.encode(value)
-    return SecretTensor(ctx, encoded if ctx.pid == 0 else np.zeros_like(encoded, dtype=DTYPE))
+    """A public value as a (trivial) sharing: no randomness, no message."""
+    return SecretTensor(ctx, ctx.protocol.public(ctx, ctx.fixed.encode(value)))
 
 
 def reveal(x: SecretTensor, to: int | None = None, *, noise: float | None = None,

@@ -1,25 +1,24 @@
 """SecretTensor: a secret-shared fixed-point array that behaves like a numpy array.
 
-Each party holds a SecretTensor wrapping its own share (`.share`, uint64) and the Context.
-Operators check their operands and hand off to a protocol in one line. Public operands
-(numbers, numpy arrays) are encoded on the fly; integer-typed public operands multiply
-without truncation.
+Each party holds a SecretTensor wrapping its own share (`.share`, uint64, in the layout of
+the context's protocol) and the Context. Operators check their operands and hand off to the
+protocol (`ctx.protocol`, mpc.protocols.base.Protocol) in one line; nothing here knows which
+protocol runs. Public operands (numbers, numpy arrays) are encoded on the fly; integer-typed
+public operands multiply without truncation.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
 from mpc import kernels
-from mpc.correlations import ItemSpec, matmul_shape, recipe
+from mpc.fixedpoint import as_reals
 from mpc.noise import add_noise
-from mpc.protocols import arithmetic, compare, truncation
 from mpc.ring import DTYPE
-
-
-MUL_CHUNK = 1 << 20  # elements per batch of a large elementwise product (bounds memory)
+from mpc.shapes import matmul_shape, product_shape
 
 
 class ShapeError(ValueError):
@@ -41,22 +40,24 @@ class SecretTensor:
     # ------------------------------------------------------------ array-like basics
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.share.shape
+        return self.ctx.protocol.shape(self.share)
 
     @property
     def ndim(self) -> int:
-        return self.share.ndim
+        return len(self.shape)
 
     @property
     def size(self) -> int:
-        return self.share.size
+        return math.prod(self.shape)
 
     @property
     def frac_bits(self) -> int:
         return self.ctx.fixed.frac_bits
 
     def __len__(self) -> int:
-        return len(self.share)
+        if not self.shape:
+            raise TypeError("len() of a 0-d SecretTensor")
+        return self.shape[0]
 
     def __repr__(self) -> str:
         return f"SecretTensor(shape={self.shape}, frac_bits={self.frac_bits}, party={self.ctx.pid})"
@@ -64,16 +65,20 @@ class SecretTensor:
     def _new(self, share: np.ndarray) -> "SecretTensor":
         return SecretTensor(self.ctx, np.asarray(share, dtype=DTYPE))
 
+    def _local(self, fn, *shares) -> "SecretTensor":
+        """fn on the share's components (and on those of `shares`): a local linear map."""
+        return self._new(self.ctx.protocol.local(fn, self.share, *shares))
+
     # ------------------------------------------------------------ linear, local
     def __add__(self, other):
         if isinstance(other, SecretTensor):
-            return self._new(self.share + _same_ctx(self, other).share)
-        return self._new(_add_public(self, _encode(self, other)))
+            return self._local(np.add, _same_ctx(self, other).share)
+        return self._new(self.ctx.protocol.add_public(self.ctx, self.share, _encode(self, other)))
 
     __radd__ = __add__
 
     def __neg__(self):
-        return self._new(np.negative(self.share))
+        return self._local(np.negative)
 
     def __sub__(self, other):
         return self + (-other)
@@ -86,8 +91,10 @@ class SecretTensor:
         if isinstance(other, SecretTensor):
             return self._bilinear("mul", other)
         if _is_integer(other):
-            return self._new(self.share * _ring_int(other))
-        return self._scaled(self.share * _encode(self, other))
+            factor = _ring_int(other)
+            return self._local(lambda s: s * factor)
+        encoded = _encode(self, other)
+        return self._scaled(self._local(lambda s: s * encoded))
 
     __rmul__ = __mul__
 
@@ -95,7 +102,7 @@ class SecretTensor:
         if isinstance(other, SecretTensor):
             from mpc.functions import divide  # functions builds on this module
             return divide(self, other)
-        divisor = np.asarray(other, dtype=np.float64)
+        divisor = as_reals(other)
         if np.any(divisor == 0):
             raise ZeroDivisionError("division of a SecretTensor by zero")
         if _is_integer(other) and np.ndim(other) == 0:
@@ -105,17 +112,17 @@ class SecretTensor:
     def __matmul__(self, other):
         if isinstance(other, SecretTensor):
             return self._bilinear("matmul", other)
-        return self._scaled(_matmul(self.share, _encode(self, other)))
+        encoded = _encode(self, other)
+        return self._scaled(self._local(lambda s: _matmul(s, encoded)))
 
     def __rmatmul__(self, other):
-        return self._scaled(_matmul(_encode(self, other), self.share))
+        encoded = _encode(self, other)
+        return self._scaled(self._local(lambda s: _matmul(encoded, s)))
 
     def square(self) -> "SecretTensor":
-        """x * x with a square pair: half the communication of a multiplication."""
-        ticket = truncation.request(self.ctx, self.shape)
+        """x * x: cheaper than a multiplication (see the protocol's square)."""
         with self.ctx.operation("square"):
-            product = arithmetic.square(self.ctx, np.atleast_1d(self.share))
-            return self._new(truncation.truncate(self.ctx, product.reshape(self.shape), ticket))
+            return self._new(self.ctx.protocol.square(self.ctx, self.share, self.frac_bits))
 
     def conv2d(self, weight, stride=1, padding=0) -> "SecretTensor":
         """2-D cross-correlation of [N,C,H,W] by [O,C,kh,kw] (weight secret or public)."""
@@ -123,67 +130,45 @@ class SecretTensor:
         if isinstance(weight, SecretTensor):
             return self._bilinear("conv2d", weight, params)
         w = _encode(self, weight)
-        return self._scaled(kernels.conv2d(self.share, w, stride=tuple(params["stride"]),
-                                           padding=tuple(params["padding"])))
+        try:
+            product_shape("conv2d", self.shape, w.shape, params)
+        except ValueError as exc:
+            raise ShapeError(str(exc)) from None
+        return self._scaled(self._local(
+            lambda s: kernels.conv2d(s, w, stride=tuple(params["stride"]),
+                                     padding=tuple(params["padding"]))))
 
     def _bilinear(self, kind: str, other: "SecretTensor", params=None) -> "SecretTensor":
         _same_ctx(self, other)
         try:
-            out_shape = recipe(ItemSpec(kind, (self.shape, other.shape), params or {})).derived[0]
+            product_shape(kind, self.shape, other.shape, params)
         except ValueError as exc:
             raise ShapeError(str(exc)) from None
-        if kind == "mul" and self.shape == other.shape and self.size > MUL_CHUNK:
-            return self._mul_in_batches(other, MUL_CHUNK)
-        xs, ys = np.atleast_1d(self.share), np.atleast_1d(other.share)
         with self.ctx.operation(kind):
-            triple = arithmetic.request(self.ctx, kind, xs.shape, ys.shape, params)
-            pair = truncation.request(self.ctx, out_shape)  # the dealer makes both meanwhile
-            product = arithmetic.bilinear(self.ctx, kind, xs, ys, params, triple)
-            return self._new(truncation.truncate(self.ctx, product.reshape(out_shape), pair))
+            return self._new(self.ctx.protocol.product(self.ctx, kind, self.share, other.share,
+                                                       params, self.frac_bits))
 
-    def _mul_in_batches(self, other: "SecretTensor", chunk: int) -> "SecretTensor":
-        """x * y of equal shapes in batches of `chunk` elements, one after the other, so
-        that no process holds more than two batches' triples and intermediates: 2 rounds
-        per batch, the same bytes. The next batch's items are requested first, so the
-        dealer makes them meanwhile."""
-        xs, ys = self.share.reshape(-1), other.share.reshape(-1)
-        out = np.empty(xs.size, dtype=DTYPE)
-
-        def items(start):
-            size = min(chunk, xs.size - start)
-            return (arithmetic.request(self.ctx, "mul", (size,), (size,)),
-                    truncation.request(self.ctx, (size,)))
-        with self.ctx.operation("mul"):
-            ahead = items(0)
-            for start in range(0, xs.size, chunk):
-                part = slice(start, start + chunk)
-                triple, pair = ahead
-                if start + chunk < xs.size:
-                    ahead = items(start + chunk)
-                product = arithmetic.bilinear(self.ctx, "mul", xs[part], ys[part], None, triple)
-                out[part] = truncation.truncate(self.ctx, product, pair)
-        return self._new(out.reshape(self.shape))
-
-    def _scaled(self, product: np.ndarray) -> "SecretTensor":
+    def _scaled(self, product: "SecretTensor") -> "SecretTensor":
         """Truncate a product with a public fixed-point factor."""
         with self.ctx.operation("mul_public"):
-            return self._new(truncation.truncate(self.ctx, np.asarray(product, dtype=DTYPE)))
+            return self._new(self.ctx.protocol.truncate(self.ctx, product.share, self.frac_bits))
 
     # ------------------------------------------------------------ comparisons
     def _less_than_zero(self, label: str, select: bool = False):
         """Integer 0/1 shares of [x < 0] (and of x * [x < 0] with `select`), x's shape."""
-        flat = np.atleast_1d(self.share).reshape(-1)
+        proto, shape = self.ctx.protocol, self.shape
+        flat = self.reshape(-1).share
         with self.ctx.operation(label):
-            bit, picked = compare.less_than_zero(self.ctx, flat, select=select)
-        return bit.reshape(self.shape), (picked.reshape(self.shape) if select else None)
+            bit, picked = proto.less_than_zero(self.ctx, flat, select=select)
+        def back(s):
+            return proto.local(lambda c: c.reshape(shape), s)
+        return back(bit), (back(picked) if select else None)
 
     def _from_bit(self, bit: np.ndarray, negate: bool = False) -> "SecretTensor":
         """Integer 0/1 shares as fixed point 0.0/1.0 (or 1 - bit): exact, local."""
-        scaled = bit * np.uint64(self.ctx.fixed.scale)
-        if not negate:
-            return self._new(scaled)
-        one = np.uint64(self.ctx.fixed.scale) if self.ctx.pid == 0 else np.uint64(0)
-        return self._new(one - scaled)
+        scale = np.uint64(self.ctx.fixed.scale)
+        scaled = self._new(self.ctx.protocol.local(lambda s: s * scale, bit))
+        return 1.0 - scaled if negate else scaled
 
     def __lt__(self, other) -> "SecretTensor":
         """[x < y] as 0.0/1.0; exact (see mpc.protocols.compare for rounds and bytes)."""
@@ -207,27 +192,39 @@ class SecretTensor:
         diff = self - other
         both = concatenate([diff.reshape(-1), (-diff).reshape(-1)])
         bits = both._less_than_zero("compare")[0]
-        return diff._from_bit((bits[:diff.size] + bits[diff.size:]).reshape(diff.shape),
-                              negate=True)
+        n, shape = diff.size, diff.shape
+        either = self.ctx.protocol.local(lambda b: (b[:n] + b[n:]).reshape(shape), bits)
+        return diff._from_bit(either, negate=True)
 
+    def __ne__(self, other) -> "SecretTensor":  # noqa: D105 - elementwise, like numpy
+        """[x != y] = [x < y] + [y < x]: the same batch as ==, then 1 - that (local)."""
+        return 1 - (self == other)
+
+    def __bool__(self):
+        raise TypeError("a SecretTensor has no truth value: it is secret, and `if`, `and`, "
+                        "`or`, `not` and bool() would need it opened; reveal it first "
+                        "(`x.reveal()`, to every party) or stay secret with "
+                        "`mpc.where(condition, a, b)`")
+
+    # == is elementwise and secret, so a SecretTensor cannot be a dict key or set member
+    # (and `x in list`, list.index and list.remove raise through __bool__: compare ids)
     __hash__ = None
 
     def relu(self, with_grad: bool = False):
         """max(x, 0); with `with_grad` also the derivative [x >= 0] as 0.0/1.0.
         One comparison with the product fused in (see compare.less_than_zero)."""
         bit, picked = self._less_than_zero("relu", select=True)
-        out = self._new(self.share - picked)
+        out = self._local(np.subtract, picked)
         return (out, self._from_bit(bit, negate=True)) if with_grad else out
 
     def sign(self) -> "SecretTensor":
         """+1.0 where x >= 0, -1.0 where x < 0 (the sign of 0 is +1)."""
         bit = self._less_than_zero("sign")[0]
-        one = np.uint64(1) if self.ctx.pid == 0 else np.uint64(0)
-        return self._from_bit(one - np.uint64(2) * bit)
+        return 1.0 - self._from_bit(bit) * 2
 
     def __abs__(self) -> "SecretTensor":
         _, picked = self._less_than_zero("abs", select=True)
-        return self._new(self.share - np.uint64(2) * picked)
+        return self._local(lambda s, p: s - np.uint64(2) * p, picked)
 
     def abs(self) -> "SecretTensor":
         return self.__abs__()
@@ -263,14 +260,13 @@ class SecretTensor:
     def im2col(self, kernel, stride=1, padding=0) -> "SecretTensor":
         """[N,C,H,W] -> [N, C*kh*kw, H'*W'] patches (local: a rearrangement of shares)."""
         kh, kw = _pair(kernel)
-        return self._new(kernels.im2col(np.ascontiguousarray(self.share), kh, kw,
-                                        _pair(stride), _pair(padding)))
+        return self._local(lambda s: kernels.im2col(s, kh, kw, _pair(stride), _pair(padding)))
 
     def col2im(self, input_shape, kernel, stride=1, padding=0) -> "SecretTensor":
         """Adjoint of im2col: add patches back onto an [N,C,H,W] tensor (local)."""
         kh, kw = _pair(kernel)
-        return self._new(kernels.col2im(np.ascontiguousarray(self.share), tuple(input_shape),
-                                        kh, kw, _pair(stride), _pair(padding)))
+        return self._local(lambda s: kernels.col2im(s, tuple(input_shape), kh, kw,
+                                                    _pair(stride), _pair(padding)))
 
     def max_pool2d(self, kernel, stride=None) -> "SecretTensor":
         """2-D max pooling of [N,C,H,W] over kernel windows (stride defaults to kernel)."""
@@ -283,7 +279,7 @@ class SecretTensor:
 
     # ------------------------------------------------------------ reductions
     def sum(self, axis=None, keepdims: bool = False) -> "SecretTensor":
-        return self._new(np.sum(self.share, axis=axis, keepdims=keepdims, dtype=DTYPE))
+        return self._local(lambda s: np.sum(s, axis=axis, keepdims=keepdims, dtype=DTYPE))
 
     def mean(self, axis=None, keepdims: bool = False) -> "SecretTensor":
         """Sum, then divide by the count with 8 extra bits of precision in 1/count.
@@ -297,34 +293,35 @@ class SecretTensor:
     def _divide_by_int(self, divisor: int, extra_bits: int = 8) -> "SecretTensor":
         bits = self.frac_bits + extra_bits
         factor = np.uint64(round(2 ** bits / divisor))
+        scaled = self._local(lambda s: s * factor)
         with self.ctx.operation("mul_public"):
-            return self._new(truncation.truncate(self.ctx, self.share * factor, bits=bits))
+            return self._new(self.ctx.protocol.truncate(self.ctx, scaled.share, bits))
 
     # ------------------------------------------------------------ shape, local
     def reshape(self, *shape) -> "SecretTensor":
-        return self._new(self.share.reshape(*shape))
+        return self._local(lambda s: s.reshape(*shape))
 
     def transpose(self, *axes) -> "SecretTensor":
-        return self._new(self.share.transpose(*axes))
+        return self._local(lambda s: s.transpose(*axes))
 
     @property
     def T(self) -> "SecretTensor":
         return self.transpose()
 
     def flatten(self) -> "SecretTensor":
-        return self._new(self.share.reshape(-1))
+        return self.reshape(-1)
 
     def broadcast_to(self, shape) -> "SecretTensor":
-        return self._new(np.broadcast_to(self.share, shape).copy())
+        return self._local(lambda s: np.broadcast_to(s, shape).copy())
 
     def __getitem__(self, index) -> "SecretTensor":
-        return self._new(self.share[index])
+        return self._local(lambda s: s[index])
 
     def __setitem__(self, index, value) -> None:
         if not isinstance(value, SecretTensor):
             raise TypeError("assign a SecretTensor (share public values first)")
-        self.share = self.share.copy()
-        self.share[index] = _same_ctx(self, value).share
+        self.share = self.ctx.protocol.local(_assigned(index), self.share,
+                                             _same_ctx(self, value).share)
 
     # ------------------------------------------------------------ revealing
     def reveal(self, noise: float | None = None, colluders: int | None = None) -> np.ndarray:
@@ -334,7 +331,7 @@ class SecretTensor:
         if noise is not None:
             return add_noise(self, noise, colluders).reveal()
         with self.ctx.operation("reveal"):
-            return self.ctx.fixed.decode(self.ctx.open(self.share, "reveal"))
+            return self.ctx.fixed.decode(self.ctx.protocol.open(self.ctx, self.share, "reveal"))
 
     def reveal_to(self, party: int, noise: float | None = None,
                   colluders: int | None = None) -> np.ndarray | None:
@@ -343,7 +340,7 @@ class SecretTensor:
         if noise is not None:
             return add_noise(self, noise, colluders).reveal_to(party)
         with self.ctx.operation("reveal"):
-            opened = self.ctx.open_to(self.share, party, "reveal")
+            opened = self.ctx.protocol.open_to(self.ctx, self.share, party, "reveal")
         return None if opened is None else self.ctx.fixed.decode(opened)
 
 
@@ -370,12 +367,13 @@ def _encode(x: SecretTensor, value) -> np.ndarray:
     return x.ctx.fixed.encode(value)
 
 
-def _add_public(x: SecretTensor, encoded: np.ndarray) -> np.ndarray:
-    """Party 0 adds the public value; the others broadcast their share to the result shape."""
-    if x.ctx.pid == 0:
-        return x.share + encoded
-    shape = np.broadcast_shapes(x.shape, encoded.shape)
-    return np.broadcast_to(x.share, shape).copy()
+def _assigned(index):
+    """The component map of x[index] = v: a copy of x with v written in."""
+    def assign(s, v):
+        out = s.copy()
+        out[index] = v
+        return out
+    return assign
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -401,7 +399,7 @@ def where(condition: SecretTensor, x, y) -> SecretTensor:
     """condition ? x : y elementwise, for a 0.0/1.0 secret condition: c * (x - y) + y
     (x and y secret or public). One multiplication."""
     if not isinstance(x, SecretTensor):
-        x = np.asarray(x, dtype=np.float64)
+        x = as_reals(x)
     return condition * (x - y) + y
 
 
@@ -413,32 +411,26 @@ def matmul_many(pairs) -> list[SecretTensor]:
     pairs = [(a, _same_ctx(a, b)) for a, b in pairs]
     ctx = pairs[0][0].ctx
     try:
-        shapes = [matmul_shape(a.shape, b.shape) for a, b in pairs]
+        for a, b in pairs:
+            matmul_shape(a.shape, b.shape)
     except ValueError as exc:
         raise ShapeError(str(exc)) from None
-    operands = [(np.atleast_1d(a.share), np.atleast_1d(b.share)) for a, b in pairs]
     with ctx.operation("matmul"):
-        triples = [arithmetic.request(ctx, "matmul", xs.shape, ys.shape) for xs, ys in operands]
-        total = sum(int(np.prod(shape)) for shape in shapes)
-        pair = truncation.request(ctx, (total,))  # the dealer makes them all meanwhile
-        products = arithmetic.bilinear_many(ctx, "matmul", operands, triples)
-        flat = truncation.truncate(ctx, np.concatenate([p.reshape(-1) for p in products]), pair)
-    out, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        out.append(SecretTensor(ctx, flat[start:start + size].reshape(shape)))
-        start += size
-    return out
+        products = ctx.protocol.products(ctx, "matmul", [(a.share, b.share) for a, b in pairs],
+                                         ctx.fixed.frac_bits)
+    return [SecretTensor(ctx, p) for p in products]
 
 
 def concatenate(tensors, axis: int = 0) -> SecretTensor:
     first = tensors[0]
-    return first._new(np.concatenate([_same_ctx(first, t).share for t in tensors], axis=axis))
+    shares = [_same_ctx(first, t).share for t in tensors]
+    return first._new(first.ctx.protocol.local(lambda *s: np.concatenate(s, axis=axis), *shares))
 
 
 def stack(tensors, axis: int = 0) -> SecretTensor:
     first = tensors[0]
-    return first._new(np.stack([_same_ctx(first, t).share for t in tensors], axis=axis))
+    shares = [_same_ctx(first, t).share for t in tensors]
+    return first._new(first.ctx.protocol.local(lambda *s: np.stack(s, axis=axis), *shares))
 
 
 def conv2d(x: SecretTensor, weight, stride=1, padding=0) -> SecretTensor:

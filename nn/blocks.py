@@ -14,9 +14,9 @@ class Dropout(Module):
     n - 1 of them) knows which units were dropped. A public mask would show every party
     which units each example used and which gradient entries are zero: information about
     the training run outside what the protocol (and a DP analysis) accounts for. Keeping
-    it secret costs one batched comparison.
-    Forward: 8 (the mask) + 2 rounds. Backward: g * mask, 2 rounds. P(keep) is 1 - p
-    rounded to a multiple of 2^-16; the scale 1/(1 - p) is encoded to one unit.
+    it secret costs 7 rounds a forward pass.
+    Forward: 7 (the mask, mpc.bernoulli) + 2 rounds. Backward: g * mask, 2 rounds.
+    P(keep) is mpc.exact_probability(1 - p); the scale 1/(1 - p) is encoded to one unit.
     Example: nn.Sequential(nn.Linear(ctx, 64, 64), nn.ReLU(), nn.Dropout(ctx, 0.5), ...)
     """
 

@@ -1,5 +1,5 @@
-"""DP-SGD on secret shares (Abadi et al., CCS 2016) with TensorFlow Privacy's parameters,
-and a Keras-shaped model for it.
+"""DP-SGD on secret shares (Abadi et al., CCS 2016) with TensorFlow Privacy's parameters;
+nn.DPModel (nn/keras.py) is the Keras-shaped model that trains with it.
 
     model = nn.DPModel(nn.Linear(ctx, 30, 1))
     model.compile(optimizer=nn.DPSGD(l2_norm_clip=1.0, noise_multiplier=1.1,
@@ -34,14 +34,10 @@ import numpy as np
 
 import mpc
 from nn.clip import clip_examples
-from nn.layers import Conv2d, Linear, Sequential
-from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss
+from nn.layers import Conv2d, Linear
 from nn.optim import subtract_flat
 from nn.privacy import SAMPLINGS, PrivacyAccountant, sampling_probability, steps_per_epoch
-from nn.train import accuracy, fit, shuffled_batches
-
-LOSSES = {"binary_crossentropy": BCEWithLogitsLoss, "categorical_crossentropy":
-          SoftmaxCrossEntropyLoss, "mse": MSELoss}
+from nn.train import shuffled_batches
 
 
 class DPSGD:
@@ -226,76 +222,6 @@ class DPSGD:
             size = int(np.prod(p.value.shape))
             p.value = flat[start:start + size].reshape(p.value.shape)
             start += size
-
-
-class DPModel(Sequential):
-    """A Sequential model trained Keras-style: compile(optimizer, loss, metrics), then
-    fit(x, y, epochs, batch_size, validation_data) on shares (nn.fit underneath).
-
-    With a DPSGD optimiser its backward leaves per-microbatch gradients [m, *shape] in
-    each parameter (Linear layers; layers without parameters pass the gradient through
-    as usual); with another optimiser it is a plain Sequential.
-    """
-
-    def __init__(self, *layers):
-        super().__init__(*layers)
-        self.num_microbatches = None
-        self.optimizer = self.loss = None
-        self.metric_names: list[str] = []
-        self._per_microbatch = False
-        self._inputs = []
-
-    def compile(self, optimizer, loss, metrics=()) -> None:
-        """loss: a loss object or "binary_crossentropy" (on logits),
-        "categorical_crossentropy" (on logits), "mse"; metrics: ["accuracy"] or none."""
-        unknown = set(metrics) - {"accuracy"}
-        if unknown:
-            raise ValueError(f"unknown metrics {sorted(unknown)}; only 'accuracy' is supported")
-        if isinstance(loss, str):
-            if loss not in LOSSES:
-                raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
-            loss = LOSSES[loss]()
-        self._per_microbatch = isinstance(optimizer, DPSGD)
-        if self._per_microbatch:
-            check_per_microbatch_layers(self.layers)  # before any data is shared
-            optimizer.parameters = self.parameters()
-        elif [id(p) for p in optimizer.parameters] != [id(p) for p in self.parameters()]:
-            raise ValueError("a non-DP optimiser must be built on model.parameters()")
-        self.num_microbatches = getattr(optimizer, "num_microbatches", None)
-        self.optimizer, self.loss, self.metric_names = optimizer, loss, list(metrics)
-
-    def fit(self, x, y, *, epochs: int, batch_size: int, validation_data=None, seed: int = 0,
-            **fit_options) -> list[dict]:
-        """Train with nn.fit; each epoch's record also has val_accuracy (if asked for and
-        validation data given: only the count of correct predictions is revealed) and,
-        from DPSGD.metrics(), the epsilon and delta spent so far.
-
-        With DPSGD, nn.fit's overflow guard checks the parameters only (already DP, so
-        free of privacy cost), never the layers' outputs on training data."""
-        if self.optimizer is None:
-            raise RuntimeError("call compile(optimizer, loss) before fit")
-
-        def evaluate(model) -> dict:
-            if validation_data is None or "accuracy" not in self.metric_names:
-                return {}
-            return {"val_accuracy": accuracy(model, *validation_data)}
-
-        loss = RowLoss(self.loss) if self._per_microbatch else self.loss
-        return fit(self, loss, self.optimizer, x, y, epochs=epochs, batch_size=batch_size,
-                   seed=seed, evaluate=evaluate, **fit_options)
-
-    def forward(self, x):
-        self._inputs = []
-        for layer in self.layers:
-            self._inputs.append(x)
-            x = layer(x)
-        return x
-
-    def backward(self, grad, input_grad=True):
-        if not self._per_microbatch:
-            return super().backward(grad, input_grad=input_grad)
-        return per_microbatch_backward(self.layers, self._inputs, grad,
-                                       self.num_microbatches, input_grad)
 
 
 PER_MICROBATCH_LAYERS = (Linear, Conv2d)  # parameterised layers with per-microbatch grads

@@ -23,9 +23,10 @@ from nn.module import Module
 
 
 class Graph(Module):
-    """A DAG of modules with one input (or several, named) and one output. Parameters are
-    named "<node>.<parameter>" ("conv1.weight"), so optimisers, checkpoints, nn.fit and
-    the .npz and ONNX writers take it as they take a Sequential."""
+    """A DAG of modules with one input (or several, named) and one output. Its children
+    are its nodes, so parameters and buffers are named "<node>.<name>" ("conv1.weight"),
+    train()/eval() reach every node, and optimisers, checkpoints, nn.fit and the .npz and
+    ONNX writers take it as they take a Sequential."""
 
     def __init__(self, *inputs: str):
         self.inputs = list(inputs) or ["x"]
@@ -56,19 +57,16 @@ class Graph(Module):
     def _output(self) -> str:
         if not self.nodes:
             raise ValueError("Graph: no nodes")
+        if self.output is not None and self.output not in {n for n, _, _ in self.nodes}:
+            raise ValueError(f"Graph: the output {self.output!r} is not a node "
+                             f"({[n for n, _, _ in self.nodes]})")
         return self.output if self.output is not None else self.nodes[-1][0]
+
+    def children(self):
+        return [(name, module) for name, module, _ in self.nodes]
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
-
-    def named_parameters(self):
-        return [(f"{name}.{n}", p) for name, m, _ in self.nodes for n, p in m.named_parameters()]
-
-    def named_modules(self):
-        found = [("", self)]
-        for name, m, _ in self.nodes:
-            found += [(f"{name}.{n}" if n else name, sub) for n, sub in m.named_modules()]
-        return found
 
     def forward(self, *xs):
         self._values = self._run(xs)

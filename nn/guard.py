@@ -3,7 +3,7 @@ from an overflow or a failed truncation, and names the layer.
 
 Every value a layer outputs, and every parameter, should stay below SAFE_LIMIT = 2^15 in
 magnitude: then a product of two of them stays below 2^30, inside what the exact truncation
-handles (mpc.protocols.truncation). An overflowed or wrongly truncated value is a uniform
+handles (mpc.protocols.dealer.truncation). An overflowed or wrongly truncated value is a uniform
 ring element, about 2^47 in magnitude, so it is far past the limit with probability
 1 - 2^-31. The check is one batched comparison over all checked values and one opening of
 a count per layer: the only thing it reveals is how many values of each layer are out of

@@ -1,9 +1,10 @@
 """Plain models in and out: start from (or evaluate privately) weights in an ordinary .npz,
 and reveal a trained model to an .npz that plain numpy code can use.
 
-Names are Module.named_parameters()'s ("weight", "2.bias"), as PyTorch's state_dict names
-them, and so are the layouts: a Linear's weight is [out, in] in the file (y = x @ W.T + b,
-as torch.nn.Linear; nn.Linear keeps W.T internally), a Conv2d's [out, in, kh, kw]. Files
+Names are Module.named_parameters()'s and named_buffers()'s ("weight", "2.bias",
+"1.running_mean"), as PyTorch's state_dict names them, and so are the layouts: a Linear's
+weight is [out, in] in the file (y = x @ W.T + b, as torch.nn.Linear; nn.Linear keeps W.T
+internally), a Conv2d's [out, in, kh, kw]. Files
 written here carry the key "__format__" = "mpc-dl/2" saying so. A file without it (a
 PyTorch state_dict saved by numpy, or an .npz written before the marker, with Linear
 weights [in, out]) loads only with its layout named: layout="torch" or layout="in_out".
@@ -23,10 +24,10 @@ LAYOUTS = ("torch", "in_out")
 
 
 def save_npz(model, path, *, to: int | None = 0) -> dict[str, np.ndarray] | None:
-    """Reveal every parameter to party `to` (default 0; None: every party), which writes
-    them to `path` (party 0 when all see them) in PyTorch's layout with the format marker;
-    returns the arrays where revealed, else None. Rounds: 1."""
-    named = model.named_parameters()
+    """Reveal every parameter and buffer to party `to` (default 0; None: every party),
+    which writes them to `path` (party 0 when all see them) in PyTorch's layout with the
+    format marker; returns the arrays where revealed, else None. Rounds: 1."""
+    named = model.named_parameters() + model.named_buffers()
     if not named:
         raise ValueError("the model has no parameters to save")
     ctx = named[0][1].value.ctx
@@ -56,8 +57,8 @@ def load_npz(model, source, *, owner: int | None = None, layout: str | None = No
     seeded or published start). With `owner=k` only party k has them (the others pass
     None) and they are secret-shared: a plain model evaluated privately, its owner's
     weights never seen. Names and shapes must match the model's (ValueError naming each
-    difference). Rounds: 0."""
-    named = model.named_parameters()
+    difference). Rounds: 0 (public), 1 (owner: one mpc.share of all the weights)."""
+    named = model.named_parameters() + model.named_buffers()
     if owner is None or _pid(named) == owner:
         arrays, flipped = _in_our_layout(_read(source), _linear_weights(model), layout)
         problems = [f"{n}: missing" for n, _ in named if n not in arrays]
@@ -67,13 +68,18 @@ def load_npz(model, source, *, owner: int | None = None, layout: str | None = No
                      if n not in dict(named)]
         if problems:
             raise ValueError("weights do not fit the model: " + "; ".join(problems))
-    for name, p in named:
-        ctx = p.value.ctx
-        if owner is None:
+    ctx = named[0][1].value.ctx
+    if owner is None:
+        for name, p in named:
             p.value = mpc.share_public(ctx, arrays[name])
-        else:
-            mine = arrays[name] if ctx.pid == owner else None
-            p.value = mpc.share(ctx, mine, owner, shape=p.value.shape)
+        return
+    sizes = [p.value.size for _, p in named]  # one flat vector: one share, 1 round
+    mine = np.concatenate([arrays[n].reshape(-1) for n, _ in named]) if ctx.pid == owner \
+        else None
+    flat, start = mpc.share(ctx, mine, owner, shape=(sum(sizes),)), 0
+    for (_, p), size in zip(named, sizes):
+        p.value = flat[start:start + size].reshape(p.value.shape)
+        start += size
 
 
 def _misfit(name: str, theirs: tuple, ours: tuple, flipped: bool) -> str:

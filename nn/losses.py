@@ -6,6 +6,8 @@ once per epoch, on a sample, for the progress bar and the overflow guard)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 import mpc
 
 
@@ -80,3 +82,66 @@ class SoftmaxCrossEntropyLoss:
     def value(self):
         """mean of -sum_classes y log p."""
         return _cross_entropy(self._prob, self._target)
+
+
+def one_hot(labels, classes: int):
+    """[N, classes] 0.0/1.0 rows from secret integer labels of shape [N] or [N, 1] (values
+    0..classes-1): [c - 1/2 <= label < c + 1/2] for every c, from one batched comparison
+    (8 rounds), so labels off by less than 1/2 still count. A label outside
+    0..classes-1 gives a zero row. Labels that a party holds in the clear
+    are cheaper one-hot encoded by their owner before sharing (nn.Model.fit does so)."""
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels.reshape(labels.shape[0])
+    if labels.ndim != 1:
+        raise mpc.ShapeError(f"integer labels must have shape [N] or [N, 1], got "
+                             f"{labels.shape}")
+    n = labels.shape[0]
+    wide = labels.reshape(n, 1).broadcast_to((n, classes))
+    edges = mpc.stack([wide - (np.arange(classes) - 0.5), wide - (np.arange(classes) + 0.5)])
+    above = edges >= 0.0
+    return above[0] - above[1]
+
+
+def _labels_as_rows(name: str, scores, target):
+    """Integer labels [N] / [N, 1] as one-hot rows matching the scores [N, C]."""
+    if scores.ndim != 2:
+        raise mpc.ShapeError(f"{name}: scores must be [N, classes], got {scores.shape}")
+    if target.shape[0] != scores.shape[0]:
+        raise mpc.ShapeError(f"{name}: {scores.shape[0]} rows of scores but "
+                             f"{target.shape[0]} labels")
+    if target.shape == scores.shape and scores.shape[1] > 1:
+        raise mpc.ShapeError(f"{name} takes integer labels [N]; these look one-hot "
+                             f"{target.shape}: use the categorical loss")
+    return one_hot(target, scores.shape[1])
+
+
+class NLLLoss:
+    """Negative log-likelihood of integer labels under log-probabilities (the output of
+    nn.LogSoftmax), as torch.nn.NLLLoss: -mean_i logp[i, y_i]. Labels are secret
+    integers [N] (one-hot by nn.one_hot: 8 rounds a call) or one-hot rows [N, C].
+    Gradient -onehot / batch (1 round); value() 2 rounds."""
+
+    def __call__(self, log_probs, target):
+        if target.shape == log_probs.shape:
+            self._target = target
+        else:
+            self._target = _labels_as_rows("NLLLoss", log_probs, target)
+        self._log_probs = log_probs
+        return log_probs
+
+    def backward(self):
+        return -self._target / self._log_probs.shape[0]
+
+    def value(self):
+        return -(self._target * self._log_probs).sum() / self._log_probs.shape[0]
+
+
+class SparseCrossEntropyLoss(SoftmaxCrossEntropyLoss):
+    """Cross-entropy of softmax(logits) against secret integer labels [N] or [N, 1]
+    (Keras' sparse_categorical_crossentropy on logits; torch.nn.CrossEntropyLoss): the
+    labels become one-hot rows by nn.one_hot (8 rounds a call), then as
+    SoftmaxCrossEntropyLoss."""
+
+    def __call__(self, logits, target):
+        return super().__call__(logits, _labels_as_rows("SparseCrossEntropyLoss", logits,
+                                                        target))

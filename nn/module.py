@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class Parameter:
     """A trainable secret tensor and its gradient (None until a backward pass)."""
@@ -47,26 +49,28 @@ class Module:
                 found += [(str(i), v) for i, v in enumerate(value) if isinstance(v, Module)]
         return found
 
-    def _named(self, kind) -> list[tuple[str, object]]:
-        found = [(attr, v) for attr, v in vars(self).items() if isinstance(v, kind)]
-        for name, child in self.children():
-            found += [(f"{name}.{n}", v) for n, v in child._named(kind)]
-        return found
+    def _own(self, kind, prefix: str) -> list[tuple[str, object]]:
+        return [(f"{prefix}.{attr}" if prefix else attr, v) for attr, v in vars(self).items()
+                if isinstance(v, kind)]
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         """(name, parameter) pairs, named by where they live: "weight" in a Linear,
         "2.bias" for the third layer of a Sequential (as PyTorch names them)."""
-        return self._named(Parameter)
+        return [item for prefix, m in self.named_modules() for item in m._own(Parameter, prefix)]
 
     def named_buffers(self) -> list[tuple[str, Buffer]]:
         """(name, buffer) pairs, named as named_parameters: "1.running_mean"."""
-        return self._named(Buffer)
+        return [item for prefix, m in self.named_modules() for item in m._own(Buffer, prefix)]
+
+    def modules(self) -> list["Module"]:
+        """This module and every module inside it (named_modules without the names)."""
+        return [m for _, m in self.named_modules()]
 
     def train(self, mode: bool = True) -> "Module":
-        """Set training mode (mode=True) or evaluation mode here and in every sub-module."""
-        self.training = bool(mode)
-        for _, child in self.children():
-            child.train(mode)
+        """Set training mode (mode=True) or evaluation mode here and in every module inside
+        (every module named_modules lists, so a Graph's nodes too)."""
+        for m in self.modules():
+            m.training = bool(mode)
         return self
 
     def eval(self) -> "Module":
@@ -77,15 +81,8 @@ class Module:
         """(name, module) for this module ("") and every module inside it, named as
         named_parameters() names their parameters' prefixes ("2" in a Sequential)."""
         found = [("", self)]
-        for attr, value in vars(self).items():
-            if isinstance(value, Module):
-                children = [(attr, value)]
-            elif isinstance(value, list):
-                children = [(str(i), v) for i, v in enumerate(value) if isinstance(v, Module)]
-            else:
-                children = []
-            for prefix, child in children:
-                found += [(f"{prefix}.{n}" if n else prefix, m) for n, m in child.named_modules()]
+        for prefix, child in self.children():
+            found += [(f"{prefix}.{n}" if n else prefix, m) for n, m in child.named_modules()]
         return found
 
     def zero_grad(self) -> None:
@@ -100,3 +97,17 @@ class Module:
 
     def backward(self, grad, input_grad=True):
         raise NotImplementedError
+
+
+@contextmanager
+def evaluating(model: Module):
+    """Run a block with the model in evaluation mode, then put every sub-module's mode
+    back as it was (nn.fit's guard and evaluation, nn.Model.evaluate and predict)."""
+    modes = [(m, m.training) for m in model.modules()] if isinstance(model, Module) else []
+    if modes:
+        model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode

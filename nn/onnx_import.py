@@ -16,20 +16,32 @@ PyTorch export keeps its state_dict names: "conv1.weight"), else the ONNX node's
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
 import mpc
-from nn.module import Parameter
+from nn.module import Buffer, Parameter
 
-OPS = ("Add", "AveragePool", "BatchNormalization", "Concat", "Conv", "Dropout", "Flatten",
-       "Gemm", "GlobalAveragePool", "Identity", "MatMul", "MaxPool", "Relu", "Reshape",
-       "Sigmoid", "Softmax", "Tanh", "Constant")
+OPS = ("Add", "AveragePool", "BatchNormalization", "Concat", "Constant", "Conv", "Dropout",
+       "Flatten", "Gelu", "Gemm", "GlobalAveragePool", "Identity", "LayerNormalization",
+       "LogSoftmax", "MatMul", "MaxPool", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh")
+HINTS = {"Erf": "; a GELU exported below opset 20 is written with Erf: export with opset "
+                "20 or later, which has Gelu",
+         "Shape": "; the shape is computed at run time: export with static shapes, or use "
+                  "Flatten"}
 
 
 class OnnxImportError(ValueError):
     """An ONNX model (or part of one) that nn cannot run; the message names every node."""
+
+
+class _Upstream(Exception):
+    """A node's input comes from a node already refused (reported there, not again)."""
+
+
+REFUSED = "\0refused"  # the alias of a refused node's outputs
 
 
 def _onnx():
@@ -68,8 +80,10 @@ def _attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _label(node) -> str:
-    return f"{node.op_type} node {node.name or '(unnamed)'!r}"
+def _label(node, index: int) -> str:
+    if node.name:
+        return f"{node.op_type} node {node.name!r}"
+    return f"{node.op_type} node #{index} (unnamed, output {node.output[0]!r})"
 
 
 class _Planner:
@@ -133,6 +147,8 @@ class _Planner:
                              f"computed tensor only")
         if name not in self.alias:
             raise ValueError(f"input {name!r} is not computed by a node we run")
+        if self.alias[name] == REFUSED:
+            raise _Upstream
         return self.alias[name]
 
     def _const(self, node, i: int, what: str) -> np.ndarray | None:
@@ -141,8 +157,8 @@ class _Planner:
         name = node.input[i]
         if name not in self.consts:
             source = "a graph input" if name == self.input else "computed at run time"
-            raise ValueError(f"{what} ({name!r}) is {source}; nn needs it to be a constant "
-                             f"(an initializer or a Constant node)")
+            raise ValueError(f"{what}, {name!r}, is {source}; nn needs a constant there (an "
+                             f"initializer or a Constant node)")
         return np.asarray(self.consts[name])
 
     def _emit(self, node, kind: str, inputs: list[str], args: dict | None = None,
@@ -175,18 +191,21 @@ class _Planner:
 
     # ------------------------------------------------------------------ the walk
     def run(self, graph) -> dict:
-        for node in graph.node:
+        for index, node in enumerate(graph.node):
             try:
                 self._node(node)
-            except ValueError as exc:
-                self.problems.append(f"{_label(node)}: {exc}")
+            except (ValueError, _Upstream) as exc:
+                if isinstance(exc, ValueError):
+                    self.problems.append(f"{_label(node, index)}: {exc}")
+                self.alias.update({out: REFUSED for out in node.output})
         if not self.problems and self.output not in self.alias:
             self.problems.append(f"the graph's output {self.output!r} is not computed")
         elif not self.problems and self.alias[self.output] == self.input:
             self.problems.append("the graph's output is its input: nothing to compute")
         if self.problems:
             raise OnnxImportError(f"cannot run {len(self.problems)} part(s) of this ONNX "
-                                  f"model:\n  " + "\n  ".join(self.problems))
+                                  f"model:\n  " + "\n  ".join(self.problems) +
+                                  f"\n(nn runs {', '.join(OPS)})")
         return {"input": self.input, "output": self.alias[self.output], "nodes": self.nodes}
 
     def _node(self, node) -> None:
@@ -194,7 +213,7 @@ class _Planner:
             raise ValueError(f"operators of domain {node.domain!r} are not supported")
         handler = getattr(self, f"_op_{node.op_type}", None)
         if handler is None:
-            raise ValueError(f"operator not supported (nn runs {', '.join(sorted(OPS))})")
+            raise ValueError(f"operator not supported{HINTS.get(node.op_type, '')}")
         for extra in node.output[1:]:
             if extra and self.uses.get(extra):
                 raise ValueError(f"its output {extra!r} is used; nn computes only the first "
@@ -346,6 +365,34 @@ class _Planner:
                              f"supports it on the last axis only (input rank {rank})")
         self._emit(node, "Softmax", [self._value(node, 0)], {"axis": int(axis)})
 
+    def _op_LogSoftmax(self, node, attrs):
+        axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
+        rank = self.ranks.get(node.input[0])
+        if self.opset < 13 and axis not in (-1, (rank or 0) - 1):
+            raise ValueError(f"before opset 13 LogSoftmax flattens from axis {axis}; nn "
+                             f"supports it on the last axis only (input rank {rank})")
+        self._emit(node, "LogSoftmax", [self._value(node, 0)], {"axis": int(axis)})
+
+    def _op_Gelu(self, node, attrs):
+        self._check(attrs, {"approximate": (lambda v: v in (b"none", b"tanh"),
+                                            "'none' or 'tanh'")})
+        self._emit(node, "GELU", [self._value(node, 0)])
+
+    def _op_LayerNormalization(self, node, attrs):
+        self._check(attrs, {"stash_type": (lambda v: v == 1, "only float32 statistics")})
+        scale = self._const(node, 1, "Scale")
+        bias = self._const(node, 2, "B")
+        axis, rank = int(attrs.get("axis", -1)), self.ranks.get(node.input[0])
+        if (rank is not None and axis % rank != rank - scale.ndim) or \
+                (rank is None and axis != -scale.ndim):
+            raise ValueError(f"axis={axis} with a Scale of shape {scale.shape}: nn normalises "
+                             f"the last dimensions, the Scale's shape")
+        self._emit(node, "LayerNorm", [self._value(node, 0)],
+                   {"normalized_shape": list(scale.shape),
+                    "eps": float(attrs.get("epsilon", 1e-5))},
+                   {"weight": scale, "bias": np.zeros(scale.shape) if bias is None else bias},
+                   self._weight_prefix(node, 1))
+
     def _op_Concat(self, node, attrs):
         self._emit(node, "Concat", [self._value(node, i) for i in range(len(node.input))],
                    {"axis": int(attrs["axis"])})
@@ -402,7 +449,7 @@ def _layer(ctx, kind: str, args: dict):
 
 def _set(module, attr: str, value) -> None:
     held = getattr(module, attr)
-    if isinstance(held, Parameter):
+    if isinstance(held, (Parameter, Buffer)):
         held.value = value
     else:
         setattr(module, attr, value)
@@ -413,7 +460,8 @@ def from_onnx(source, ctx, *, owner: int | None = None):
     in eval mode (Dropout off, BatchNorm on its running statistics; .train() to train).
 
     owner=None: the weights are public; every party passes the same model. owner=k: only
-    party k passes it (the others pass None) and its weights are secret-shared by party k,
+    party k passes it (the others pass None; nothing else they pass is read) and its
+    weights are secret-shared by party k,
     so a model's owner can run it on others' data without showing it: the others learn
     the architecture (layer kinds, settings and weight shapes), never a weight. A model
     nn cannot run is refused (OnnxImportError naming each node) on every party before
@@ -434,35 +482,44 @@ def _from_owner(ctx, source, owner: int):
     """The owner plans and sends the description (or its refusal) to every party."""
     arrays, message = None, None
     if ctx.pid == owner:
-        if source is None:
-            raise ValueError(f"from_onnx: party {owner} is the owner and must pass the model")
         try:
+            if source is None:
+                raise ValueError(f"party {owner} is the model's owner and passed None")
             description, arrays = plan(source)
             message = {"ok": description}
-        except (OnnxImportError, FileNotFoundError, TypeError) as exc:
+        except (ValueError, FileNotFoundError, TypeError) as exc:  # OnnxImportError too
             message = {"error": f"{type(exc).__name__}: {exc}"}
     payload = np.frombuffer(json.dumps(message).encode(), dtype=np.uint8) \
         if ctx.pid == owner else None
-    received = json.loads(bytes(ctx.broadcast(owner, payload, np.uint8, "onnx-plan")).decode())
+    with ctx.operation("onnx-plan"):
+        received = json.loads(bytes(ctx.broadcast(owner, payload, np.uint8, "onnx-plan"))
+                              .decode())
     if "error" in received:
         raise OnnxImportError(f"party {owner}'s model: {received['error']}")
     return received["ok"], arrays
 
 
 def _build(ctx, description: dict, arrays, owner: int | None):
+    """The layers, then the weights: public, or shared by the owner as one flat vector
+    (one mpc.share: 1 round, however many tensors)."""
     from nn.graph import Graph
-    graph = Graph(description["input"])
+    graph, slots = Graph(description["input"]), []
     for entry in description["nodes"]:
         module = _layer(ctx, entry["kind"], entry["args"])
-        for attr, (key, shape) in entry["tensors"].items():
-            if owner is None:
-                value = mpc.share_public(ctx, arrays[key])
-            else:
-                value = mpc.share(ctx, arrays[key] if ctx.pid == owner else None, owner,
-                                  shape=tuple(shape))
-            _set(module, attr, value)
+        slots += [(module, attr, key, tuple(shape))
+                  for attr, (key, shape) in entry["tensors"].items()]
         graph.add(entry["name"], module, *entry["inputs"])
     graph.output = description["output"]
-    if hasattr(graph, "eval"):
-        graph.eval()
-    return graph
+    if owner is None:
+        values = [mpc.share_public(ctx, arrays[key]) for _, _, key, _ in slots]
+    else:
+        sizes = [math.prod(shape) for *_, shape in slots]
+        mine = np.concatenate([arrays[key].reshape(-1) for _, _, key, _ in slots]) \
+            if ctx.pid == owner else None
+        flat = mpc.share(ctx, mine, owner, shape=(sum(sizes),))
+        starts = np.cumsum([0] + sizes)
+        values = [flat[a:b].reshape(shape) for a, b, (*_, shape) in
+                  zip(starts[:-1], starts[1:], slots)]
+    for (module, attr, _, _), value in zip(slots, values):
+        _set(module, attr, value)
+    return graph.eval()

@@ -11,6 +11,8 @@ import time
 import numpy as np
 
 from nn import checkpoint, guard
+from nn.module import evaluating
+from nn.run_record import run_record
 
 
 def accuracy(model, x, y) -> float:
@@ -38,6 +40,13 @@ def _progress(ctx, total: int, show: bool):
     return tqdm(total=total, unit="step", leave=False)
 
 
+def _stored(model) -> list:
+    """What a checkpoint keeps of the model: its parameters, then its buffers (BatchNorm's
+    running statistics), each an object with a secret .value."""
+    buffers = model.buffers() if hasattr(model, "buffers") else []
+    return model.parameters() + buffers
+
+
 def guard_sample(n: int, rows: int = 256, seed: int = 0) -> np.ndarray:
     """The public, fixed sample of training rows the guard runs the model on."""
     return np.sort(np.random.default_rng(seed + 1).permutation(n)[:rows])
@@ -54,8 +63,12 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     then revealed each epoch). A progress bar shows them on a terminal.
 
     Batches are drawn by a public seeded permutation each epoch (shuffled, not Poisson
-    sampled), unless the optimiser has a batch_plan (nn.DPSGD's secret Poisson sampling). With `checkpoint_dir`, each party saves its shares after every epoch and a
-    new call resumes after the newest epoch all parties saved (nn.checkpoint).
+    sampled), unless the optimiser has a batch_plan (nn.DPSGD's secret Poisson
+    sampling). With `checkpoint_dir`, each party saves its shares after every epoch and a
+    new call resumes after the newest epoch all parties saved (nn.checkpoint), saying so,
+    if the model and settings are those of the checkpoint (else CheckpointMismatch names
+    what differs; only `epochs` may grow); the history returned then covers every epoch,
+    those before the resume too (all of them for a run that had already finished).
 
     The guard (nn.guard) runs after every `guard_every` steps (default: at the end of each
     epoch; 0: never): it reveals how many values of each layer (on the sample) and of each
@@ -84,9 +97,12 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     history, retried = [], set()
     epoch = 0
     if checkpoint_dir is not None:
-        epoch = checkpoint.resume(checkpoint_dir, ctx, model.parameters(), optimizer)
+        run = run_record(model, loss, optimizer, x, y, epochs=epochs, batch_size=batch_size,
+                         seed=seed, sampling="public-shuffle")
+        epoch, history = checkpoint.resume(checkpoint_dir, ctx, _stored(model), optimizer,
+                                           run)
         if epoch == 0:  # something to roll back to if the first epoch overflows
-            checkpoint.save(checkpoint_dir, ctx, model.parameters(), optimizer, 0)
+            checkpoint.save(checkpoint_dir, ctx, _stored(model), optimizer, 0, run)
     while epoch < epochs:
         first_step = sum(map(len, plan[:epoch])) + 1
         start, before = time.perf_counter(), ctx.stats.snapshot()
@@ -99,7 +115,8 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
             if checkpoint_dir is None or epoch in retried:
                 raise
             retried.add(epoch)
-            epoch = checkpoint.resume(checkpoint_dir, ctx, model.parameters(), optimizer)
+            epoch, history = checkpoint.resume(checkpoint_dir, ctx, _stored(model),
+                                               optimizer, run)
             continue
         finally:
             if bar is not None:
@@ -110,13 +127,15 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
                   "bytes_sent": used.bytes_sent - before.bytes_sent,
                   "rounds": used.rounds - before.rounds}
         if evaluate is not None:
-            record.update(evaluate(model))
+            with evaluating(model):
+                record.update(evaluate(model))
         if hasattr(optimizer, "metrics"):
             record.update(optimizer.metrics())
-        if checkpoint_dir is not None:
-            checkpoint.save(checkpoint_dir, ctx, model.parameters(), optimizer, epoch + 1)
-        _report(ctx, record, progress)
         history.append(record)
+        if checkpoint_dir is not None:
+            checkpoint.save(checkpoint_dir, ctx, _stored(model), optimizer, epoch + 1, run,
+                            history)
+        _report(ctx, record, progress)
         epoch += 1
     return history
 
@@ -133,7 +152,8 @@ def _run_epoch(model, loss, optimizer, x, y, batches, first_step, sample, guard_
         optimizer.step()
         step, last = first_step + i, i == len(batches) - 1
         if last if guard_every is None else guard_every and (step % guard_every == 0 or last):
-            train_loss, where = guard.check(model, loss, x[sample], y[sample], **checks)
+            with evaluating(model):
+                train_loss, where = guard.check(model, loss, x[sample], y[sample], **checks)
             if guard.trouble(where, train_loss):
                 raise guard.FixedPointOverflow(where, train_loss, (checked, step))
             checked = step + 1

@@ -2,7 +2,7 @@
 
     mpc party --config cluster-0.toml --id 0 scripts/wan_party.py W1 REPS WARMUP
 
-Workloads are mpc/bench.py's (W4 is one SGD step per repetition), plus "ping": opening one
+Workloads are bench/workloads.py's (W4 is one SGD step per repetition), plus "ping": opening one
 element, i.e. one round and nothing else. Party 0 prints one JSON line: median seconds
 and party 0's bytes sent and received and rounds in one repetition.
 """
@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import mpc
-from mpc.bench import _party, _w4_party
+from bench.workloads import _party, _w4_party
 
 
 def _ping(ctx, name: str, reps: int, warmup: int) -> dict:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mpc
-from mpc.protocols import bernoulli as bern
+from mpc.protocols.dealer import bernoulli as bern
 
 LOW63 = (1 << 63) - 1
 

@@ -8,6 +8,7 @@ import pytest
 import mpc
 import nn
 from nn import plain
+from oracle import SETTINGS
 
 N_STEPS, BATCH, LR = 3, 8, 0.5
 
@@ -76,10 +77,10 @@ def _train_shares(ctx, x, y):
     return {n: p.value.reveal() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
-def test_resnet_block_trains_on_shares_as_in_float64(n_parties):
+@pytest.mark.parametrize("n_parties, protocol", SETTINGS)
+def test_resnet_block_trains_on_shares_as_in_float64(n_parties, protocol):
     x, y = _data()
-    got = mpc.run_local(_train_shares, n_parties, args=(x, y))[0]
+    got = mpc.run_local(_train_shares, n_parties, args=(x, y), protocol=protocol)[0]
     reference = plain.train(_PlainBlock(), plain.SGD(LR), x, y, epochs=1, batch_size=BATCH)
     names = ["c1.weight", "c1.bias", "c2.weight", "c2.bias", "fc.weight", "fc.bias"]
     assert list(got) == names

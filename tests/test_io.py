@@ -92,3 +92,24 @@ def test_files_without_the_marker_need_their_layout_named(tmp_path):
     marked = dict(square, __format__="mpc-dl/1")
     with pytest.raises(mpc.PartyFailed, match="format is 'mpc-dl/1'"):
         mpc.run_local(_load_public, 2, args=(marked, None, 2))
+
+
+def _batchnorm_state(ctx, state):
+    model = nn.Sequential(nn.Linear(ctx, 2, 2), nn.BatchNorm1d(ctx, 2))
+    load_npz(model, state, layout="torch")
+    model.eval()
+    return model(mpc.share_public(ctx, np.eye(2))).reveal()
+
+
+def test_a_torch_state_dict_with_batchnorm_statistics_loads():
+    """What torch.save(model.state_dict()) holds, as numpy: the running statistics are
+    buffers and load with the weights; the step counter is not a weight and is ignored."""
+    state = {"0.weight": np.array([[1.0, 2.0], [3.0, 4.0]]), "0.bias": np.zeros(2),
+             "1.weight": np.array([2.0, 1.0]), "1.bias": np.array([0.5, 0.0]),
+             "1.running_mean": np.array([1.0, 2.0]), "1.running_var": np.array([4.0, 1.0]),
+             "1.num_batches_tracked": np.array(7)}
+    got = mpc.run_local(_batchnorm_state, 2, args=(state,))[0]
+    z = np.eye(2) @ state["0.weight"].T
+    want = (z - state["1.running_mean"]) / np.sqrt(state["1.running_var"] + 1e-5) * \
+        state["1.weight"] + state["1.bias"]
+    np.testing.assert_allclose(got, want, atol=1e-3)

@@ -1,4 +1,5 @@
-"""mpc.kernels: every numba kernel equals its numpy reference exactly, on full-range uint64.
+"""mpc.kernels and mpc.protocols.dealer.kernels: every numba kernel equals its numpy
+reference exactly, on full-range uint64.
 
 Arrays come from a hypothesis-drawn seed and edge fraction: full-range random words with the
 edge values 0, 1, 2^63 and 2^64-1 mixed in (all-edge arrays included), so wraparound in every
@@ -13,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpc import kernels as K
+from mpc.kernels import matrix as KM
+from mpc.protocols.dealer import kernels as DK
 
 EDGES = np.array([0, 1, 2**63, 2**64 - 1], dtype=np.uint64)
 MOD = 2**64
@@ -83,10 +86,10 @@ def test_private_kernels_on_every_shape(data, m, k, n, accumulate, src_is_bt):
     a, b, start = data.draw(ring_arrays((m, k), (k, n), (m, n)))
     want = K.matmul_reference(a, b)
     out = start.copy()
-    K._mm_ikj(a, b, out)
+    KM._mm_ikj(a, b, out)
     assert_ring_equal(out, want)
     out = start.copy()
-    K._mm_dot(a, np.ascontiguousarray(b.T) if src_is_bt else b, src_is_bt, out, accumulate)
+    KM._mm_dot(a, np.ascontiguousarray(b.T) if src_is_bt else b, src_is_bt, out, accumulate)
     assert_ring_equal(out, want + start if accumulate else want)
 
 
@@ -95,7 +98,7 @@ def test_private_kernels_on_every_shape(data, m, k, n, accumulate, src_is_bt):
 def test_matmul_several_packed_blocks(ab):
     """Depth above _KC and more columns than one packed block holds."""
     a, b = ab
-    assert K._KC < 1100 and K._BLOCK_WORDS // K._KC < 37
+    assert KM._KC < 1100 and KM._BLOCK_WORDS // KM._KC < 37
     assert_ring_equal(K.matmul(a, b), K.matmul_reference(a, b))
 
 
@@ -187,7 +190,7 @@ def test_conv_adjoints(data, case):
 def test_conv_large_enough_for_the_dot_kernel(xwg):
     """Shapes where all three conv kernels use the packed 4x2-tile matmul."""
     x, w, g = xwg
-    assert w.shape[0] >= K._DOT_MIN_ROWS and 3 * 3 * 5 >= K._DOT_MIN_DEPTH
+    assert w.shape[0] >= KM._DOT_MIN_ROWS and 3 * 3 * 5 >= KM._DOT_MIN_DEPTH
     args = ((2, 1), (1, 2))
     assert_ring_equal(K.conv2d(x, w, *args), K.conv2d_reference(x, w, *args))
     assert_ring_equal(K.conv2d_grad_weight(x, g, w.shape, *args),
@@ -217,8 +220,8 @@ def test_conv2d_rejects_bad_shapes():
 @given(st.data(), st.lists(st.integers(1, 5), min_size=0, max_size=3), st.booleans())
 def test_beaver_combine_same_shape(data, shape, add_de):
     d, e, a, b, c = data.draw(ring_arrays(*[tuple(shape)] * 5))
-    assert_ring_equal(K.beaver_combine(d, e, a, b, c, add_de),
-                      K.beaver_combine_reference(d, e, a, b, c, add_de))
+    assert_ring_equal(DK.beaver_combine(d, e, a, b, c, add_de),
+                      DK.beaver_combine_reference(d, e, a, b, c, add_de))
 
 
 @given(st.data(), st.sampled_from([((3, 1), (1, 4)), ((4,), (2, 4)), ((2, 3, 1), (3, 5)),
@@ -226,8 +229,8 @@ def test_beaver_combine_same_shape(data, shape, add_de):
 def test_beaver_combine_broadcast(data, shapes, add_de):
     xs, ys = shapes
     d, a, e, b, c = data.draw(ring_arrays(xs, xs, ys, ys, np.broadcast_shapes(xs, ys)))
-    assert_ring_equal(K.beaver_combine(d, e, a, b, c, add_de),
-                      K.beaver_combine_reference(d, e, a, b, c, add_de))
+    assert_ring_equal(DK.beaver_combine(d, e, a, b, c, add_de),
+                      DK.beaver_combine_reference(d, e, a, b, c, add_de))
 
 
 @given(st.data(), dims, st.integers(1, 40), dims, st.integers(0, 2), st.booleans())
@@ -235,8 +238,8 @@ def test_beaver_combine_matmul(data, m, k, n, batch, add_de):
     lead = (batch,) if batch else ()
     d, a, e, b, c = data.draw(ring_arrays(lead + (m, k), lead + (m, k), (k, n), (k, n),
                                           lead + (m, n)))
-    assert_ring_equal(K.beaver_combine_matmul(d, e, a, b, c, add_de),
-                      K.beaver_combine_matmul_reference(d, e, a, b, c, add_de))
+    assert_ring_equal(DK.beaver_combine_matmul(d, e, a, b, c, add_de),
+                      DK.beaver_combine_matmul_reference(d, e, a, b, c, add_de))
 
 
 # ---------------------------------------------------------------------------------- bits
@@ -277,13 +280,13 @@ def test_comparison_level_kernels_match_references(data):
     low = np.uint64(2**64 - 1) if width == 64 else np.uint64((1 << width) - 1)
     lt, eq = lt & low, eq & low
     field = lambda w: (w >> np.uint64(offset)) & low  # noqa: E731
-    x, y, odd_lt = K.lt_level_prepare_reference(lt, eq, half)
-    masked = K.lt_level_masked(lt, eq, half, a, b, offset, width, np.uint64)
+    x, y, odd_lt = DK.lt_level_prepare_reference(lt, eq, half)
+    masked = DK.lt_level_masked(lt, eq, half, a, b, offset, width, np.uint64)
     assert_ring_equal(masked, np.concatenate([x ^ field(a), y ^ field(b)]))
     d, e = masked[:n], masked[n:]
     for first in (True, False):
-        z = K.and_combine_reference(d, e, field(a), field(b), field(c), first)
-        new_lt, new_eq = K.lt_level_finish(d, e, a, b, c, offset, width, first, lt, half)
+        z = DK.and_combine_reference(d, e, field(a), field(b), field(c), first)
+        new_lt, new_eq = DK.lt_level_finish(d, e, a, b, c, offset, width, first, lt, half)
         assert_ring_equal(new_lt, odd_lt ^ (z & np.uint64((1 << half) - 1)))
         assert_ring_equal(new_eq, z >> np.uint64(half))
 

@@ -321,3 +321,19 @@ def test_wrong_inputs_are_refused_by_name(make, shape, message):
 def test_bad_constructor_arguments(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+def _graph_modes(ctx):
+    g = nn.Graph("x")
+    g.add("bn", nn.BatchNorm1d(ctx, 3), "x")
+    g.add("drop", nn.Dropout(ctx, 0.5), "bn")
+    g.add("sum", nn.Add(), "drop", "x")
+    g.eval()
+    flags = [m.training for m in g.modules()]
+    return flags, [name for name, _ in g.named_buffers()]
+
+
+def test_eval_reaches_a_graphs_nodes():
+    flags, buffers = mpc.run_local(_graph_modes, 2)[0]
+    assert flags == [False] * 4
+    assert buffers == ["bn.running_mean", "bn.running_var"]

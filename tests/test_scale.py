@@ -10,7 +10,7 @@ import numpy as np
 import mpc
 from mpc.launcher import run_processes
 
-SIZE = 70_000  # above mpc.context.LARGE_OPEN: the openings go by reduce-scatter
+SIZE = 70_000  # above mpc.protocols.dealer.opening.LARGE_OPEN: the openings go by reduce-scatter
 
 
 def _inputs():

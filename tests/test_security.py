@@ -1,10 +1,13 @@
 """What a corrupt party sees does not depend on the other parties' secrets.
 
-Party 1 is the corrupt one; party 0 holds the secret. For two very different secrets, the
-messages party 1 receives during a multiplication, a matrix product, a truncation, a
-comparison, a ReLU and a training step must be distributed the same: every one of the 64
-bits of every received ring element is set with the same frequency (two-proportion z-test,
-6 sigma), and each is set half the time (a uniform element).
+Party 1 is the corrupt one (under the replicated protocol each of the three in turn, since
+the roles, the helper of a comparison or a truncation and the parties it deals for, differ
+between them; per-role views are also in test_replicated); party 0 holds the secret. For
+two very different secrets, the messages the corrupt party receives during a
+multiplication, a matrix product, a truncation, a comparison, a ReLU and a training step
+must be distributed the same: every one of the 64 bits of every received ring element is
+set with the same frequency (two-proportion z-test, 6 sigma), and each is set half the time
+(a uniform element).
 """
 
 import numpy as np
@@ -33,8 +36,8 @@ def _recorded(ctx, secret, op):
     return np.concatenate(seen) if seen else np.zeros(0, np.uint64)
 
 
-def view_of_party1(secret, op, n_parties):
-    return mpc.run_local(_recorded, n_parties, args=(secret, op))[1]
+def view_of(secret, op, n_parties, protocol="dealer", party=1):
+    return mpc.run_local(_recorded, n_parties, args=(secret, op), protocol=protocol)[party]
 
 
 def bit_frequencies(values):
@@ -62,13 +65,17 @@ def _sgd_step(x, y):
     optimizer.step()
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
+VIEWS = [pytest.param(n, "dealer", 1, id=f"dealer-{n}p") for n in (2, 3)] + \
+    [pytest.param(3, "replicated", party, id=f"replicated-party{party}") for party in range(3)]
+
+
+@pytest.mark.parametrize("n_parties, protocol, party", VIEWS)
 @pytest.mark.parametrize("op", list(OPS))
-def test_view_independent_of_secret(n_parties, op):
+def test_view_independent_of_secret(n_parties, protocol, party, op):
     small = np.zeros(N)
     large = np.random.default_rng(0).uniform(-1000, 1000, N)
-    view_a = view_of_party1(small, OPS[op], n_parties)
-    view_b = view_of_party1(large, OPS[op], n_parties)
+    view_a = view_of(small, OPS[op], n_parties, protocol, party)
+    view_b = view_of(large, OPS[op], n_parties, protocol, party)
     assert view_a.size == view_b.size > 0
     fa, fb = bit_frequencies(view_a), bit_frequencies(view_b)
     sigma = np.sqrt(0.5 / view_a.size)
@@ -92,7 +99,8 @@ def test_dealer_receives_only_requests():
 
     from net import MemoryHub
     from mpc.context import Context
-    from mpc.providers.dealer import DealerProvider, serve_dealer
+    from mpc.protocols.dealer.protocol import DealerProtocol
+    from mpc.protocols.dealer.providers.dealer import DealerProvider, serve_dealer
 
     hub = MemoryHub(3, timeout=10)
     dealer_transport = hub.transport(2)
@@ -110,7 +118,8 @@ def test_dealer_receives_only_requests():
 
     def party(pid, out):
         transport = hub.transport(pid)
-        ctx = Context(pid, 2, transport, DealerProvider(pid, 2, transport, dealer_id=2))
+        provider = DealerProvider(pid, 2, transport, dealer_id=2)
+        ctx = Context(pid, 2, transport, DealerProtocol(provider))
         x = mpc.share(ctx, np.full((4, 4), 3.0) if pid == 0 else None, 0, shape=(4, 4))
         out[pid] = ((x * x) @ x).square().reveal()
         ctx.close()
@@ -149,7 +158,7 @@ def test_dealer_guesses_ahead_and_recovers_from_wrong_guesses():
 
 def test_item_streams_are_keyed_by_the_spec():
     """A guessed item with the wrong spec uses randomness nobody else ever uses."""
-    from mpc.correlations import ItemSpec
+    from mpc.protocols.dealer.correlations import ItemSpec
     from mpc.prg import Prg, new_seed
     prg = Prg(new_seed())
     a = ItemSpec("mul", ((4,), (4,))).tag

@@ -1,9 +1,14 @@
-"""Input sharing, revealing to all or to one party, and exact communication counts."""
+"""Input sharing, revealing to all or to one party (under every protocol, oracle.SETTINGS),
+and the dealer protocol's exact communication counts (the replicated protocol's are in
+test_replicated)."""
 
 import numpy as np
 import pytest
 
 import mpc
+from oracle import SETTINGS
+
+WITH_FIVE = SETTINGS + [pytest.param(5, "dealer", id="dealer-5p")]
 
 
 def _share_without_shape(ctx):
@@ -11,9 +16,9 @@ def _share_without_shape(ctx):
     return x.shape, x.reveal()
 
 
-@pytest.mark.parametrize("n", [2, 3, 5])
-def test_share_broadcasts_shape_when_not_given(n):
-    for shape, value in mpc.run_local(_share_without_shape, n):
+@pytest.mark.parametrize("n, protocol", WITH_FIVE)
+def test_share_broadcasts_shape_when_not_given(n, protocol):
+    for shape, value in mpc.run_local(_share_without_shape, n, protocol=protocol):
         assert shape == (2, 3)
         np.testing.assert_array_equal(value, np.arange(6.0).reshape(2, 3))
 
@@ -23,9 +28,9 @@ def _reveal_to_one(ctx):
     return mpc.reveal(x, to=ctx.n_parties - 1)
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_reveal_to_one_party_only(n):
-    results = mpc.run_local(_reveal_to_one, n)
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_reveal_to_one_party_only(n, protocol):
+    results = mpc.run_local(_reveal_to_one, n, protocol=protocol)
     assert all(r is None for r in results[:-1])
     np.testing.assert_array_equal(results[-1], [1.5, -2.25])
 
@@ -34,16 +39,56 @@ def _share_bad(ctx, value):
     return mpc.share(ctx, value if ctx.pid == 0 else None, owner=0, shape=(2,))
 
 
+@pytest.mark.parametrize("n, protocol", SETTINGS)
 @pytest.mark.parametrize("bad", [[np.nan, 1.0], [np.inf, 0.0], [2.0**31, 0.0]])
-def test_bad_input_is_refused_by_its_owner(bad):
+def test_bad_input_is_refused_by_its_owner(n, protocol, bad):
     with pytest.raises(mpc.PartyFailed, match="party 0 failed") as info:
-        mpc.run_local(_share_bad, 2, args=(np.array(bad),), timeout=5)
+        mpc.run_local(_share_bad, n, args=(np.array(bad),), timeout=5, protocol=protocol)
     assert "ValueError" in info.value.detail
 
 
-def test_owner_shape_must_match_declared_shape():
-    with pytest.raises(mpc.PartyFailed, match="declared shape is"):
-        mpc.run_local(_share_bad, 2, args=(np.zeros(3),), timeout=5)
+def _share_declaring(ctx, declared):
+    """Party 0 owns a (3,) vector; party p declares declared[p] (None: no shape)."""
+    try:
+        x = mpc.share(ctx, np.ones(3) if ctx.pid == 0 else None, owner=0,
+                      shape=declared[ctx.pid])
+        return "ok", x.sum().reveal()
+    except mpc.ShapeError as exc:
+        return "ShapeError", str(exc)
+
+
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_every_party_refuses_a_declared_shape_that_differs_from_the_owners(n, protocol):
+    """Party 1 declares (4,) for party 0's (3,) vector: every party raises the same
+    ShapeError naming both parties and both shapes (before: garbage, exit 0)."""
+    declared = [(3,), (4,), (3,)][:n]
+    results = mpc.run_local(_share_declaring, n, args=(declared,), timeout=10,
+                            protocol=protocol)
+    assert len(set(results)) == 1, results
+    kind, message = results[0]
+    assert kind == "ShapeError"
+    assert "party 0's value has shape (3,)" in message and "party 1 declared shape (4,)" \
+        in message
+
+
+def test_owner_shape_must_match_its_own_declared_shape():
+    results = mpc.run_local(_share_declaring, 3, args=([(2,), None, None],), timeout=10)
+    assert results == [("ShapeError", "share: party 0's value has shape (3,), but it "
+                                      "declared shape (2,)")] * 3
+
+
+def test_declared_shapes_that_agree_cost_one_small_round():
+    def fn(ctx):
+        before = ctx.stats.snapshot(without=("dealer",))
+        x = mpc.share(ctx, np.ones((2, 3)) if ctx.pid == 0 else None, owner=0,
+                      shape=None if ctx.pid == 2 else (2, 3))
+        after = ctx.stats.snapshot(without=("dealer",))
+        return x.reveal(), after.rounds - before.rounds, after.bytes_sent - before.bytes_sent
+    for pid, (value, rounds, sent) in enumerate(mpc.run_local(fn, 3)):
+        np.testing.assert_array_equal(value, np.ones((2, 3)))
+        held = 3 if pid == 0 else 1       # [2, 2, 3] or [-1]
+        said = 1 if pid == 2 else 3       # [-1] or [2, 2, 3]
+        assert (rounds, sent) == (1, 8 * (held + said) * 2)
 
 
 def _count(ctx, n):
@@ -88,12 +133,39 @@ def _rows(ctx):
     return mpc.share_rows(ctx, mine).reveal()
 
 
-@pytest.mark.parametrize("n", [2, 3, 5])
-def test_share_rows_unions_each_party_rows_in_order(n):
+@pytest.mark.parametrize("n, protocol", WITH_FIVE)
+def test_share_rows_unions_each_party_rows_in_order(n, protocol):
     counts = [3, 0, 2, 4, 1][:n]
     want = np.concatenate([np.full((c, 2), float(p)) for p, c in enumerate(counts)])
-    for got in mpc.run_local(_rows, n):
+    for got in mpc.run_local(_rows, n, protocol=protocol):
         np.testing.assert_array_equal(got, want)
+
+
+def _rows_of(ctx, blocks):
+    try:
+        before = ctx.stats.snapshot(without=("dealer",))
+        x = mpc.share_rows(ctx, blocks[ctx.pid])
+        return "ok", ctx.stats.snapshot(without=("dealer",)).rounds - before.rounds, \
+            x.reveal().tolist()
+    except (mpc.ShapeError, ValueError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+def test_share_rows_takes_one_round_for_every_party():
+    blocks = [np.ones((2, 2)), None, np.zeros((1, 2))]
+    results = mpc.run_local(_rows_of, 3, args=(blocks,))
+    assert results == [("ok", 1, [[1, 1], [1, 1], [0, 0]])] * 3
+
+
+@pytest.mark.parametrize("blocks, message", [
+    ([np.ones((2, 2)), np.ones((1, 3)), None],
+     "share_rows: party 1's block has shape (1, 3), party 0's (2, 2): only axis 0 may differ"),
+    ([np.ones((2, 2)), None, np.float64(1.0)],
+     "share_rows: party 2's block has shape (); it needs an axis 0 to join along"),
+    ([None, None, None], "share_rows: no party contributed anything")])
+def test_share_rows_misfits_are_refused_by_every_party_alike(blocks, message):
+    results = mpc.run_local(_rows_of, 3, args=(blocks,), timeout=10)
+    assert len(set(results)) == 1 and results[0][1] == message, results
 
 
 def _mul_costs(ctx, x, y):
@@ -109,7 +181,7 @@ def _mul_costs(ctx, x, y):
 def test_large_products_go_in_batches(parties, monkeypatch):
     """Above MUL_CHUNK elements x * y runs in batches (here 3 of at most 1000 elements):
     the same result within the truncation's ulp, the same bytes, 2 rounds per batch."""
-    monkeypatch.setattr(mpc.tensor, "MUL_CHUNK", 1000)
+    monkeypatch.setattr("mpc.protocols.dealer.protocol.MUL_CHUNK", 1000)
     rng = np.random.default_rng(3)
     x, y = rng.uniform(-50, 50, (50, 50)), rng.uniform(-50, 50, (50, 50))
     z, sent, rounds = mpc.run_local(_mul_costs, parties, args=(x, y))[0]

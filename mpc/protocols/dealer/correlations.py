@@ -20,8 +20,8 @@ import numpy as np
 
 from mpc import kernels
 from mpc.ring import DTYPE
+from mpc.shapes import Shape, broadcast_shape, conv2d_shape, matmul_shape
 
-Shape = tuple[int, ...]
 MAX_ITEM_ELEMENTS = 1 << 31  # refuse absurd requests instead of allocating them
 
 
@@ -100,38 +100,6 @@ def _low_bits(value: np.ndarray, bits: int) -> np.ndarray:
     return value if bits == 64 else value & np.uint64((1 << bits) - 1)
 
 
-def _broadcast(a: Shape, b: Shape) -> Shape:
-    return tuple(np.broadcast_shapes(a, b))
-
-
-def matmul_shape(a: Shape, b: Shape) -> Shape:
-    """Result shape of np.matmul(a, b), with its error for mismatched operands."""
-    if len(a) == 0 or len(b) == 0:
-        raise ValueError("matmul: operands must have at least one dimension")
-    a2 = (1,) + a if len(a) == 1 else a
-    b2 = b + (1,) if len(b) == 1 else b
-    if a2[-1] != b2[-2]:
-        raise ValueError(f"matmul: {a} @ {b}: inner dimensions differ")
-    out = _broadcast(a2[:-2], b2[:-2]) + (a2[-2], b2[-1])
-    if len(a) == 1:
-        out = out[:-2] + out[-1:]
-    if len(b) == 1:
-        out = out[:-1]
-    return out
-
-
-def conv2d_shape(x: Shape, w: Shape, stride: Shape, padding: Shape) -> Shape:
-    if len(x) != 4 or len(w) != 4:
-        raise ValueError(f"conv2d: input {x} must be [N,C,H,W] and weight {w} [O,C,kh,kw]")
-    if x[1] != w[1]:
-        raise ValueError(f"conv2d: input has {x[1]} channels, weight expects {w[1]}")
-    h = (x[2] + 2 * padding[0] - w[2]) // stride[0] + 1
-    wd = (x[3] + 2 * padding[1] - w[3]) // stride[1] + 1
-    if h <= 0 or wd <= 0:
-        raise ValueError(f"conv2d: kernel {w[2:]} larger than padded input {x[2:]}")
-    return (x[0], w[0], h, wd)
-
-
 def _conv_params(params: dict) -> tuple[Shape, Shape]:
     return tuple(params.get("stride", (1, 1))), tuple(params.get("padding", (0, 0)))
 
@@ -162,7 +130,7 @@ def _make_recipe(spec: ItemSpec) -> Recipe:
         raise ValueError(f"{kind}: request for {shapes} is larger than "
                          f"{MAX_ITEM_ELEMENTS} elements")
     if kind == "mul":
-        return Recipe(shapes, (_broadcast(*shapes),), lambda v: [v[0] * v[1]])
+        return Recipe(shapes, (broadcast_shape(*shapes),), lambda v: [v[0] * v[1]])
     if kind == "matmul":
         return Recipe(shapes, (matmul_shape(*shapes),), lambda v: [kernels.matmul(v[0], v[1])])
     if kind == "conv2d":
@@ -181,7 +149,7 @@ LTZ_REST_BITS = 62  # the AND triples of tree levels 1..5 (32+16+8+4+2 bits) sha
 
 
 def _ltz_recipe(shapes, select: bool) -> Recipe:
-    """Everything mpc.protocols.compare.less_than_zero needs, for one flat tensor.
+    """Everything mpc.protocols.dealer.compare.less_than_zero needs, for one flat tensor.
 
     Free: r (arithmetic mask), A0, Ar, B0, Br (XOR: AND-triple inputs, level 0 and levels
     1-5 packed in 62 bits), beta (XOR, one bit) [and u (arithmetic) with `select`].
@@ -203,7 +171,7 @@ def _ltz_recipe(shapes, select: bool) -> Recipe:
 
 def _trunc_recipe(shapes, frac_bits: int) -> Recipe:
     """For a mask r: t = 2^(63-f) m - ((r mod 2^63) >> f) and m = r >> 63, the latter
-    needed only modulo 2^f (mpc.protocols.truncation uses it times 2^(64-f))."""
+    needed only modulo 2^f (mpc.protocols.dealer.truncation uses it times 2^(64-f))."""
     if not 1 <= frac_bits < 62:
         raise ValueError(f"trunc: frac_bits {frac_bits} out of range 1..61")
     low_mask, f, top = np.uint64((1 << 63) - 1), np.uint64(frac_bits), np.uint64(63)

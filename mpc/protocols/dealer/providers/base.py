@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from mpc.correlations import ItemSpec, recipe
+from mpc.protocols.dealer.correlations import ItemSpec, recipe
 from mpc.prg import Prg
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from mpc.correlations import derive_item
+from mpc.protocols.dealer.correlations import derive_item
 from mpc.prg import Prg, SEED_BYTES
-from mpc.providers.base import Provider, Ticket, party_streams
+from mpc.protocols.dealer.providers.base import Provider, Ticket, party_streams
 
 
 def _seed(common: bytes, pid: int) -> bytes:

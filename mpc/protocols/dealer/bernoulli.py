@@ -2,7 +2,8 @@
 independently, as arithmetic 0/1 shares.
 
 Protocol bernoulli_bits(n, p), with one dealer item of the comparison's kind
-(mpc.correlations._ltz_recipe: its AND triples and its shared bit; its mask is unused):
+(mpc.protocols.dealer.correlations._ltz_recipe: its AND triples and its shared bit; its
+mask is unused):
   1. Each party draws 63 bits per element from its own AES-CTR stream keyed by a fresh
      OS seed: its XOR share of u. u = XOR of all parties' words is uniform on [0, 2^63)
      and unknown to any n - 1 parties (the missing party's word is a one-time pad);
@@ -11,7 +12,7 @@ Protocol bernoulli_bits(n, p), with one dealer item of the comparison's kind
      p itself for p >= 2^-10) and the public threshold c = 2^63 - 1 - T. Then
      b = [u > c] = [u >= 2^63 - T] is 1 for exactly T of the 2^63 values of u:
      P(b = 1) = T / 2^63.
-  3. [u > c] for public c by mpc.protocols.compare's tree over bit positions (per bit,
+  3. [u > c] for public c by mpc.protocols.dealer.compare's tree over bit positions (per bit,
      gt = u_i AND NOT c_i and eq = NOT (u_i XOR c_i) are local; six levels of ANDs with
      binary Beaver triples merge neighbours): the borrow circuit of the comparison, with
      u in the place of the dealer's mask and c in the place of the opened value.
@@ -37,7 +38,7 @@ import numpy as np
 
 from mpc import kernels
 from mpc.prg import Prg, new_seed
-from mpc.protocols import compare
+from mpc.protocols.dealer import compare, opening
 from mpc.ring import DTYPE
 
 TWO63 = 1 << 63
@@ -89,9 +90,9 @@ def greater_than_public(ctx, u_xor: np.ndarray, c: int, chunk: int = compare.CHU
 def _batch(ctx, u_xor: np.ndarray, c: np.uint64) -> np.ndarray:
     n = u_xor.size
     ticket = compare.request(ctx, n)
-    free = ctx.provider.take_free(ticket)
+    free = ctx.protocol.provider.take_free(ticket)
     _, a0, ar, b0, br, beta = free[:6]
-    derived = ctx.provider.take_derived(ticket)
+    derived = ctx.protocol.provider.take_derived(ticket)
     _, c0, cr, beta_arith = derived[:4]
     first = ctx.pid == 0
     c_word = np.full(n, c, dtype=DTYPE)
@@ -100,8 +101,8 @@ def _batch(ctx, u_xor: np.ndarray, c: np.uint64) -> np.ndarray:
     for level in range(6):
         words = (a0, b0, c0) if level == 0 else (ar, br, cr)
         gt, eq = compare._and_level(ctx, level, gt, eq, *words)
-    e = kernels.unpack_narrow(ctx.open_xor(kernels.pack_narrow(gt ^ beta, 1), "bern-b2a"),
-                              1, n)
+    packed = kernels.pack_narrow(gt ^ beta, 1)
+    e = kernels.unpack_narrow(opening.open_xor(ctx, packed, "bern-b2a"), 1, n)
     flip = e.astype(bool)
     bit = np.where(flip, np.negative(beta_arith), beta_arith)
     if first:

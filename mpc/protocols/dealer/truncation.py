@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from mpc import kernels
-from mpc.correlations import ItemSpec
+from mpc.protocols.dealer import opening
+from mpc.protocols.dealer.correlations import ItemSpec
 from mpc.ring import DTYPE
 
 OFFSET_BITS = 62  # inputs are shifted by 2^62 to be non-negative; |x| < 2^62 is required
@@ -21,7 +22,7 @@ def request(ctx, shape, bits: int | None = None):
     if ctx.truncation != "exact":
         return None
     bits = ctx.fixed.frac_bits if bits is None else bits
-    return ctx.provider.request(ItemSpec("trunc", ((math.prod(shape),),),
+    return ctx.protocol.provider.request(ItemSpec("trunc", ((math.prod(shape),),),
                                          {"frac_bits": bits}))
 
 
@@ -60,13 +61,13 @@ def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:
     Mixed Arithmetic-Binary Circuits", CRYPTO 2020, Sec. 5 (truncation with the mask's
     top bit shared); Catrina and de Hoogh, ESORICS 2010 (probabilistic truncation).
     """
-    (r,) = ctx.provider.take_free(ticket)  # flat, like xs
+    (r,) = ctx.protocol.provider.take_free(ticket)  # flat, like xs
     first = ctx.pid == 0
     masked = xs + r
     if first:
         masked += np.uint64(1 << OFFSET_BITS)
-    c = ctx.open(masked, "trunc")
-    t, m = ctx.provider.take_derived(ticket)
+    c = opening.open_sum(ctx, masked, "trunc")
+    t, m = ctx.protocol.provider.take_derived(ticket)
     return kernels.trunc_finish(c, t, m, bits, first)
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from mpc import kernels
-from mpc.correlations import ItemSpec
+from mpc.protocols.dealer import kernels as dealer_kernels
+from mpc.protocols.dealer import opening
+from mpc.protocols.dealer.correlations import ItemSpec
 from mpc.ring import DTYPE
 
 
@@ -27,7 +29,8 @@ def _conv_combine(d, e, a, b, c, add_de, stride, padding):
 
 def request(ctx, kind: str, x_shape, y_shape, params: dict | None = None):
     """Ask the provider for the triple that `bilinear` will need (call early)."""
-    return ctx.provider.request(ItemSpec(kind, (tuple(x_shape), tuple(y_shape)), params or {}))
+    spec = ItemSpec(kind, (tuple(x_shape), tuple(y_shape)), params or {})
+    return ctx.protocol.provider.request(spec)
 
 
 def bilinear(ctx, kind: str, xs: np.ndarray, ys: np.ndarray, params: dict | None = None,
@@ -41,7 +44,7 @@ def bilinear_many(ctx, kind: str, operands, tickets, params: dict | None = None)
     """[x_i o y_i] for several independent pairs, every d and e in one opening: one round
     whatever the number of pairs (each has its own triple, from `tickets`)."""
     params = params or {}
-    frees = [ctx.provider.take_free(t)[:2] for t in tickets]
+    frees = [ctx.protocol.provider.take_free(t)[:2] for t in tickets]
     sizes = [size for xs, ys in operands for size in (xs.size, ys.size)]
     masked = np.empty(sum(sizes), dtype=DTYPE)  # all openings in one message
     start = 0
@@ -49,17 +52,17 @@ def bilinear_many(ctx, kind: str, operands, tickets, params: dict | None = None)
         for value, mask in ((xs, a), (ys, b)):
             np.subtract(value, mask, out=masked[start:start + value.size].reshape(value.shape))
             start += value.size
-    opened = ctx.open_flat(masked, [s for xs, ys in operands for s in (xs.shape, ys.shape)],
-                           kind)
+    opened = opening.open_flat(ctx, masked,
+                               [s for xs, ys in operands for s in (xs.shape, ys.shape)], kind)
     add_de = ctx.pid == 0
     out = []
     for i, ((a, b), ticket) in enumerate(zip(frees, tickets)):
         d, e = opened[2 * i], opened[2 * i + 1]
-        (c,) = ctx.provider.take_derived(ticket)  # the dealer made it during the opening
+        (c,) = ctx.protocol.provider.take_derived(ticket)  # the dealer made it during the opening
         if kind == "mul":
-            out.append(kernels.beaver_combine(d, e, a, b, c, add_de))
+            out.append(dealer_kernels.beaver_combine(d, e, a, b, c, add_de))
         elif kind == "matmul":
-            out.append(kernels.beaver_combine_matmul(d, e, a, b, c, add_de))
+            out.append(dealer_kernels.beaver_combine_matmul(d, e, a, b, c, add_de))
         else:
             out.append(_conv_combine(d, e, a, b, c, add_de,
                                      tuple(params.get("stride", (1, 1))),
@@ -72,8 +75,8 @@ def square(ctx, xs: np.ndarray) -> np.ndarray:
 
     Rounds: 1. Comm per party: size(x) ring elements to each peer (half a multiplication).
     """
-    a, a2 = ctx.provider.get(ItemSpec("square", (xs.shape,)))
-    d = ctx.open(xs - a, "square")
+    a, a2 = ctx.protocol.provider.get(ItemSpec("square", (xs.shape,)))
+    d = opening.open_sum(ctx, xs - a, "square")
     out = a2 + np.uint64(2) * d * a
     if ctx.pid == 0:
         out += d * d

@@ -21,10 +21,10 @@ import math
 
 import numpy as np
 
-from mpc.correlations import (ItemSpec, correction_bytes, derive_item, pack_corrections,
-                              recipe, unpack_corrections)
+from mpc.protocols.dealer.correlations import (ItemSpec, correction_bytes, derive_item,
+                                               pack_corrections, recipe, unpack_corrections)
 from mpc.prg import SEED_BYTES, Prg, new_seed
-from mpc.providers.base import Provider, Ticket, corrected_party, party_streams
+from mpc.protocols.dealer.providers.base import Provider, Ticket, corrected_party, party_streams
 from net import ProtocolError
 
 SEED_SEQ = 0

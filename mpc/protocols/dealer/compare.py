@@ -1,7 +1,7 @@
 """Secure comparison: [z < 0] from [z] by a masked opening and a log-depth circuit on the
 mask's bits, with the dealer's help (edaBit-style). Exact for every z in the signed ring.
 
-Protocol less_than_zero([z]), with one dealer item (mpc.correlations._ltz_recipe):
+Protocol less_than_zero([z]), with one dealer item (mpc.protocols.dealer.correlations._ltz_recipe):
   1. Open c = z + r mod 2^64 (r uniform: c reveals nothing). With `select`, also open
      z - u in the same message.
   2. z = c - r, so MSB(z) = c63 XOR r63 XOR borrow, where borrow = [c_low < r_low] on
@@ -31,7 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 from mpc import kernels
-from mpc.correlations import ItemSpec
+from mpc.protocols.dealer import kernels as dealer_kernels
+from mpc.protocols.dealer import opening
+from mpc.protocols.dealer.correlations import ItemSpec
 
 LOW63 = np.uint64((1 << 63) - 1)
 ALL_ONES = np.uint64(2**64 - 1)
@@ -42,7 +44,7 @@ CHUNK = 1 << 20  # elements per batch: bounds the parties' and the dealer's work
 
 def request(ctx, size: int, select: bool = False):
     """Ask the provider for a comparison of `size` elements (call early)."""
-    return ctx.provider.request(ItemSpec("ltz", ((int(size),),), {"select": select}))
+    return ctx.protocol.provider.request(ItemSpec("ltz", ((int(size),),), {"select": select}))
 
 
 def _and_level(ctx, level: int, lt, eq, a_word, b_word, c_word):
@@ -50,13 +52,13 @@ def _and_level(ctx, level: int, lt, eq, a_word, b_word, c_word):
     width, half, n = 64 >> level, 32 >> level, lt.size
     offset = 0 if level == 0 else REST_OFFSETS[level]
     dtype = _WIRE.get(width, np.uint8)
-    masked = kernels.lt_level_masked(lt, eq, half, a_word, b_word, offset, width, dtype)
+    masked = dealer_kernels.lt_level_masked(lt, eq, half, a_word, b_word, offset, width, dtype)
     if width < 8:
         masked = kernels.pack_narrow(masked, width)
-    opened = ctx.open_xor(masked, "cmp-and")
+    opened = opening.open_xor(ctx, masked, "cmp-and")
     if width < 8:
         opened = kernels.unpack_narrow(opened, width, 2 * n)
-    return kernels.lt_level_finish(opened[:n], opened[n:], a_word, b_word, c_word, offset,
+    return dealer_kernels.lt_level_finish(opened[:n], opened[n:], a_word, b_word, c_word, offset,
                                    width, ctx.pid == 0, lt, half)
 
 
@@ -88,14 +90,14 @@ def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK
 def _batch(ctx, zs: np.ndarray, ticket, select: bool):
     """less_than_zero on one batch with its requested dealer item (module docstring)."""
     n = zs.size
-    free = ctx.provider.take_free(ticket)
+    free = ctx.protocol.provider.take_free(ticket)
     r, a0, ar, b0, br, beta = free[:6]
     first = ctx.pid == 0
     if select:
-        c, z_minus_u = ctx.open_many([zs + r, zs - free[6]], "cmp-mask")
+        c, z_minus_u = opening.open_many(ctx, [zs + r, zs - free[6]], "cmp-mask")
     else:
-        c = ctx.open(zs + r, "cmp-mask")
-    derived = ctx.provider.take_derived(ticket)
+        c = opening.open_sum(ctx, zs + r, "cmp-mask")
+    derived = ctx.protocol.provider.take_derived(ticket)
     r_bits, c0, cr, beta_arith = derived[:4]
 
     c_low = c & LOW63
@@ -109,7 +111,8 @@ def _batch(ctx, zs: np.ndarray, ticket, select: bool):
     if first:
         msb ^= c >> np.uint64(63)
 
-    e = kernels.unpack_narrow(ctx.open_xor(kernels.pack_narrow(msb ^ beta, 1), "cmp-b2a"), 1, n)
+    packed = kernels.pack_narrow(msb ^ beta, 1)
+    e = kernels.unpack_narrow(opening.open_xor(ctx, packed, "cmp-b2a"), 1, n)
     flip = e.astype(bool)
     bit = np.where(flip, np.negative(beta_arith), beta_arith)
     if first:

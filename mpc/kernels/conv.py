@@ -1,0 +1,277 @@
+"""2-D convolution on uint64 (im2col + the ring matmul), its two adjoints for backward on
+shares, and plain-numpy references for each."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from mpc.kernels.matrix import _U64, _ZERO, _mm2, _mm_dot, check_u64
+
+def _conv_out_hw(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int]:
+    """Output height and width of a conv; ValueError if the parameters make no sense."""
+    (sh, sw), (ph, pw) = stride, padding
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError(f"conv2d: bad stride {stride} or padding {padding}")
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if kh < 1 or kw < 1 or ho < 1 or wo < 1:
+        raise ValueError(f"conv2d: kernel {kh}x{kw} does not fit input {h}x{w} "
+                         f"with padding {padding}")
+    return ho, wo
+
+
+def _patches(xp: np.ndarray, di: int, dj: int, ho: int, wo: int, stride) -> np.ndarray:
+    """View of the padded input seen by kernel offset (di, dj): [N, C, ho, wo]."""
+    sh, sw = stride
+    return xp[:, :, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw]
+
+
+def _pad(x: np.ndarray, padding) -> np.ndarray:
+    """Zero-pad the two spatial axes of [N, C, H, W]."""
+    ph, pw = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+def conv2d_reference(x: np.ndarray, w: np.ndarray, stride=(1, 1), padding=(0, 0)) -> np.ndarray:
+    """Cross-correlation (torch conv2d semantics) mod 2^64: one einsum per kernel offset."""
+    check_u64(x, w)
+    o, _, kh, kw = w.shape
+    ho, wo = _conv_out_hw(x.shape[2], x.shape[3], kh, kw, stride, padding)
+    xp = _pad(x, padding)
+    out = np.zeros((x.shape[0], o, ho, wo), dtype=_U64)
+    for di in range(kh):
+        for dj in range(kw):
+            out += np.einsum("nchw,oc->nohw", _patches(xp, di, dj, ho, wo, stride), w[:, :, di, dj])
+    return out
+
+
+def im2col_reference(x: np.ndarray, kh: int, kw: int, stride=(1, 1),
+                     padding=(0, 0)) -> np.ndarray:
+    """[N, C, H, W] -> [N, C*kh*kw, H'*W'], rows ordered (c, di, dj) like w.reshape(O, -1)."""
+    check_u64(x)
+    n, c = x.shape[:2]
+    ho, wo = _conv_out_hw(x.shape[2], x.shape[3], kh, kw, stride, padding)
+    xp = _pad(x, padding)
+    cols = np.empty((n, c, kh, kw, ho, wo), dtype=_U64)
+    for di in range(kh):
+        for dj in range(kw):
+            cols[:, :, di, dj] = _patches(xp, di, dj, ho, wo, stride)
+    return cols.reshape(n, c * kh * kw, ho * wo)
+
+
+def col2im_reference(cols: np.ndarray, input_shape, kh: int, kw: int, stride=(1, 1),
+                     padding=(0, 0)) -> np.ndarray:
+    """Adjoint of im2col: scatter-add [N, C*kh*kw, H'*W'] back onto [N, C, H, W]."""
+    check_u64(cols)
+    n, c, h, w = input_shape
+    ph, pw = padding
+    ho, wo = _conv_out_hw(h, w, kh, kw, stride, padding)
+    cols = cols.reshape(n, c, kh, kw, ho, wo)
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=_U64)
+    for di in range(kh):
+        for dj in range(kw):
+            _patches(xp, di, dj, ho, wo, stride)[...] += cols[:, :, di, dj]
+    return xp[:, :, ph:ph + h, pw:pw + w].copy()
+
+
+def conv2d_grad_input_reference(grad_out: np.ndarray, w: np.ndarray, input_shape,
+                                stride=(1, 1), padding=(0, 0)) -> np.ndarray:
+    """d<conv2d(x, w), grad_out>/dx: transposed convolution of grad_out by w."""
+    check_u64(grad_out, w)
+    n, c, h, wd = input_shape
+    _, _, kh, kw = w.shape
+    ph, pw = padding
+    ho, wo = _conv_out_hw(h, wd, kh, kw, stride, padding)
+    xp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=_U64)
+    for di in range(kh):
+        for dj in range(kw):
+            _patches(xp, di, dj, ho, wo, stride)[...] += np.einsum(
+                "nohw,oc->nchw", grad_out, w[:, :, di, dj])
+    return xp[:, :, ph:ph + h, pw:pw + wd].copy()
+
+
+def conv2d_grad_weight_reference(x: np.ndarray, grad_out: np.ndarray, w_shape,
+                                 stride=(1, 1), padding=(0, 0)) -> np.ndarray:
+    """d<conv2d(x, w), grad_out>/dw: correlation of x with grad_out, summed over the batch."""
+    check_u64(x, grad_out)
+    o, c, kh, kw = w_shape
+    ho, wo = _conv_out_hw(x.shape[2], x.shape[3], kh, kw, stride, padding)
+    xp = _pad(x, padding)
+    dw = np.empty((o, c, kh, kw), dtype=_U64)
+    for di in range(kh):
+        for dj in range(kw):
+            dw[:, :, di, dj] = np.einsum("nohw,nchw->oc", grad_out,
+                                         _patches(xp, di, dj, ho, wo, stride))
+    return dw
+
+
+# The numba conv kernels work one sample at a time: the sample's patch matrix goes to a
+# buffer that stays in L2 and feeds the matmul at once, instead of a [N, C*kh*kw, H'*W'] array
+# written to and read back from memory. `geo` is (kh, kw, sh, sw, ph, pw, ho, wo).
+
+@njit(cache=True, nogil=True)
+def _im2col_one(x, geo, out):
+    """out[(c, di, dj), (oh, ow)] = zero-padded x[c, oh*sh + di - ph, ow*sw + dj - pw]."""
+    kh, kw, sh, sw, ph, pw, ho, wo = geo
+    nc, h, w = x.shape
+    for c in range(nc):
+        for di in range(kh):
+            for dj in range(kw):
+                row = out[(c * kh + di) * kw + dj]
+                for oh in range(ho):
+                    ih = oh * sh + di - ph
+                    dst = row[oh * wo:(oh + 1) * wo]
+                    if ih < 0 or ih >= h:
+                        dst[:] = _ZERO
+                        continue
+                    src = x[c, ih]
+                    for ow in range(wo):
+                        iw = ow * sw + dj - pw
+                        dst[ow] = src[iw] if 0 <= iw < w else _ZERO
+
+
+@njit(cache=True, nogil=True)
+def _col2im_one(cols, geo, out):
+    """Adjoint of _im2col_one: out[c] = sum of the patch entries that read each pixel."""
+    kh, kw, sh, sw, ph, pw, ho, wo = geo
+    nc, h, w = out.shape
+    for c in range(nc):
+        img = out[c]
+        for i in range(h):
+            for j in range(w):
+                img[i, j] = _ZERO
+        for di in range(kh):
+            for dj in range(kw):
+                row = cols[(c * kh + di) * kw + dj]
+                for oh in range(ho):
+                    ih = oh * sh + di - ph
+                    if ih < 0 or ih >= h:
+                        continue
+                    dst = img[ih]
+                    src = row[oh * wo:(oh + 1) * wo]
+                    for ow in range(wo):
+                        iw = ow * sw + dj - pw
+                        if 0 <= iw < w:
+                            dst[iw] += src[ow]
+
+
+@njit(cache=True, nogil=True)
+def _im2col_batch(x, geo, out):
+    """_im2col_one for every sample of the batch."""
+    for n in range(x.shape[0]):
+        _im2col_one(x[n], geo, out[n])
+
+
+@njit(cache=True, nogil=True)
+def _col2im_batch(cols, geo, out):
+    """_col2im_one for every sample of the batch."""
+    for n in range(out.shape[0]):
+        _col2im_one(cols[n], geo, out[n])
+
+
+@njit(cache=True, nogil=True)
+def _conv_forward(x, w2, geo, out):
+    """out[n] = w2 @ im2col(x[n]) for w2 = w.reshape(O, C*kh*kw); out is [N, O, H'*W']."""
+    buf = np.empty((w2.shape[1], out.shape[2]), dtype=np.uint64)
+    for n in range(x.shape[0]):
+        _im2col_one(x[n], geo, buf)
+        _mm2(w2, buf, out[n])
+
+
+@njit(cache=True, nogil=True)
+def _conv_grad_input(g, w2t, geo, out):
+    """out[n] = col2im(w2^T @ g[n]) for g [N, O, H'*W'] and w2t = w.reshape(O, -1).T."""
+    buf = np.empty((w2t.shape[0], g.shape[2]), dtype=np.uint64)
+    for n in range(g.shape[0]):
+        _mm2(w2t, g[n], buf)
+        _col2im_one(buf, geo, out[n])
+
+
+@njit(cache=True, nogil=True)
+def _conv_grad_weight(x, g, geo, out):
+    """out = sum_n g[n] @ im2col(x[n])^T; the patch matrix is already the transposed operand."""
+    buf = np.empty((out.shape[1], g.shape[2]), dtype=np.uint64)
+    for n in range(x.shape[0]):
+        _im2col_one(x[n], geo, buf)
+        _mm_dot(g[n], buf, True, out, n > 0)
+
+
+def _geometry(input_shape, kh: int, kw: int, stride, padding) -> tuple[int, ...]:
+    """The `geo` tuple of the numba conv kernels (plain ints, so one compiled signature)."""
+    ho, wo = _conv_out_hw(input_shape[2], input_shape[3], kh, kw, stride, padding)
+    return (kh, kw, int(stride[0]), int(stride[1]), int(padding[0]), int(padding[1]), ho, wo)
+
+
+def _check_grad_shape(grad_out: np.ndarray, input_shape, w_shape, geo) -> None:
+    """The adjoints reshape their operands, so a mismatched shape must fail loudly here."""
+    want = (input_shape[0], w_shape[0], geo[6], geo[7])
+    if len(input_shape) != 4 or input_shape[1] != w_shape[1] or grad_out.shape != want:
+        raise ValueError(f"conv2d backward: grad_out {grad_out.shape}, input {tuple(input_shape)}"
+                         f" and weight {tuple(w_shape)} do not match (grad_out should be {want})")
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: tuple[int, int] = (1, 1),
+           padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """[N, C, H, W] -> [N, C*kh*kw, H'*W'] patch matrix (rows ordered (c, di, dj)), zero padded."""
+    x = np.ascontiguousarray(x)
+    check_u64(x)
+    geo = _geometry(x.shape, kh, kw, stride, padding)
+    out = np.empty((x.shape[0], x.shape[1] * kh * kw, geo[6] * geo[7]), dtype=_U64)
+    _im2col_batch(x, geo, out)
+    return out
+
+
+def col2im(cols: np.ndarray, input_shape: tuple[int, int, int, int], kh: int, kw: int,
+           stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Adjoint of im2col: scatter-add [N, C*kh*kw, H'*W'] onto a zero [N, C, H, W]."""
+    cols = np.ascontiguousarray(cols)
+    check_u64(cols)
+    geo = _geometry(input_shape, kh, kw, stride, padding)
+    out = np.empty(tuple(input_shape), dtype=_U64)
+    _col2im_batch(cols, geo, out)
+    return out
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
+           padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Cross-correlation [N,C,H,W] * [O,C,kh,kw] -> [N,O,H',W'] mod 2^64 (im2col + matmul)."""
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    check_u64(x, w)
+    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"conv2d: input {x.shape} and weight {w.shape} do not match")
+    o, _, kh, kw = w.shape
+    geo = _geometry(x.shape, kh, kw, stride, padding)
+    out = np.empty((x.shape[0], o, geo[6] * geo[7]), dtype=_U64)
+    _conv_forward(x, w.reshape(o, -1), geo, out)
+    return out.reshape(x.shape[0], o, geo[6], geo[7])
+
+
+def conv2d_grad_input(grad_out: np.ndarray, w: np.ndarray,
+                      input_shape: tuple[int, int, int, int], stride: tuple[int, int] = (1, 1),
+                      padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Gradient of <conv2d(x, w), grad_out> w.r.t. x: col2im(w2^T @ grad_out[n]) per sample,
+    with w2 = w.reshape(O, C*kh*kw)."""
+    grad_out, w = np.ascontiguousarray(grad_out), np.asarray(w)
+    check_u64(grad_out, w)
+    n, o = grad_out.shape[:2]
+    geo = _geometry(input_shape, w.shape[2], w.shape[3], stride, padding)
+    _check_grad_shape(grad_out, input_shape, w.shape, geo)
+    w2t = np.ascontiguousarray(w.reshape(o, -1).T)
+    out = np.empty(tuple(input_shape), dtype=_U64)
+    _conv_grad_input(grad_out.reshape(n, o, -1), w2t, geo, out)
+    return out
+
+
+def conv2d_grad_weight(x: np.ndarray, grad_out: np.ndarray, w_shape: tuple[int, int, int, int],
+                       stride: tuple[int, int] = (1, 1),
+                       padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Gradient of <conv2d(x, w), grad_out> w.r.t. w: sum_n grad_out[n] @ im2col(x)[n]^T."""
+    x, grad_out = np.ascontiguousarray(x), np.ascontiguousarray(grad_out)
+    check_u64(x, grad_out)
+    o, c, kh, kw = w_shape
+    geo = _geometry(x.shape, kh, kw, stride, padding)
+    _check_grad_shape(grad_out, x.shape, w_shape, geo)
+    out = np.empty((o, c * kh * kw), dtype=_U64)
+    _conv_grad_weight(x, grad_out.reshape(grad_out.shape[0], o, -1), geo, out)
+    return out.reshape(w_shape)
+

@@ -1,0 +1,253 @@
+"""Ring matrix product on uint64: a tiled numba kernel and its numpy reference.
+
+Arithmetic is in Z_2^64: uint64 wraparound is the reduction, so every value and constant stays
+np.uint64 (uint64 mixed with a signed integer becomes float64 in numpy and numba, which
+silently loses low bits). Single-threaded, GIL released (see mpc.kernels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_U64 = np.dtype(np.uint64)
+_ZERO = np.uint64(0)
+_M32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+# matmul tuning (AVX2, single core). The tiled kernel packs the right operand (~2 ns a word),
+# which pays off from ~32 rows of a, or when short output rows starve the i-k-j kernel.
+_DOT_MIN_DEPTH = 32
+_DOT_MIN_ROWS = 32
+_IKJ_MIN_COLS = 32
+_KC = 512  # depth of a packed block of the right operand
+_BLOCK_WORDS = 8192  # nc * kc uint64 per packed array: both arrays together stay in L2
+
+
+def check_u64(*arrays: np.ndarray) -> None:
+    """Refuse non-uint64 input instead of letting numpy promote it (possibly to float64)."""
+    for x in arrays:
+        if x.dtype != _U64:
+            raise TypeError(f"ring kernels take uint64 arrays, got dtype {x.dtype}")
+
+
+def matmul_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.matmul on uint64: exact mod 2^64 (numpy's integer loops wrap), but slow."""
+    a, b = np.asarray(a), np.asarray(b)
+    check_u64(a, b)
+    return np.matmul(a, b)
+
+
+@njit(cache=True, nogil=True)
+def _mm_ikj(a, b, out):
+    """out = a @ b by row updates (i-k-j); best when a has few rows or the depth is small."""
+    m, k = a.shape
+    n = b.shape[1]
+    for i in range(m):
+        row = out[i]
+        for j in range(n):
+            row[j] = _ZERO
+        for p in range(k):
+            av = a[i, p]
+            bp = b[p]
+            for j in range(n):
+                row[j] += av * bp[j]
+
+
+@njit(cache=True, nogil=True)
+def _pack(src, src_is_bt, p0, p1, j0, j1, bt, bx):
+    """Copy depth p0:p1 of output columns j0:j1 of the right operand into bt (one contiguous row
+    per output column) and bx (the same with the two 32-bit halves of each word swapped).
+
+    src is b [k, n] or, if src_is_bt, its transpose [n, k]."""
+    for jj in range(j1 - j0):
+        col = src[j0 + jj, p0:p1] if src_is_bt else src[p0:p1, j0 + jj]
+        t = bt[jj]
+        x = bx[jj]
+        for p in range(p1 - p0):
+            v = col[p]
+            t[p] = v
+            x[p] = (v << _S32) | (v >> _S32)
+
+
+@njit(cache=True, nogil=True)
+def _store(out, i, j, low, cross, first):
+    """out[i, j] (+)= low + 2^32 cross: recombine the two halves of a split product."""
+    v = low + (np.uint64(cross) << _S32)
+    if first:
+        out[i, j] = v
+    else:
+        out[i, j] += v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tile4x2(a, a32, i, p0, bt, bx32, jj, out, j, first):
+    """out[i:i+4, j:j+2] (+)= a[i:i+4, p0:p0+kc] @ bt[jj:jj+2].T with 16 register accumulators.
+
+    a*b mod 2^64 = lo(a)lo(b) + 2^32 (lo(a)hi(b) + hi(a)lo(b) mod 2^32). The first sum uses
+    32x32->64 multiplies (vpmuludq); the cross sum is a plain uint32 dot product of the 32-bit
+    view of a with the halves-swapped view of b (vpmulld, 8 lanes). Both vectorize as
+    reductions, so no accumulator goes through memory."""
+    kc = bt.shape[1]
+    a0 = a[i, p0:p0 + kc]
+    a1 = a[i + 1, p0:p0 + kc]
+    a2 = a[i + 2, p0:p0 + kc]
+    a3 = a[i + 3, p0:p0 + kc]
+    b0 = bt[jj]
+    b1 = bt[jj + 1]
+    l00 = l01 = l10 = l11 = l20 = l21 = l30 = l31 = _ZERO
+    for p in range(kc):
+        v0 = b0[p] & _M32
+        v1 = b1[p] & _M32
+        u = a0[p] & _M32
+        l00 += u * v0
+        l01 += u * v1
+        u = a1[p] & _M32
+        l10 += u * v0
+        l11 += u * v1
+        u = a2[p] & _M32
+        l20 += u * v0
+        l21 += u * v1
+        u = a3[p] & _M32
+        l30 += u * v0
+        l31 += u * v1
+    q0 = 2 * p0
+    q1 = 2 * (p0 + kc)
+    x0 = a32[i, q0:q1]
+    x1 = a32[i + 1, q0:q1]
+    x2 = a32[i + 2, q0:q1]
+    x3 = a32[i + 3, q0:q1]
+    y0 = bx32[jj]
+    y1 = bx32[jj + 1]
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = np.uint32(0)
+    for q in range(2 * kc):
+        w0 = y0[q]
+        w1 = y1[q]
+        u32 = x0[q]
+        c00 = np.uint32(c00 + u32 * w0)
+        c01 = np.uint32(c01 + u32 * w1)
+        u32 = x1[q]
+        c10 = np.uint32(c10 + u32 * w0)
+        c11 = np.uint32(c11 + u32 * w1)
+        u32 = x2[q]
+        c20 = np.uint32(c20 + u32 * w0)
+        c21 = np.uint32(c21 + u32 * w1)
+        u32 = x3[q]
+        c30 = np.uint32(c30 + u32 * w0)
+        c31 = np.uint32(c31 + u32 * w1)
+    _store(out, i, j, l00, c00, first)
+    _store(out, i, j + 1, l01, c01, first)
+    _store(out, i + 1, j, l10, c10, first)
+    _store(out, i + 1, j + 1, l11, c11, first)
+    _store(out, i + 2, j, l20, c20, first)
+    _store(out, i + 2, j + 1, l21, c21, first)
+    _store(out, i + 3, j, l30, c30, first)
+    _store(out, i + 3, j + 1, l31, c31, first)
+
+
+@njit(cache=True, nogil=True)
+def _tile1x1(a, a32, i, p0, bt, bx32, jj, out, j, first):
+    """Single output of the split product (edges of the 4x2 tiling)."""
+    kc = bt.shape[1]
+    ar = a[i, p0:p0 + kc]
+    br = bt[jj]
+    low = _ZERO
+    for p in range(kc):
+        low += (ar[p] & _M32) * (br[p] & _M32)
+    xr = a32[i, 2 * p0:2 * (p0 + kc)]
+    yr = bx32[jj]
+    cross = np.uint32(0)
+    for q in range(2 * kc):
+        cross = np.uint32(cross + xr[q] * yr[q])
+    _store(out, i, j, low, cross, first)
+
+
+@njit(cache=True, nogil=True)
+def _mm_dot(a, src, src_is_bt, out, accumulate):
+    """out (+)= a @ b for C-contiguous a [m, k]; src is b [k, n] or (src_is_bt) b.T [n, k].
+
+    Blocks of the right operand are packed (transposed, plus a halves-swapped copy) so that
+    both operands are contiguous along the depth, then covered with 4x2 register tiles."""
+    m, k = a.shape
+    n = src.shape[0] if src_is_bt else src.shape[1]
+    a32 = a.view(np.uint32)
+    kc_max = min(k, _KC)
+    nc_max = max(2, (_BLOCK_WORDS // kc_max) // 2 * 2)
+    buf_t = np.empty(nc_max * kc_max, dtype=np.uint64)
+    buf_x = np.empty(nc_max * kc_max, dtype=np.uint64)
+    m4 = m - m % 4
+    for j0 in range(0, n, nc_max):
+        j1 = min(j0 + nc_max, n)
+        nc = j1 - j0
+        n2 = nc - nc % 2
+        for p0 in range(0, k, kc_max):
+            p1 = min(p0 + kc_max, k)
+            bt = buf_t[:nc * (p1 - p0)].reshape(nc, p1 - p0)
+            bx = buf_x[:nc * (p1 - p0)].reshape(nc, p1 - p0)
+            _pack(src, src_is_bt, p0, p1, j0, j1, bt, bx)
+            bx32 = bx.view(np.uint32)
+            first = p0 == 0 and not accumulate
+            for i in range(0, m4, 4):
+                for jj in range(0, n2, 2):
+                    _tile4x2(a, a32, i, p0, bt, bx32, jj, out, j0 + jj, first)
+                for jj in range(n2, nc):
+                    for r in range(4):
+                        _tile1x1(a, a32, i + r, p0, bt, bx32, jj, out, j0 + jj, first)
+            for i in range(m4, m):
+                for jj in range(nc):
+                    _tile1x1(a, a32, i, p0, bt, bx32, jj, out, j0 + jj, first)
+
+
+@njit(cache=True, nogil=True)
+def _mm2(a, b, out):
+    """out = a @ b for C-contiguous 2-D a, b, out; picks the kernel by shape."""
+    m, k = a.shape
+    if k >= _DOT_MIN_DEPTH and (m >= _DOT_MIN_ROWS or b.shape[1] < _IKJ_MIN_COLS):
+        _mm_dot(a, b, False, out, False)
+    else:
+        _mm_ikj(a, b, out)
+
+
+@njit(cache=True, nogil=True)
+def _mm3(a, b, out):
+    """out[t] = a[t] @ b[t] over a batch; an operand with batch size 1 is broadcast."""
+    for t in range(out.shape[0]):
+        _mm2(a[t if a.shape[0] > 1 else 0], b[t if b.shape[0] > 1 else 0], out[t])
+
+
+def _as_batch(x: np.ndarray, batch: tuple[int, ...], rows: int, cols: int) -> np.ndarray:
+    """x [..., rows, cols] as a C-contiguous [B or 1, rows, cols] for the batch shape `batch`."""
+    if x.shape[:-2] != batch and int(np.prod(x.shape[:-2])) != 1:
+        x = np.broadcast_to(x, batch + (rows, cols))
+    return np.ascontiguousarray(x).reshape(-1, rows, cols)
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b mod 2^64 with np.matmul semantics (1-D operands, broadcast batch dimensions)."""
+    a, b = np.asarray(a), np.asarray(b)
+    check_u64(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul: operands must be at least 1-D")
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    m, k = a2.shape[-2:]
+    if b2.shape[-2] != k:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align")
+    n = b2.shape[-1]
+    batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    drop = (slice(None),) * len(batch) + ((0,) if a.ndim == 1 else ()) \
+        + ((Ellipsis, 0) if b.ndim == 1 else ())
+    if m == 0 or n == 0 or k == 0 or 0 in batch:
+        return np.zeros(batch + (m, n), dtype=_U64)[drop]
+    if b2.ndim == 2 or int(np.prod(b2.shape[:-2])) == 1:
+        # A shared right operand: stack the batch of a into rows of one product.
+        a_rows = np.ascontiguousarray(np.broadcast_to(a2, batch + (m, k))).reshape(-1, k)
+        out = np.empty((a_rows.shape[0], n), dtype=_U64)
+        _mm2(a_rows, np.ascontiguousarray(b2.reshape(k, n)), out)
+    else:
+        a3 = _as_batch(a2, batch, m, k)
+        b3 = _as_batch(b2, batch, k, n)
+        out = np.empty((b3.shape[0], m, n), dtype=_U64)
+        _mm3(a3, b3, out)
+    return out.reshape(batch + (m, n))[drop]
+

@@ -1,0 +1,134 @@
+"""The dealer protocol's fused kernels: Beaver recombination and the comparison tree's AND
+levels, each with a plain-numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from mpc.kernels import matmul
+from mpc.kernels.bits import _compact_even, compact_even_reference
+from mpc.kernels.matrix import _U64, check_u64
+
+def beaver_combine_reference(d, e, a, b, c, add_de: bool) -> np.ndarray:
+    """c + d*b + e*a (+ d*e) elementwise mod 2^64, with numpy broadcasting."""
+    with np.errstate(over="ignore"):  # 0-d operands compute on numpy scalars, which warn
+        out = c + d * b + e * a
+        return out + d * e if add_de else out
+
+
+@njit(cache=True, nogil=True)
+def _beaver_flat(d, e, a, b, c, add_de, out):
+    """Fused same-shape combine; with add_de uses d*b + e*(a + d) to save a multiply."""
+    if add_de:
+        for i in range(out.shape[0]):
+            out[i] = c[i] + d[i] * b[i] + e[i] * (a[i] + d[i])
+    else:
+        for i in range(out.shape[0]):
+            out[i] = c[i] + d[i] * b[i] + e[i] * a[i]
+
+
+def beaver_combine(d: np.ndarray, e: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray,
+                   add_de: bool) -> np.ndarray:
+    """[x*y] = c + d*b + e*a (+ d*e for one party) mod 2^64 from an opened Beaver triple.
+
+    Same-shape operands take one fused pass; broadcasting shapes fall back to numpy."""
+    d, e, a, b, c = (np.asarray(v) for v in (d, e, a, b, c))
+    check_u64(d, e, a, b, c)
+    if not d.shape == e.shape == a.shape == b.shape == c.shape:
+        # Some operand has >= 1 dimension, so lifting 0-d ones to (1,) keeps the result shape
+        # and keeps numpy on arrays (scalar uint64 arithmetic warns on wraparound).
+        d, e, a, b, c = np.atleast_1d(d, e, a, b, c)
+        out = np.multiply(d, b)
+        out += e * (a + d) if add_de else e * a
+        out += c
+        return out
+    flat = [np.ascontiguousarray(v).reshape(-1) for v in (d, e, a, b, c)]
+    out = np.empty(c.size, dtype=_U64)
+    _beaver_flat(*flat, bool(add_de), out)
+    return out.reshape(c.shape)
+
+
+def beaver_combine_matmul_reference(d, e, a, b, c, add_de: bool) -> np.ndarray:
+    """c + d@b + a@e (+ d@e) mod 2^64 with np.matmul."""
+    out = c + np.matmul(d, b) + np.matmul(a, e)
+    return out + np.matmul(d, e) if add_de else out
+
+
+def beaver_combine_matmul(d: np.ndarray, e: np.ndarray, a: np.ndarray, b: np.ndarray,
+                          c: np.ndarray, add_de: bool) -> np.ndarray:
+    """[x@y] = c + d@b + a@e (+ d@e) mod 2^64, as c + d@b + (a + d)@e: two matmuls, not three."""
+    d, e, a, b, c = (np.asarray(v) for v in (d, e, a, b, c))
+    check_u64(d, e, a, b, c)
+    out = c + matmul(d, b)  # c has the full (broadcast) result shape
+    out += matmul(a + d if add_de else a, e)
+    return out
+
+
+def lt_level_prepare_reference(lt, eq, half: int):
+    """Inputs of one tree level's AND: X = (O(eq), O(eq)), Y = (E(lt), E(eq)) as the low and
+    high `half` bits, where E/O take the even/odd bits; also O(lt), the merged lt's other
+    term. Reference for lt_level_masked and lt_level_finish."""
+    odd_lt = compact_even_reference(lt >> np.uint64(1))
+    odd_eq = compact_even_reference(eq >> np.uint64(1))
+    h = np.uint64(half)
+    x = odd_eq | (odd_eq << h)
+    y = compact_even_reference(lt) | (compact_even_reference(eq) << h)
+    return x, y, odd_lt
+
+
+def and_combine_reference(d, e, a, b, c, first: bool) -> np.ndarray:
+    """[x AND y] = c ^ (d & b) ^ (e & a) (^ d & e for one party) from an opened binary
+    triple (d = x ^ a, e = y ^ b). Reference for lt_level_finish."""
+    z = c ^ (d & b) ^ (e & a)
+    if first:
+        z ^= d & e
+    return z
+
+
+@njit(cache=True, nogil=True)
+def _lt_masked(lt, eq, half, a_word, b_word, offset, width, out):
+    h, one, off = np.uint64(half), np.uint64(1), np.uint64(offset)
+    mask = np.uint64(0xFFFFFFFFFFFFFFFF) if width == 64 else (one << np.uint64(width)) - one
+    n = lt.shape[0]
+    for i in range(n):
+        odd_eq = _compact_even(eq[i] >> one)
+        x = odd_eq | (odd_eq << h)
+        y = _compact_even(lt[i]) | (_compact_even(eq[i]) << h)
+        out[i] = x ^ ((a_word[i] >> off) & mask)
+        out[n + i] = y ^ ((b_word[i] >> off) & mask)
+
+
+def lt_level_masked(lt: np.ndarray, eq: np.ndarray, half: int, a_word: np.ndarray,
+                    b_word: np.ndarray, offset: int, width: int, dtype) -> np.ndarray:
+    """One tree level's masked AND inputs, [X ^ a | Y ^ b] (lt_level_prepare_reference), with the
+    triple's `width`-bit fields read at `offset` from a and b words; written straight in
+    the wire dtype."""
+    out = np.empty(2 * lt.size, dtype=dtype)
+    _lt_masked(lt, eq, half, a_word, b_word, offset, width, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _lt_finish(d, e, a_word, b_word, c_word, offset, width, first, lt, half, new_lt, new_eq):
+    one, off, h = np.uint64(1), np.uint64(offset), np.uint64(half)
+    mask = np.uint64(0xFFFFFFFFFFFFFFFF) if width == 64 else (one << np.uint64(width)) - one
+    low = (one << h) - one
+    for i in range(lt.shape[0]):
+        a = (a_word[i] >> off) & mask
+        b = (b_word[i] >> off) & mask
+        dd, ee = np.uint64(d[i]), np.uint64(e[i])
+        z = ((c_word[i] >> off) & mask) ^ (dd & b) ^ (ee & a)
+        if first:
+            z ^= dd & ee
+        new_lt[i] = _compact_even(lt[i] >> one) ^ (z & low)
+        new_eq[i] = z >> h
+
+
+def lt_level_finish(d, e, a_word, b_word, c_word, offset: int, width: int, first: bool,
+                    lt: np.ndarray, half: int):
+    """From the opened d, e: z = [X AND Y] by the binary triple, then the merged
+    (lt, eq) = (O(lt) ^ low half of z, high half of z)."""
+    new_lt, new_eq = np.empty_like(lt), np.empty_like(lt)
+    _lt_finish(d, e, a_word, b_word, c_word, offset, width, first, lt, half, new_lt, new_eq)
+    return new_lt, new_eq
