@@ -88,6 +88,8 @@ def plot(path: str, rows) -> None:
                 label=f"DP-SGD on shares, {sampling}")
     ax.axhline(rows[0][2], linestyle="--", color="gray", label="non-private, on shares")
     ax.set_xscale("log")
+    ax.set_xticks(TARGETS, [f"{t:g}" for t in TARGETS])
+    ax.minorticks_off()
     ax.set_xlabel(f"epsilon (delta = {DELTA:g})")
     ax.set_ylabel("test accuracy")
     ax.legend()

@@ -113,6 +113,8 @@ def plot(path: str, rows) -> None:
         ax.plot(eps, [r["float64"] for r in mine], "x--", color=colour,
                 label=f"{sampling}, float64")
     ax.set_xscale("log")
+    ax.set_xticks(TARGETS, [f"{t:g}" for t in TARGETS])
+    ax.minorticks_off()
     ax.set_xlabel("epsilon (delta = 1e-5)")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=8)
