@@ -115,11 +115,12 @@ def _first_step(ctx):
     return before, after
 
 
-@pytest.mark.parametrize("n_parties", [2, 3])
-def test_one_noiseless_poisson_step_is_a_masked_sum(n_parties):
+@pytest.mark.parametrize("n_parties,protocol", [(2, "dealer"), (3, "dealer"),
+                                                (3, "replicated")])
+def test_one_noiseless_poisson_step_is_a_masked_sum(n_parties, protocol):
     """One step without noise moves the weights by sum_i b_i g_i / batch: from the plain
     per-example gradients (G [6, 6], full rank) the b come back, each 0 or 1."""
-    draws = [mpc.run_local(_first_step, n_parties)[0] for _ in range(4)]
+    draws = [mpc.run_local(_first_step, n_parties, protocol=protocol)[0] for _ in range(4)]
     w0 = draws[0][0]
     xs, ys = X[:6], Y[:6]
     residual = xs @ w0[:5, None] + w0[5] - ys
