@@ -187,6 +187,10 @@ def cmd_bench(args) -> int:
         print(f"unknown workload {unknown}; choose from {', '.join(WORKLOADS)} or all",
               file=sys.stderr)
         return 2
+    if args.scale and args.protocol != "dealer":
+        print(f"--scale measures the dealer protocol (at 2 to 8 parties, the dealer's memory "
+              f"included), not {args.protocol}: leave out --scale", file=sys.stderr)
+        return 2
     if args.scale:
         not_elementwise = [n for n in names if n not in SCALE_WORKLOADS]
         if not_elementwise:

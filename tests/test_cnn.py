@@ -33,6 +33,6 @@ def test_cnn_on_digits_matches_float64_accuracy(n, protocol):
     data = xtr.reshape(-1, 1, 8, 8), xte.reshape(-1, 1, 8, 8), ytr, yte
     want = cnn_accuracy(data[0], ytr, data[1], yte, channels=CHANNELS, pool="MaxPool2d",
                         epochs=EPOCHS, batch_size=BATCH, lr=LR)
-    got = mpc.run_local(_train_cnn, n, args=(data,), protocol=protocol)[0]
+    got = mpc.run_local(_train_cnn, n, args=(data,), protocol=protocol, timeout=300)[0]
     assert want > 0.9, want  # the float64 run learnt: the comparison means something
     assert abs(got - want) <= 0.03, (got, want)

@@ -74,8 +74,9 @@ class _CorruptOnce(nn.Module):
         return grad + 2.0 ** 29 if self.calls == self.at_call else grad
 
 
-def test_healthy_training_reports_a_falling_loss_only_when_asked():
-    out = mpc.run_local(_train, 2, args=(0.1, None, None, None, True))[0]
+@pytest.mark.parametrize("n, protocol", [(2, "dealer"), (3, "replicated")])
+def test_healthy_training_reports_a_falling_loss_only_when_asked(n, protocol):
+    out = mpc.run_local(_train, n, args=(0.1, None, None, None, True), protocol=protocol)[0]
     losses = [r["loss"] for r in out["history"]]
     assert all(0 < v < 1 for v in losses) and losses[-1] < losses[0], losses
     quiet = mpc.run_local(_train, 2, args=(0.1, None))[0]
@@ -99,8 +100,10 @@ def test_a_large_legitimate_loss_is_not_an_overflow():
     assert history[0]["loss"] > 1e4  # far above any cross-entropy, and fine
 
 
-def test_overflow_is_reported_with_its_step_and_layer():
-    out = mpc.run_local(_train, 2, args=(1e5, 1))[0]  # lr 1e5: weights leave 2^15 at once
+@pytest.mark.parametrize("n, protocol", [(2, "dealer"), (3, "replicated")])
+def test_overflow_is_reported_with_its_step_and_layer(n, protocol):
+    # lr 1e5: weights leave 2^15 at once
+    out = mpc.run_local(_train, n, args=(1e5, 1), protocol=protocol)[0]
     assert out["steps"] == (1, 1), out
     assert "parameter 0" in out["where"] and "step 1" in out["error"], out
 
