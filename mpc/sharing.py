@@ -131,7 +131,9 @@ def _share_blocks(ctx, mine, axis: int, name: str) -> SecretTensor:
 
 
 def share_public(ctx, value) -> SecretTensor:
-    """A public value as a (trivial) sharing: no randomness, no message."""
+    """A public value as a (trivial) sharing: no randomness, no message. Every party must
+    pass the same value (nothing checks that they agree: for a value only one party
+    knows, use `share`). Rounds: 0. Comm: none."""
     return SecretTensor(ctx, ctx.protocol.public(ctx, ctx.fixed.encode(value)))
 
 

@@ -413,8 +413,8 @@ class ZmqMesh(Transport):
     def _liveness(self, peer: int) -> str:
         link = self._links[peer]
         if link.up:
-            return (f"; its link stayed up, answering heartbeats, so its process is alive: "
-                    f"stuck or slow in its own code, or waiting for another member")
+            return ("; its link stayed up, answering heartbeats, so its process is alive: "
+                    "stuck or slow in its own code, or waiting for another member")
         return f"; {self._party(self.my_id)}'s link to it: {link.state}"
 
     def _left(self, peer: int, when: str) -> PeerLost:

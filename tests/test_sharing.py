@@ -111,7 +111,7 @@ def test_communication_matches_the_documented_costs(parties):
     """Party 0's payload bytes and rounds per op equal the table in the README
     (in-memory transport: payload only; n = 1000 is below the reduce-scatter size)."""
     n, peers = 1000, parties - 1
-    counts = mpc.run_local(_count, parties, args=(n,))[0]
+    counts = mpc.run_local(_count, parties, args=(n,), check=False)[0]  # the ops' own costs
     assert counts["mul"] == (3 * n * 8 * peers, 2)
     assert counts["square"] == (2 * n * 8 * peers, 2)
     assert counts["mul_public"] == (n * 8 * peers, 1)
@@ -120,7 +120,7 @@ def test_communication_matches_the_documented_costs(parties):
 
 def test_large_openings_use_reduce_scatter_for_three_parties():
     n = 1 << 17
-    counts = mpc.run_local(_count, 3, args=(n,))[0]
+    counts = mpc.run_local(_count, 3, args=(n,), check=False)[0]
     # party 0 sends the other two slices (n - |slice 0|), then its summed slice to both
     # peers (2 |slice 0|): about 2 (n-1)/n = 4/3 of the tensor, in two rounds
     slice0 = int(np.linspace(0, n, 4).astype(np.int64)[1])
