@@ -17,7 +17,7 @@ import numpy as np
 import mpc
 from nn.graph import Graph
 from nn.layers import Sequential
-from nn.onnx_import import _onnx
+from nn.onnx_plan import _onnx
 
 OPSET, GELU_OPSET = 17, 20
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import mpc
 import nn
 from nn import plain
-from nn.onnx_import import plan
+from nn.onnx_plan import plan
 from oracle import SETTINGS
 from onnx_models import (deep_cnn, gelu_mlp, helper, layer_norm_mlp, make_model, onnx, run_ort,
                          small_cnn, tensor)
