@@ -2,7 +2,9 @@
 
     # cluster.toml
     timeout = 60.0          # seconds a party waits for a peer before giving up
-    heartbeat = 10.0        # seconds of silence (no ping answered) after which a link is dead
+    heartbeat = 10.0        # seconds of silence (no ping answered) after which a link is
+                            # dead (default min(timeout / 2, 10))
+    mailbox_bytes = 1073741824   # bytes of early messages one peer may have waiting (1 GiB)
     frac_bits = 16
     [[party]]
     id = 0
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from net import AuthError
+from net.mailbox import MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class ClusterConfig:
     owners: tuple[Peer, ...] = ()
     owner_timeout: float = 600.0
     heartbeat: float | None = None
+    mailbox_bytes: int = MAX_BYTES
+    source: Path | None = None   # the file it was read from, for error messages
 
     @property
     def n_parties(self) -> int:
@@ -136,7 +141,8 @@ def load_config(path: str | Path) -> ClusterConfig:
     return ClusterConfig(parties, dealer, float(raw.get("timeout", 60.0)),
                          int(raw.get("frac_bits", 16)), path.parent, owners,
                          float(raw.get("owner_timeout", 600.0)),
-                         float(raw["heartbeat"]) if "heartbeat" in raw else None)
+                         float(raw["heartbeat"]) if "heartbeat" in raw else None,
+                         int(raw.get("mailbox_bytes", MAX_BYTES)), path)
 
 
 def _endpoint(address: str, path: Path) -> tuple[str, int]:

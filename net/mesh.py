@@ -24,13 +24,15 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
 from net import wire
-from net.errors import AuthError, NetError, PeerLost, PeerTimeout, ProtocolError
+from net.errors import (AuthError, HandshakeRefused, NetError, PeerLost, PeerTimeout,
+                        PeerUnreachable, ProtocolError)
+from net.gate import ROUTER_EVENTS, Gatekeeper
 from net.keys import check_key
+from net.links import MONITORED, Link, protocol_error
+from net.mailbox import MAX_BYTES, Mailbox
 from net.stats import CommStats
 from net.transport import Transport
 
@@ -53,33 +55,20 @@ ZERO_COPY_BYTES = 1 << 20
 multiplication's time on this machine); the sent array is made read-only so that a later
 write to it fails loudly instead of changing what goes out."""
 
-_LINK_STATES = {
-    zmq.EVENT_CONNECT_DELAYED: "connecting",
-    zmq.EVENT_CONNECT_RETRIED: "connection refused or unreachable, retrying",
-    zmq.EVENT_CONNECTED: "TCP connected, handshake pending",
-    zmq.EVENT_HANDSHAKE_SUCCEEDED: "connected",
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed (wrong server key?)",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake failed (not a mesh peer?)",
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake failed: our key was rejected",
-    zmq.EVENT_DISCONNECTED: "disconnected",
-}
-_MONITORED = sum(_LINK_STATES)  # distinct bit flags
+REACH_MARGIN = 0.5
+"""Seconds after a peer's hello from which a refused connection to its address proves the
+address wrong (earlier refusals may predate the peer's bind)."""
 
+REACH_PATIENCE = 5.0
+"""Seconds after a peer's hello within which our own link to it must come up."""
 
-class _PeerAuthenticator(ThreadAuthenticator):
-    """ZAP handler admitting only the given z85 public keys; the User-Id of an admitted
-    connection is the id of the peer owning the key."""
+REFUSED_LINGER = 1.0
+"""Seconds a member whose key a peer refused stays reachable before it leaves, so that
+the peer's own link to it fails its handshake too and the peer learns that its config
+holds a wrong key for this member (instead of finding nobody at the address)."""
 
-    def __init__(self, context: zmq.Context, ids_by_key: Mapping[bytes, int]):
-        super().__init__(context)
-        self._ids = dict(ids_by_key)
-        self.configure_curve_callback("*", self)
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        return key in self._ids
-
-    def curve_user_id(self, client_public_key: bytes) -> str:
-        return str(self._ids[z85.encode(client_public_key)])
+CHECK_EVERY = 1.0
+"""Seconds between two looks at the links while waiting for nothing else."""
 
 
 class ZmqMesh(Transport):
@@ -87,18 +76,30 @@ class ZmqMesh(Transport):
     (tcp address, z85 public key); `talks_to` limits the links to some of them.
     `late_peers` may come and go: start() does not wait for them, a wait for their
     messages lasts `late_timeout` s, and sending to one that said goodbye raises PeerLost.
+    Sending to another peer that said goodbye raises PeerLost if it left with an error,
+    and does nothing if it left in peace (its part done, nothing there needs the message:
+    say, randomness the dealer sends ahead on a guess).
 
     Heartbeats tell slow from dead: every link is pinged (ZMTP PING/PONG, answered by the
     peer's ZeroMQ I/O thread even while its Python code is busy); a link silent for
-    `heartbeat` s (default min(timeout, 10)) is dropped, so a frozen process or a vanished
-    host is reported as PeerLost then, without waiting out `timeout`. A peer that is only
-    slow keeps answering pings and fails nothing until a message is `timeout` s late."""
+    `heartbeat` s (default min(timeout / 2, 10)) is dropped, so a frozen process or a
+    vanished host is reported as PeerLost then, without waiting out `timeout`. A peer that
+    is only slow keeps answering pings and fails nothing until a message is `timeout` s
+    late; the PeerTimeout then says it is alive (stuck or slow), not dead.
+
+    Diagnoses: errors name the member and the address or key at fault, and carry it as
+    `culprit` (see net.errors). `key_file` and `peers_file` (where this member's secret
+    key and the peers config came from) only make the messages more precise. Refused
+    connections are logged on the `net` logger (see net.gate). The mailbox is bounded
+    (net.mailbox): `mailbox_bytes` per sender."""
 
     def __init__(self, my_id: int, peers: Mapping[int, tuple[str, bytes]],
                  secret_key: bytes, public_key: bytes, *, timeout: float = 30.0,
                  connect_timeout: float = 30.0, curve: bool = True,
                  talks_to: Iterable[int] | None = None, late_peers: Iterable[int] = (),
-                 late_timeout: float = 600.0, heartbeat: float | None = None):
+                 late_timeout: float = 600.0, heartbeat: float | None = None,
+                 key_file: str | None = None, peers_file: str | None = None,
+                 mailbox_bytes: int = MAX_BYTES):
         if my_id not in peers:
             raise ValueError(f"party {my_id} is not in the peers config (ids {sorted(peers)})")
         talks = set(peers) if talks_to is None else set(talks_to)
@@ -110,12 +111,14 @@ class ZmqMesh(Transport):
         self.late_peers = frozenset(late_peers) & set(self.peer_ids)
         self.late_timeout = late_timeout
         self.timeout = timeout
-        self.heartbeat = min(timeout, 10.0 if heartbeat is None else heartbeat)
+        self.heartbeat = min(timeout / 2, 10.0) if heartbeat is None else min(timeout, heartbeat)
         self.connect_timeout = connect_timeout
         self.stats = CommStats()
         self._peers = dict(peers)
         self._curve = curve
         self._keys = (public_key, secret_key)
+        self._key_file = key_file
+        self._peers_file = peers_file
         if curve:
             self._check_keys()
         else:
@@ -124,16 +127,18 @@ class ZmqMesh(Transport):
                           RuntimeWarning, stacklevel=2)
         self._ctx: zmq.Context | None = None
         self._release: weakref.finalize | None = None
+        self._gate: Gatekeeper | None = None
         self._sockets: list[zmq.Socket] = []   # every socket, for _release
         self._router: zmq.Socket | None = None
         self._dealers: dict[int, zmq.Socket] = {}
+        self._backs: dict[zmq.Socket, int] = {}     # DEALER -> its peer (goodbyes come back)
         self._monitors: dict[zmq.Socket, int] = {}
         self._poller = zmq.Poller()
-        self._mailbox: dict[tuple[int, int], tuple[str, np.ndarray, int]] = {}
-        self._hello: set[int] = set()
-        self._gone: dict[int, str] = {}        # peers that said goodbye -> why they left
-        self._down: dict[int, float] = {}      # peer -> when our link to it dropped
-        self._link: dict[int, str] = {}        # peer -> state of our link, for error messages
+        self._mailbox = Mailbox(my_id, mailbox_bytes)
+        self._hello: dict[int, float] = {}     # peers that said hello -> when
+        self._routes: dict[int, bytes] = {}    # peer -> routing id of its link to us
+        self._gone: dict[int, tuple[str, int]] = {}   # peers that said goodbye -> (why, culprit)
+        self._links: dict[int, Link] = {}      # peer -> what we know of our link to it
         self._closed = False
 
     def _check_keys(self) -> None:
@@ -156,21 +161,28 @@ class ZmqMesh(Transport):
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> "ZmqMesh":
-        """Bind, connect to every peer, and wait until each has said hello (at most
-        connect_timeout s). Raises PeerTimeout naming the peers that did not."""
+        """Bind, connect to every peer, and wait until each has said hello and our link to
+        it is up (at most connect_timeout s). Fails at once, naming the member and the
+        address or key, when a link cannot work (a refused key, a wrong address); raises
+        PeerTimeout naming the peers that did not connect in time otherwise."""
         if self._ctx is not None:
             raise NetError(f"party {self.my_id}: mesh already started")
         self._ctx = zmq.Context()
-        auth = _PeerAuthenticator(self._ctx, {self._peers[p][1]: p for p in self.peer_ids}) \
-            if self._curve else None
+        self._gate = Gatekeeper(self._ctx, self.my_id,
+                                {self._peers[p][1]: p for p in self.peer_ids},
+                                {key: m for m, (_, key) in self._peers.items()},
+                                self._peers[self.my_id][0], self._curve)
         # Runs once: from close(), or when the mesh is garbage-collected unclosed (before
         # pyzmq's own Context finalizer, which can hang on sockets it no longer sees).
-        self._release = weakref.finalize(self, _release, self._ctx, self._sockets, auth)
+        self._release = weakref.finalize(self, _release, self._ctx, self._sockets, self._gate)
         try:
-            if auth is not None:
-                auth.start()   # before bind: without a ZAP handler CURVE admits anyone
             self._open_sockets()
             self._handshake()
+        except NetError as exc:  # the peers learn why, and whom it blames
+            if isinstance(exc, HandshakeRefused) and exc.culprit != self.my_id:
+                time.sleep(REFUSED_LINGER)   # the peer with the wrong key for us sees why
+            self.close(reason=f"{type(exc).__name__}: {exc}", culprit=exc.culprit)
+            raise
         except BaseException:
             self.close()
             raise
@@ -192,11 +204,14 @@ class ZmqMesh(Transport):
             self._router.curve_server = True
             self._router.curve_secretkey = secret
             self._router.curve_publickey = public
+        self._gate.watch(self._router.get_monitor_socket(ROUTER_EVENTS))
+        self._gate.start()   # its ZAP handler is bound: without one CURVE admits anyone
         address = self._peers[me][0]
         try:
             self._router.bind(address)
         except zmq.ZMQError as e:
-            raise NetError(f"party {me}: cannot listen on {address}: {e.strerror}") from None
+            raise NetError(f"party {me}: cannot listen on {address}: {e.strerror}",
+                           culprit=me) from None
         self._poller.register(self._router, zmq.POLLIN)
         for p in self.peer_ids:
             dealer = self._dealers[p] = self._socket(zmq.DEALER)
@@ -211,41 +226,63 @@ class ZmqMesh(Transport):
             dealer.heartbeat_ivl = max(1, silence // 4)
             dealer.heartbeat_timeout = silence
             dealer.heartbeat_ttl = silence
-            monitor = dealer.get_monitor_socket(_MONITORED)
+            monitor = dealer.get_monitor_socket(MONITORED)
             self._sockets.append(monitor)
             self._monitors[monitor] = p
+            self._backs[dealer] = p
             self._poller.register(monitor, zmq.POLLIN)
-            self._link[p] = "not connected yet"
+            self._poller.register(dealer, zmq.POLLIN)
+            self._links[p] = Link(p, self._peers[p][0])
             try:
                 dealer.connect(self._peers[p][0])
             except zmq.ZMQError as e:
                 raise NetError(f"party {me}: cannot connect to party {p} at "
-                               f"{self._peers[p][0]}: {e.strerror}") from None
+                               f"{self._peers[p][0]}: {e.strerror}", culprit=me) from None
 
     def _handshake(self) -> None:
         for p in self.peer_ids:
             self._send(p, 0, _HELLO, _NOTHING)
         deadline = time.monotonic() + self.connect_timeout
-        while missing := [p for p in self.peer_ids
-                          if p not in self._hello and p not in self.late_peers]:
+        while missing := [p for p in self.peer_ids if p not in self.late_peers
+                          and (p not in self._hello or not self._links[p].up)]:
+            for p in sorted(self._gone, key=lambda p: p not in missing):   # missing first,
+                # then any that left with an error: the mesh cannot start
+                if p in missing or self._gone[p][0]:
+                    raise self._left(p, "during start-up")
             left = deadline - time.monotonic()
             if left <= 0:
-                links = "; ".join(f"link to {p}: {self._link[p]}" for p in missing)
-                raise PeerTimeout(missing[0], (
-                    f"party {self.my_id}: peers {missing} did not connect within "
-                    f"{self.connect_timeout:g} s (wrong address, wrong key, or not started; "
-                    f"{links})"))
-            self._pump(left)
+                raise self._not_connected(missing)
+            self._pump(min(left, CHECK_EVERY))
 
-    def close(self, reason: str = "") -> None:
+    def _not_connected(self, missing: list[int]) -> PeerTimeout:
+        me, parts = self.my_id, []
+        for p in missing:
+            link = self._links[p]
+            if link.up:
+                parts.append(f"link to {p}: connected, but party {p} never greeted party {me}: "
+                             f"it runs, yet its own link to party {me} is not up (its config "
+                             f"may hold a wrong address or key for party {me})")
+            else:
+                greeted = f" (party {p} did greet party {me})" if p in self._hello else ""
+                parts.append(f"link to {p}: {link.state}{greeted}")
+        return PeerTimeout(missing[0], (
+            f"party {me}: peers {missing} did not connect within {self.connect_timeout:g} s "
+            f"(wrong address, wrong key, or not started; {'; '.join(parts)})"))
+
+    def close(self, reason: str = "", culprit: int | None = None) -> None:
         """Say goodbye to the peers still linked, wait until everything queued for them has
         been handed to TCP (at most `timeout` s; no longer once a link drops), then release
-        sockets and the auth thread. Idempotent."""
+        sockets and the gatekeeper. Idempotent. A `reason` (why this member leaves: an
+        error) travels with the goodbye, and so does `culprit`, the member it blames (this
+        one if None). A peer that greeted us but whose link we could not open gets the
+        goodbye back over its own link, so that it too learns why at once."""
         if self._closed:
             return
         self._closed = True
         if self._ctx is None:
             return
+        if reason and culprit is None:
+            culprit = self.my_id
         monitors = zmq.Poller()
         for monitor in self._monitors:
             monitors.register(monitor, zmq.POLLIN)
@@ -255,24 +292,35 @@ class ZmqMesh(Transport):
         # queued for them and leave the peer waiting for a hello that never comes.
         grace = time.monotonic() + min(self.timeout, CLOSE_GRACE)
         while time.monotonic() < grace and any(
-                self._link.get(p) != "connected" for p in self._hello
-                if p in self._dealers and p not in self._gone and p not in self._down):
+                not self._links[p].up for p in self._hello if p in self._links
+                and p not in self._gone and self._links[p].down_since is None
+                and self._links[p].failure is None and self._links[p].refused_at is None):
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
-        queued = {p: self._goodbye(p, reason) for p in self._dealers
-                  if self._link.get(p) == "connected" and p not in self._gone}
+        queued = {p: self._goodbye(p, reason, culprit) for p in self._dealers
+                  if self._links[p].up and p not in self._gone}
+        back = [self._goodbye(p, reason, culprit, back=True) for p in self._routes
+                if p not in queued and p not in self._gone and p in self._dealers]
         deadline = time.monotonic() + self.timeout
-        while any(not done.done and p not in self._down for p, done in queued.items()) \
+        while (any(not done.done and self._links[p].down_since is None
+                   for p, done in queued.items()) or any(not t.done for t in back)) \
                 and time.monotonic() < deadline:
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
         self._release()
 
-    def _goodbye(self, peer: int, reason: str) -> zmq.MessageTracker:
-        """Queue a goodbye for `peer`. Its tracker is done once the goodbye has left the
-        queue, and with it everything sent to `peer` before."""
+    def _goodbye(self, peer: int, reason: str, culprit: int | None,
+                 back: bool = False) -> zmq.MessageTracker:
+        """Queue a goodbye for `peer` (on our link to it, or with `back` on its link to us).
+        Its tracker is done once the goodbye has left the queue, and with it everything
+        sent to `peer` before. The header's seq carries 1 + the culprit (0: none)."""
         text = np.frombuffer(reason.encode()[:MAX_REASON], dtype=np.uint8)
-        header, payload = wire.encode(self.my_id, 0, _GOODBYE, text)
+        header, payload = wire.encode(self.my_id, 0 if culprit is None else culprit + 1,
+                                      _GOODBYE, text)
+        if back:
+            self._router.send(self._routes[peer], zmq.SNDMORE)
+            self._router.send(header, zmq.SNDMORE)
+            return self._router.send(payload, copy=False, track=True)
         dealer = self._dealers[peer]
         dealer.send(header, zmq.SNDMORE)
         return dealer.send(payload, copy=False, track=True)
@@ -294,8 +342,9 @@ class ZmqMesh(Transport):
                              f"for the mesh: {op!r}")
         self._require_peer(to)
         if to in self._gone:
-            raise PeerLost(to, f"party {self.my_id}: cannot send message {seq} to peer {to}, "
-                               f"which has left the mesh{self._why(to)}")
+            if not self._gone[to][0] and to not in self.late_peers:
+                return   # it finished its part and left: nothing there can need this
+            raise self._left(to, f"before party {self.my_id} could send it message {seq}")
         self.stats.sent(self._send(to, seq, op, array))
 
     def _send(self, to: int, seq: int, op: str, array: np.ndarray) -> int:
@@ -322,39 +371,62 @@ class ZmqMesh(Transport):
 
     def _wait(self, frm: int, seq: int) -> tuple[str, np.ndarray]:
         self._require_peer(frm)
-        me, key = self.my_id, (frm, seq)
+        me = self.my_id
+        self._mailbox.expect(frm, seq)
         patience = self.late_timeout if frm in self.late_peers else self.timeout
         deadline = time.monotonic() + patience
-        while key not in self._mailbox:
+        while (item := self._mailbox.take(frm, seq)) is None:
             now = time.monotonic()
             if frm in self._gone:
-                raise PeerLost(frm, f"party {me}: peer {frm} closed the mesh before sending "
-                                    f"message {seq}{self._why(frm)}")
-            lost = self._down.get(frm)
-            if lost is not None and now - lost >= LOSS_GRACE:
-                raise PeerLost(frm, f"party {me}: peer {frm} disconnected (process died or "
-                                    f"network failed) before sending message {seq}")
+                raise self._left(frm, f"before sending message {seq}")
+            link = self._links[frm]
+            lost = link.down_since
+            if lost is not None and (now - lost >= LOSS_GRACE or now >= deadline):
+                how, why = link.loss(self.heartbeat)
+                raise PeerLost(frm, f"party {me}: peer {frm} disconnected before sending "
+                                    f"message {seq}: {why}", how=how)
             if now >= deadline:
                 raise PeerTimeout(frm, f"party {me}: no message {seq} from peer {frm} within "
-                                       f"{patience:g} s")
-            wake = deadline if lost is None else min(deadline, lost + LOSS_GRACE)
+                                       f"{patience:g} s{self._liveness(frm)}")
+            wake = min(deadline, now + CHECK_EVERY) if lost is None else \
+                min(deadline, lost + LOSS_GRACE)
             self._pump(wake - now)
-        op, array, nbytes = self._mailbox.pop(key)
+        op, array, nbytes = item
         self.stats.received(nbytes)
         return op, array
 
+    def _liveness(self, peer: int) -> str:
+        link = self._links[peer]
+        if link.up:
+            return (f"; its link stayed up, answering heartbeats, so its process is alive: "
+                    f"stuck or slow in its own code, or waiting for another member")
+        return f"; party {self.my_id}'s link to it: {link.state}"
+
+    def _left(self, peer: int, when: str) -> PeerLost:
+        """The error for a wait on (or a send to) a peer that said goodbye."""
+        reason, culprit = self._gone[peer]
+        verb = "left the mesh" if when.startswith("before party") else "closed the mesh"
+        return PeerLost(peer, f"party {self.my_id}: peer {peer} {verb} {when}"
+                              f"{self._why(peer)}", culprit=culprit, how="left")
+
     def _pump(self, timeout: float) -> None:
-        """Wait up to `timeout` s for traffic or link events and file all that arrived."""
+        """Wait up to `timeout` s for traffic or link events, file all that arrived, and
+        fail if a link is known not to work."""
         for sock, _ in self._poller.poll(math.ceil(max(timeout, 0) * 1000)):
             if sock is self._router:
-                while (frames := self._recv_nowait()) is not None:
+                while (frames := self._recv_nowait(sock)) is not None:
                     self._file(frames)
-            else:
+            elif sock in self._monitors:
                 self._read_monitor(sock)
+            else:
+                while (frames := self._recv_nowait(sock)) is not None:
+                    self._file_back(self._backs[sock], frames)
+        self._check_links()
 
-    def _recv_nowait(self) -> list[zmq.Frame] | None:
+    @staticmethod
+    def _recv_nowait(sock: zmq.Socket) -> list[zmq.Frame] | None:
         try:
-            return self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+            return sock.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return None
 
@@ -369,21 +441,38 @@ class ZmqMesh(Transport):
         try:
             sender, seq, op, array = wire.decode(header.buffer, payload.buffer)
         except ProtocolError as e:
-            raise ProtocolError(f"party {me}: malformed message from party {who}: {e}") from None
+            raise ProtocolError(f"party {me}: malformed message from party {who}: {e}",
+                                culprit=who) from None
         if sender != who:
             raise ProtocolError(f"party {me}: refused message {seq} ('{op}') from party {who}, "
-                                f"whose header claims it is from party {sender}")
+                                f"whose header claims it is from party {sender}", culprit=who)
         if op.startswith(CONTROL_PREFIX):
-            self._control(who, op, array)
-        elif (who, seq) in self._mailbox:
-            raise ProtocolError(f"party {me}: party {who} sent message {seq} twice")
+            if op == _HELLO:
+                self._routes[who] = routing_id.bytes
+            self._control(who, op, array, seq)
         else:
-            self._mailbox[who, seq] = (op, array, len(header) + len(payload))
+            nbytes = len(header) + len(payload)
+            self._mailbox.put(who, seq, op, (op, array, nbytes), nbytes)
+
+    def _file_back(self, peer: int, frames: list[zmq.Frame]) -> None:
+        """A message on our own link to `peer`: only a goodbye may come back that way."""
+        me = self.my_id
+        try:
+            if len(frames) != 2:
+                raise ProtocolError(f"{len(frames)} frames, expected 2")
+            sender, seq, op, array = wire.decode(frames[0].buffer, frames[1].buffer)
+        except ProtocolError as e:
+            raise ProtocolError(f"party {me}: malformed message back from party {peer}: {e}",
+                                culprit=peer) from None
+        if sender != peer or op != _GOODBYE:
+            raise ProtocolError(f"party {me}: party {peer} sent '{op}' back on party {me}'s "
+                                f"link to it, where only a goodbye may come", culprit=peer)
+        self._control(peer, op, array, seq)
 
     def _why(self, peer: int) -> str:
         """' (it said: ...)' when a departed peer gave a reason, so that an error caused
         by another party's loss still names the party lost first."""
-        reason = self._gone.get(peer)
+        reason = self._gone[peer][0] if peer in self._gone else ""
         return f" (it said: {reason})" if reason else ""
 
     def _authenticated_sender(self, routing_id: zmq.Frame, header: zmq.Frame) -> int:
@@ -395,42 +484,92 @@ class ZmqMesh(Transport):
                                 f"{label!r}, which is not one of its peers {list(self.peer_ids)}")
         return int(label)
 
-    def _control(self, who: int, op: str, payload: np.ndarray) -> None:
+    def _control(self, who: int, op: str, payload: np.ndarray, seq: int) -> None:
         if op == _HELLO:
-            self._hello.add(who)
+            self._hello.setdefault(who, time.monotonic())
             self._gone.pop(who, None)
         elif op == _GOODBYE:
             text = bytes(payload[:MAX_REASON]).decode("utf-8", "replace")
-            self._gone[who] = "".join(c if c.isprintable() else " " for c in text)
+            culprit = seq - 1 if 0 < seq <= len(self._peers) and seq - 1 in self._peers else who
+            self._gone[who] = ("".join(c if c.isprintable() else " " for c in text), culprit)
         else:
             raise ProtocolError(f"party {self.my_id}: unknown control message '{op}' from "
-                                f"party {who}")
+                                f"party {who}", culprit=who)
 
     def _read_monitor(self, monitor: zmq.Socket) -> None:
         """Track the state of our link to one peer from its DEALER's socket events."""
-        peer = self._monitors[monitor]
+        link = self._links[self._monitors[monitor]]
         while True:
             try:
-                event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            failed = self._link[peer].startswith("handshake failed")
-            if not failed or event == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # keep the telling state
-                self._link[peer] = _LINK_STATES.get(event, self._link[peer])
-            if event == zmq.EVENT_DISCONNECTED:
-                self._down.setdefault(peer, time.monotonic())
-            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._down.pop(peer, None)
+            link.event(event["event"], event["value"], time.monotonic())
+
+    # -- links that cannot work ---------------------------------------------------------------
+
+    def _check_links(self) -> None:
+        """Raise at once for a link known not to work: our key refused, the handshake
+        broken, or a peer that greeted us at an address we cannot reach."""
+        now = time.monotonic()
+        for p, link in self._links.items():
+            if link.up or p in self._gone:
+                continue
+            if link.key_refused:
+                raise self._refused(p)
+            if link.handshake_broken and p not in self.late_peers:
+                raise self._broken(p)
+            greeted = self._hello.get(p)
+            if greeted is not None and not link.ever_up and link.failure is None and (
+                    (link.refused_at or 0) >= greeted + REACH_MARGIN
+                    or now - greeted >= REACH_PATIENCE):
+                raise self._unreachable(p, link)
+
+    def _config(self) -> str:
+        return f"party {self.my_id}'s peers config" + \
+            (f" ({self._peers_file})" if self._peers_file else "")
+
+    def _refusals(self) -> str:
+        recent = list(self._gate.log.recent)[-3:] if self._gate else []
+        return f" (meanwhile {'; '.join(recent)})" if recent else ""
+
+    def _refused(self, p: int) -> HandshakeRefused:
+        me, key = self.my_id, self._keys[0].decode()
+        source = f" (from {self._key_file})" if self._key_file else ""
+        return HandshakeRefused(p, (
+            f"party {me}: party {p} at {self._peers[p][0]} refused party {me}'s public key "
+            f"{key}{source}: party {p}'s copy of the peers config lists another key for "
+            f"party {me}, or party {me} uses the wrong key file{self._refusals()}"))
+
+    def _broken(self, p: int) -> HandshakeRefused:
+        me, (address, key), link = self.my_id, self._peers[p], self._links[p]
+        kind, value = link.failure
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            text = (f"the program at {address}, party {p}'s address in {self._config()}, "
+                    f"does not speak this protocol ({protocol_error(value)}): a wrong "
+                    f"address, or a member without encryption")
+        else:
+            text = (f"the member at {address} drops the CURVE handshake made with the public "
+                    f"key {self._config()} lists for party {p} ({key.decode()}): that key is "
+                    f"not party {p}'s, or another program listens there")
+        return HandshakeRefused(p, f"party {me}: {text}{self._refusals()}", culprit=me)
+
+    def _unreachable(self, p: int, link: Link) -> PeerUnreachable:
+        me = self.my_id
+        state = "connection refused: nothing listens there" if link.refused_at else link.state
+        return PeerUnreachable(p, (
+            f"party {me} cannot reach party {p} at {link.address} ({state}), though party {p} "
+            f"is running (it connected to party {me}): the address of party {p} in "
+            f"{self._config()} is wrong, or party {p} listens elsewhere"), culprit=me)
 
 
-def _release(ctx: zmq.Context, sockets: list[zmq.Socket],
-             auth: _PeerAuthenticator | None) -> None:
-    """Close a mesh's sockets (newest first: monitors before their DEALERs), stop its
-    authenticator and terminate its context."""
+def _release(ctx: zmq.Context, sockets: list[zmq.Socket], gate: Gatekeeper) -> None:
+    """Close a mesh's sockets (newest first: monitors before their DEALERs), then stop its
+    gatekeeper (ZAP handler last, so that nothing is admitted unchecked) and terminate
+    its context."""
     for sock in reversed(sockets):
         sock.close()
-    if auth is not None:
-        auth.stop()
+    gate.stop()
     ctx.term()
 
 

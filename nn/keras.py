@@ -40,7 +40,7 @@ LOSSES = {"sparse_categorical_crossentropy": SoftmaxCrossEntropyLoss,
           "binary_crossentropy": BCEWithLogitsLoss, "mse": MSELoss}
 OPTIMIZERS = {"sgd": lambda ps: SGD(ps, lr=0.01), "adam": lambda ps: Adam(ps, lr=0.001),
               "adamw": lambda ps: AdamW(ps, lr=0.001, weight_decay=0.004)}  # Keras' defaults
-METRICS = ("accuracy",)
+METRICS = {"accuracy": "accuracy", "acc": "accuracy"}
 
 
 def _positive_int(name: str, value) -> int:
@@ -61,6 +61,9 @@ class Model(Sequential):
             if isinstance(layer, type) and issubclass(layer, Module):
                 raise TypeError(f"layer {i} is the class {layer.__name__}, not a layer: "
                                 f"call it, e.g. {layer.__name__}(...)")
+            if isinstance(layer, mpc.Context):
+                raise TypeError(f"layer {i} is a Context: {type(self).__name__} takes layers "
+                                f"only (each layer was built with ctx already)")
             if not isinstance(layer, Module):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}, not an nn.Module")
         super().__init__(*layers)
@@ -105,7 +108,7 @@ class Model(Sequential):
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"compile: unknown metrics {unknown}; supported: {list(METRICS)}")
-        return list(metrics)
+        return [METRICS[m] for m in metrics]
 
     def _optimizer(self, optimizer):
         if isinstance(optimizer, str):
@@ -179,8 +182,12 @@ class Model(Sequential):
         mode, once per input shape)."""
         key = tuple(x.shape[1:])
         if key not in self._out_features:
-            with evaluating(self):
-                out = self(x[:1])
+            try:
+                with evaluating(self):
+                    out = self(x[:1])
+            except mpc.ShapeError as exc:
+                raise mpc.ShapeError(f"inputs of shape {x.shape} do not fit the model: "
+                                     f"{exc}") from None
             self._out_features[key] = out.shape[1:]
         shape = self._out_features[key]
         if len(shape) != 1:
@@ -229,17 +236,35 @@ class Model(Sequential):
 
     # ------------------------------------------------------------ fit / evaluate / predict
     def fit(self, x, y, *, epochs: int = 1, batch_size: int = 32, validation_data=None,
-            owner: int = 0, seed: int = 0, **fit_options) -> list[dict]:
+            validation_split: float = 0.0, owner: int = 0, seed: int = 0, verbose=None,
+            shuffle: bool = True, **fit_options) -> list[dict]:
         """Train with nn.fit (fit_options go to it: progress, checkpoint_dir, guard_every,
         report_loss, ...); returns one record per epoch (seconds, bytes_sent, rounds,
         and val_loss / val_accuracy with validation data: (x_val, y_val), shared by
-        `owner` too). The model is put in training mode."""
+        `owner` too, or the last `validation_split` fraction of the rows, as Keras takes
+        it). verbose=0 hides the progress bar. Batches are always shuffled (nn.fit's public
+        seeded permutation per epoch). The model is put in training mode."""
         self._compiled("fit")
+        if not shuffle:
+            raise ValueError("shuffle=False is not supported: nn.fit draws each epoch's "
+                             "batches by a public seeded permutation (set seed= to fix it)")
         epochs = _positive_int("epochs", epochs)
         batch_size = _positive_int("batch_size", batch_size)
+        if verbose is not None:
+            fit_options.setdefault("progress", bool(verbose))
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if validation_split and validation_data is not None:
+            raise ValueError("give validation_data or validation_split, not both")
         self._check_batching(batch_size)
         xs, ys = self._data(x, y, owner)
         validation = None
+        if validation_split:
+            keep = int(xs.shape[0] * (1 - validation_split))
+            if not 0 < keep < xs.shape[0]:
+                raise ValueError(f"validation_split {validation_split} of {xs.shape[0]} rows "
+                                 f"leaves no training or no validation rows")
+            validation, xs, ys = (xs[keep:], ys[keep:]), xs[:keep], ys[:keep]
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
@@ -383,7 +408,7 @@ def _one_hot_labels(name: str, labels, classes: int) -> np.ndarray:
         y = np.asarray(labels, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an array of integer labels, got "
-                        f"{type(labels).__name__}") from None
+                        f"{type(labels).__name__} of {np.asarray(labels).dtype}") from None
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:

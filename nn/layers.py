@@ -105,6 +105,14 @@ def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def _check_images(name: str, x, channels: int | None = None) -> None:
+    """ShapeError unless x is [N, C, H, W] (with C = channels if given)."""
+    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
+        want = f"C = {channels}" if channels is not None else "channels on axis 1"
+        raise mpc.ShapeError(f"{name}: input of shape {x.shape}; expected [N, C, H, W] with "
+                             f"{want} (reshape flat images first, e.g. x.reshape(-1, 1, 8, 8))")
+
+
 class Conv2d(Module):
     """2-D convolution [N,C,H,W] -> [N,O,H',W'] with stride and padding, as a matrix
     product of the weight [O, C*kh*kw] with the input's patches (im2col is local on
@@ -131,6 +139,7 @@ class Conv2d(Module):
         return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
 
     def forward(self, x):
+        _check_images("Conv2d", x, self.weight.value.shape[1])
         self._shape = x.shape
         self._cols = x.im2col(self.kernel, self.stride, self.padding)  # [N, C*kh*kw, L]
         w2 = self.weight.value.reshape(self.weight.value.shape[0], -1)
@@ -161,6 +170,7 @@ class AvgPool2d(Module):
         self.stride = _pair(stride if stride is not None else kernel_size)
 
     def forward(self, x):
+        _check_images("AvgPool2d", x)
         n, c, h, w = self._shape = x.shape
         cols = x.reshape(n * c, 1, h, w).im2col(self.kernel, self.stride)
         self._cols_shape = cols.shape
@@ -185,6 +195,7 @@ class MaxPool2d(Module):
         self.stride = _pair(stride if stride is not None else kernel_size)
 
     def forward(self, x):
+        _check_images("MaxPool2d", x)
         n, c, h, w = self._shape = x.shape
         cols = x.reshape(n * c, 1, h, w).im2col(self.kernel, self.stride)  # [NC, k, L]
         top = cols.max(axis=1)

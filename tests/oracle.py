@@ -51,3 +51,16 @@ def checker(n_parties, protocol="dealer", provider="dealer"):
         return check_op(arrays, np_fn, mpc_fn, tol_ulps, n_parties, provider,
                         protocol=protocol, **options)
     return check
+
+
+def split_shares(x_ring: np.ndarray, n_parties: int, protocol: str, rng) -> list[np.ndarray]:
+    """Each party's share of the uint64 array x in `protocol`'s layout, made here (numpy
+    randomness, fine for tests) independently of the protocol's own input step."""
+    def uniform():
+        return rng.integers(0, 2**64, size=x_ring.shape, dtype=np.uint64, endpoint=False)
+    if protocol == "replicated":
+        c0, c1 = uniform(), uniform()
+        comps = [c0, c1, x_ring - c0 - c1]
+        return [np.stack([comps[i], comps[(i + 1) % 3]]) for i in range(3)]
+    shares = [uniform() for _ in range(n_parties - 1)]
+    return shares + [x_ring - sum(shares, np.zeros_like(x_ring))]

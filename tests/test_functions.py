@@ -1,6 +1,7 @@
 """Non-linear functions against numpy over their whole stated domains (a dense grid that
 includes the edges, plus random points), for 2 and 3 parties; what happens outside the
-domain; and the rounds and bytes their docstrings state."""
+domain; and the rounds and bytes their docstrings state. Under every protocol
+(oracle.SETTINGS): the dealer protocol with 2 and 3 parties, the replicated one."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 import mpc
 from mpc import functions as F
-from oracle import ULP
+from oracle import SETTINGS, ULP
 
 FP = mpc.FixedPoint()
 
@@ -23,8 +24,9 @@ def _apply(ctx, name, xs, kwargs):
     return getattr(F, name)(x, **kwargs).reveal()
 
 
-def run(name, xs, n=2, **kwargs):
-    return mpc.run_local(_apply, n, args=(name, np.asarray(xs, dtype=float), kwargs))[0]
+def run(name, xs, n=2, protocol="dealer", **kwargs):
+    return mpc.run_local(_apply, n, args=(name, np.asarray(xs, dtype=float), kwargs),
+                         protocol=protocol)[0]
 
 
 # name: (domain sweep, numpy reference, absolute bound in units, relative bound)
@@ -44,10 +46,10 @@ CASES = {
 }
 
 
-def check(name, xs, n=2):
+def check(name, xs, n=2, protocol="dealer"):
     _, fn, absolute, relative = CASES[name]
     want = fn(quantize(xs))
-    got = run(name, xs, n)
+    got = run(name, xs, n, protocol)
     bound = absolute * ULP + relative * np.abs(want)
     worst = np.argmax(np.abs(got - want) - bound)
     assert np.all(np.abs(got - want) <= bound), \
@@ -64,9 +66,15 @@ def test_whole_domain_three_parties(name):
     check(name, CASES[name][0][::3], n=3)
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_whole_domain_replicated(name):
+    check(name, CASES[name][0], n=3, protocol="replicated")
+
+
+@pytest.mark.parametrize("n, protocol", SETTINGS)
 @settings(max_examples=10)
 @given(st.sampled_from(list(CASES)), st.integers(0, 2**32 - 1))
-def test_random_points_in_domain(name, seed):
+def test_random_points_in_domain(n, protocol, name, seed):
     sweep = CASES[name][0]
     lo, hi = sweep.min(), sweep.max()
     rng = np.random.default_rng(seed)
@@ -76,10 +84,11 @@ def test_random_points_in_domain(name, seed):
         xs = np.exp(rng.uniform(np.log(lo), np.log(hi), 20))
     else:
         xs = rng.uniform(lo, hi, 20)
-    check(name, xs)
+    check(name, xs, n, protocol)
 
 
-def test_division():
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_division(n, protocol):
     x = np.array([3.0, -7.5, 100.0, 0.25, 1e4])
     y = np.array([2.0, 0.5, -3.0, 1e-2, 4096.0])
 
@@ -87,37 +96,38 @@ def test_division():
         a = mpc.share(ctx, x if ctx.pid == 0 else None, 0, shape=x.shape)
         b = mpc.share(ctx, y if ctx.pid == 1 else None, 1, shape=y.shape)
         return (a / b).reveal()
-    got = mpc.run_local(divide, 2)[0]
+    got = mpc.run_local(divide, n, protocol=protocol)[0]
     qx, qy = quantize(x), quantize(y)
     bound = np.abs(qx) * (4 * ULP + 5e-5 / np.abs(qy)) + ULP  # divide's docstring
     assert np.all(np.abs(got - qx / qy) <= bound)
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_softmax_rows(n):
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_softmax_rows(n, protocol):
     x = np.random.default_rng(3).normal(0, 5, (6, 10))
     x[0] = [50, -50, 0, 0, 1, 1, 1, 1, 1, 1]  # large spread: max subtraction matters
-    got = run("softmax", x, n, axis=1)
+    got = run("softmax", x, n, protocol, axis=1)
     z = quantize(x) - quantize(x).max(axis=1, keepdims=True)
     want = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     assert np.max(np.abs(got - want)) <= 6 * ULP
-    got0 = run("softmax", x.T, n, axis=0)
+    got0 = run("softmax", x.T, n, protocol, axis=0)
     np.testing.assert_allclose(got0, got.T, atol=6 * ULP)
 
 
-def test_outside_the_domain_saturates_as_documented():
-    got = run("reciprocal", [1e-5, -1e-5, 1e5, -4e5])
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_outside_the_domain_saturates_as_documented(n, protocol):
+    got = run("reciprocal", [1e-5, -1e-5, 1e5, -4e5], n, protocol)
     np.testing.assert_allclose(got, [1024, -1024, 2**-15, -(2**-15)], atol=4 * ULP, rtol=5e-5)
-    got = run("exp", [25.0, 1000.0])
+    got = run("exp", [25.0, 1000.0], n, protocol)
     np.testing.assert_allclose(got, [np.exp(20)] * 2, rtol=3e-4)
-    got = run("sigmoid", [-1e6, 1e6, 0.0])
+    got = run("sigmoid", [-1e6, 1e6, 0.0], n, protocol)
     np.testing.assert_allclose(got, [0.0, 1.0, 0.5], atol=4 * ULP)
-    got = run("log", [1e5, 1e-5, 0.0])
+    got = run("log", [1e5, 1e-5, 0.0], n, protocol)
     np.testing.assert_allclose(got, [np.log(2**15), np.log(2**-10), np.log(2**-10)], atol=6 * ULP)
     below = quantize(np.array([0.0, 1e-4, 4.0**-5 - ULP]))
-    got = run("sqrt", np.append(below, 1e6))
+    got = run("sqrt", np.append(below, 1e6), n, protocol)
     np.testing.assert_allclose(got, np.append(32 * below, 256.0), atol=4 * ULP, rtol=5e-5)
-    got = run("inv_sqrt", [0.0, 1e-5, 1e6])
+    got = run("inv_sqrt", [0.0, 1e-5, 1e6], n, protocol)
     np.testing.assert_allclose(got, [32.0, 32.0, 1 / 256], atol=4 * ULP, rtol=5e-5)
 
 

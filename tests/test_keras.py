@@ -62,6 +62,21 @@ def test_model_on_wine_matches_float64(n, owner):
     assert all(r[2] is None for pid, r in enumerate(results) if pid != owner)
 
 
+def _keras_options(ctx, x, labels):
+    model = nn.Model(nn.Linear(ctx, 4, 3, seed=2))
+    model.compile("Adam", "sparse_categorical_crossentropy", metrics=["acc"])
+    history = model.fit(x, labels, epochs=1, batch_size=4, validation_split=0.25, verbose=0)
+    return history[-1]
+
+
+def test_validation_split_verbose_and_acc_as_in_keras():
+    rng = np.random.default_rng(3)
+    x, labels = rng.normal(size=(12, 4)), rng.integers(0, 3, size=12)
+    record = mpc.run_local(_keras_options, 2, args=(x, labels))[0]
+    assert set(record) >= {"val_loss", "val_accuracy"}
+    assert record["val_accuracy"] * 3 == round(record["val_accuracy"] * 3)  # 3 rows held out
+
+
 def _secret_inputs(ctx, x, labels):
     model = nn.Model(nn.Linear(ctx, 4, 3, seed=2), nn.Tanh(), nn.Dropout(ctx, 0.3),
                      nn.Linear(ctx, 3, 3, seed=3))
@@ -163,6 +178,19 @@ WRONG = [
      "to must be a party id 0..1 or 'all'"),
     ("evaluate before compile", lambda c, m, x, y: m.evaluate(x, y), RuntimeError,
      "before evaluate"),
+    ("features differ", lambda c, m, x, y: _compiled(m).fit(x[:, :3], y), mpc.ShapeError,
+     "inputs of shape \\(6, 3\\) do not fit the model"),
+    ("labels are strings", lambda c, m, x, y: _compiled(m).fit(x, np.array(["cat"] * 6)),
+     TypeError,
+     "y must be an array of integer labels, got ndarray of <U"),
+    ("shuffle=False", lambda c, m, x, y: _compiled(m).fit(x, y, shuffle=False), ValueError,
+     "shuffle=False is not supported"),
+    ("validation_split 1", lambda c, m, x, y: _compiled(m).fit(x, y, validation_split=1.0),
+     ValueError, "validation_split must be in \\[0, 1\\)"),
+    ("flat images into Conv2d", lambda c, m, x, y: nn.Model(nn.Conv2d(c, 1, 2, 2)).predict(x),
+     mpc.ShapeError, "Conv2d: input of shape \\(6, 4\\); expected \\[N, C, H, W\\]"),
+    ("ctx as a layer", lambda c, m, x, y: nn.Model(c, nn.ReLU()), TypeError,
+     "layer 0 is a Context: Model takes layers only"),
 ]
 
 

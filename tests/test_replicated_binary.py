@@ -35,28 +35,32 @@ def _values(seed, m):
     return values
 
 
-@given(m=st.integers(1, 300), seed=st.integers(0, 2**32))
-def test_leaves_are_group_comparisons(m, seed):
-    """XOR shares of the one-hot groups give XOR shares of [w_g < v_g] and [w_g == v_g]."""
+@given(m=st.integers(1, 300), xor=st.booleans(), seed=st.integers(0, 2**32))
+def test_leaves_are_group_comparisons(m, xor, seed):
+    """XOR shares of the one-hot groups of v give XOR shares of [v_g ^ w_g > t_g] and
+    [v_g ^ w_g == t_g] (w = 0: of [v_g > t_g] and [v_g == t_g])."""
     rng = np.random.default_rng(seed)
     v, t = _values(seed, m), _values(seed + 1, m)
-    t[: m // 2] = v[: m // 2] ^ (np.uint64(1) << rng.integers(0, 63, m // 2).astype(np.uint64))
+    w = _values(seed + 2, m) if xor else None
+    u = v ^ w if xor else v
+    t[: m // 2] = u[: m // 2] ^ (np.uint64(1) << rng.integers(0, 63, m // 2).astype(np.uint64))
     mask = rng.integers(0, 2**16, (m, 16)).astype(np.uint16)
     masked = binary.group_onehot(v, mask)
     np.testing.assert_array_equal(masked, binary.group_onehot_reference(v, mask))
     onehot = masked ^ mask
     assert np.all(onehot & (onehot - np.uint16(1)) == 0) and np.all(onehot != 0)
-    shares = [binary.compare_leaves(mask, t), binary.compare_leaves(masked, t)]
+    shares = [binary.compare_leaves(mask, t, w), binary.compare_leaves(masked, t, w)]
     for share in shares[0] + shares[1]:
         assert share.dtype == np.uint64
-    for mine, ref in zip(shares[0], binary.compare_leaves_reference(mask, t)):
+    reference = binary.compare_leaves_reference(mask, t, w if xor else np.zeros_like(t))
+    for mine, ref in zip(shares[0], reference):
         np.testing.assert_array_equal(mine, ref)
     lt = binary.unpack(shares[0][0] ^ shares[1][0], m)
     eq = binary.unpack(shares[0][1] ^ shares[1][1], m)
     shifts = np.arange(0, 64, 4, dtype=np.uint64)[:, None]
-    vg, wg = (v >> shifts) & np.uint64(15), (t >> shifts) & np.uint64(15)
-    np.testing.assert_array_equal(lt, (wg < vg).astype(np.uint8))
-    np.testing.assert_array_equal(eq, (wg == vg).astype(np.uint8))
+    ug, tg = (u >> shifts) & np.uint64(15), (t >> shifts) & np.uint64(15)
+    np.testing.assert_array_equal(lt, (ug > tg).astype(np.uint8))
+    np.testing.assert_array_equal(eq, (ug == tg).astype(np.uint8))
 
 
 @given(m=st.integers(1, 100), seed=st.integers(0, 2**32))

@@ -1,12 +1,13 @@
 """What a corrupt party sees does not depend on the other parties' secrets.
 
-Party 1 is the corrupt one; party 0 holds the secret. For two very different secrets, the
-messages party 1 receives during a multiplication, a matrix product, a truncation, a
-comparison, a ReLU and a training step must be distributed the same: every one of the 64
-bits of every received ring element is set with the same frequency (two-proportion z-test,
-6 sigma), and each is set half the time (a uniform element). Under the replicated protocol
-each of the three parties in turn is the corrupt one, since the roles (the helper of a
-comparison or a truncation, the parties it deals for) differ between them.
+Party 1 is the corrupt one (under the replicated protocol each of the three in turn, since
+the roles, the helper of a comparison or a truncation and the parties it deals for, differ
+between them; per-role views are also in test_replicated); party 0 holds the secret. For
+two very different secrets, the messages the corrupt party receives during a
+multiplication, a matrix product, a truncation, a comparison, a ReLU and a training step
+must be distributed the same: every one of the 64 bits of every received ring element is
+set with the same frequency (two-proportion z-test, 6 sigma), and each is set half the time
+(a uniform element).
 """
 
 import numpy as np

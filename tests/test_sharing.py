@@ -1,9 +1,14 @@
-"""Input sharing, revealing to all or to one party, and exact communication counts."""
+"""Input sharing, revealing to all or to one party (under every protocol, oracle.SETTINGS),
+and the dealer protocol's exact communication counts (the replicated protocol's are in
+test_replicated)."""
 
 import numpy as np
 import pytest
 
 import mpc
+from oracle import SETTINGS
+
+WITH_FIVE = SETTINGS + [pytest.param(5, "dealer", id="dealer-5p")]
 
 
 def _share_without_shape(ctx):
@@ -11,9 +16,9 @@ def _share_without_shape(ctx):
     return x.shape, x.reveal()
 
 
-@pytest.mark.parametrize("n", [2, 3, 5])
-def test_share_broadcasts_shape_when_not_given(n):
-    for shape, value in mpc.run_local(_share_without_shape, n):
+@pytest.mark.parametrize("n, protocol", WITH_FIVE)
+def test_share_broadcasts_shape_when_not_given(n, protocol):
+    for shape, value in mpc.run_local(_share_without_shape, n, protocol=protocol):
         assert shape == (2, 3)
         np.testing.assert_array_equal(value, np.arange(6.0).reshape(2, 3))
 
@@ -23,9 +28,9 @@ def _reveal_to_one(ctx):
     return mpc.reveal(x, to=ctx.n_parties - 1)
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_reveal_to_one_party_only(n):
-    results = mpc.run_local(_reveal_to_one, n)
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_reveal_to_one_party_only(n, protocol):
+    results = mpc.run_local(_reveal_to_one, n, protocol=protocol)
     assert all(r is None for r in results[:-1])
     np.testing.assert_array_equal(results[-1], [1.5, -2.25])
 
@@ -34,10 +39,11 @@ def _share_bad(ctx, value):
     return mpc.share(ctx, value if ctx.pid == 0 else None, owner=0, shape=(2,))
 
 
+@pytest.mark.parametrize("n, protocol", SETTINGS)
 @pytest.mark.parametrize("bad", [[np.nan, 1.0], [np.inf, 0.0], [2.0**31, 0.0]])
-def test_bad_input_is_refused_by_its_owner(bad):
+def test_bad_input_is_refused_by_its_owner(n, protocol, bad):
     with pytest.raises(mpc.PartyFailed, match="party 0 failed") as info:
-        mpc.run_local(_share_bad, 2, args=(np.array(bad),), timeout=5)
+        mpc.run_local(_share_bad, n, args=(np.array(bad),), timeout=5, protocol=protocol)
     assert "ValueError" in info.value.detail
 
 
@@ -51,12 +57,13 @@ def _share_declaring(ctx, declared):
         return "ShapeError", str(exc)
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_every_party_refuses_a_declared_shape_that_differs_from_the_owners(n):
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_every_party_refuses_a_declared_shape_that_differs_from_the_owners(n, protocol):
     """Party 1 declares (4,) for party 0's (3,) vector: every party raises the same
     ShapeError naming both parties and both shapes (before: garbage, exit 0)."""
     declared = [(3,), (4,), (3,)][:n]
-    results = mpc.run_local(_share_declaring, n, args=(declared,), timeout=10)
+    results = mpc.run_local(_share_declaring, n, args=(declared,), timeout=10,
+                            protocol=protocol)
     assert len(set(results)) == 1, results
     kind, message = results[0]
     assert kind == "ShapeError"
@@ -126,11 +133,11 @@ def _rows(ctx):
     return mpc.share_rows(ctx, mine).reveal()
 
 
-@pytest.mark.parametrize("n", [2, 3, 5])
-def test_share_rows_unions_each_party_rows_in_order(n):
+@pytest.mark.parametrize("n, protocol", WITH_FIVE)
+def test_share_rows_unions_each_party_rows_in_order(n, protocol):
     counts = [3, 0, 2, 4, 1][:n]
     want = np.concatenate([np.full((c, 2), float(p)) for p, c in enumerate(counts)])
-    for got in mpc.run_local(_rows, n):
+    for got in mpc.run_local(_rows, n, protocol=protocol):
         np.testing.assert_array_equal(got, want)
 
 

@@ -1,5 +1,6 @@
-"""Truncation on raw ring values: the exact method's bound at the edges of its range, its
-unbiasedness, and the measured failure rate of the 2-party local method."""
+"""Truncation on raw ring values: the exact method's bound at the edges of its range and its
+unbiasedness under every protocol (oracle.SETTINGS), and the measured failure rate of the
+dealer protocol's 2-party local method."""
 
 import numpy as np
 import pytest
@@ -7,42 +8,37 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mpc
-from mpc.protocols.dealer.truncation import truncate
-from mpc.ring import DTYPE
+from oracle import SETTINGS, split_shares
 
 F = 16
 LIMIT = 2 ** 62 - 1
 
 
-def split(x_signed: np.ndarray, n: int, rng) -> list[np.ndarray]:
-    """Additive shares of int64 values (test-side helper, numpy randomness is fine here)."""
-    shares = [rng.integers(0, 2**64, size=x_signed.shape, dtype=np.uint64) for _ in range(n - 1)]
-    last = x_signed.view(DTYPE) - sum(shares, np.zeros_like(x_signed, dtype=DTYPE))
-    return shares + [last]
-
-
 def _truncate_and_open(ctx, shares):
-    ys = truncate(ctx, shares[ctx.pid])
+    ys = ctx.protocol.truncate(ctx, shares[ctx.pid], F)
     return ctx.open(ys).view(np.int64)
 
 
-def run_truncation(x, n, **options):
-    shares = split(np.asarray(x, dtype=np.int64), n, np.random.default_rng(0))
-    return mpc.run_local(_truncate_and_open, n, args=(shares,), **options)[0]
+def run_truncation(x, n, protocol="dealer", **options):
+    x = np.asarray(x, dtype=np.int64).view(np.uint64)
+    shares = split_shares(x, n, protocol, np.random.default_rng(0))
+    return mpc.run_local(_truncate_and_open, n, args=(shares,), protocol=protocol,
+                         **options)[0]
 
 
-@pytest.mark.parametrize("n", [2, 3, 5])
+@pytest.mark.parametrize("n, protocol", SETTINGS + [pytest.param(5, "dealer", id="dealer-5p")])
 @given(st.lists(st.integers(-LIMIT, LIMIT), min_size=1, max_size=40))
-def test_exact_truncation_within_one_ulp(n, values):
+def test_exact_truncation_within_one_ulp(n, protocol, values):
     x = np.array(values + [0, 1, -1, LIMIT, -LIMIT, 2**61, -2**61], dtype=np.int64)
-    y = run_truncation(x, n)
+    y = run_truncation(x, n, protocol)
     floor = x >> F
     assert set(np.unique(y - floor)) <= {0, 1}
 
 
-def test_exact_truncation_is_unbiased():
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_exact_truncation_is_unbiased(n, protocol):
     x = np.full(200_000, 12345 * 2**16 + 2**14, dtype=np.int64)  # frac part 1/4
-    y = run_truncation(x, 2)
+    y = run_truncation(x, n, protocol)
     assert abs(np.mean(y - x / 2.0**F)) < 0.01  # E[y] = x / 2^f; 0.25 + 0 +- 0.001
 
 

@@ -5,6 +5,8 @@ each: `dealer` (additive shares, n >= 2, a trusted dealer's correlated randomnes
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 PROTOCOLS = ("dealer", "replicated")
 PROVIDERS = ("dealer", "insecure-seeded")
 
@@ -23,6 +25,16 @@ def protocol_class(name: str):
         from mpc.protocols.replicated.protocol import ReplicatedProtocol
         return ReplicatedProtocol
     raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def check_settings(name: str, n_parties: int, truncation: str = "exact") -> None:
+    """Refuse (ValueError) a protocol, party count or truncation that cannot work, before
+    any process starts; each Context checks again (Protocol.check, which reads only the
+    context's n_parties and truncation)."""
+    if n_parties < 2:
+        raise ValueError(f"need at least 2 parties, got {n_parties}")
+    settings = SimpleNamespace(n_parties=n_parties, truncation=truncation)
+    protocol_class(name).check(None, settings)
 
 
 def make_protocol(name: str, pid: int, n_parties: int, transport, provider: str = "dealer"):

@@ -9,9 +9,9 @@ them AND triples from the seeds it shares with each: `and_open` and `and_finish`
 the ANDs of one level in one round. XOR is local.
 
 Comparison leaves by one-hot groups: a 63-bit value cut into 16 groups of 4 bits is held
-as one-hot vectors (bit v of a uint16 for group value v); against a public value's groups
-w, [w < v] and [w == v] are XORs of one-hot bits, so XOR shares of the one-hot vectors give
-XOR shares of both, locally.
+as one-hot vectors (bit v of a uint16 for group value v); against public groups t and w,
+[v ^ w > t] and [v ^ w == t] are XORs of one-hot bits, so XOR shares of the one-hot
+vectors give XOR shares of both, locally.
 
 Bit injection: from a public bit e and additive shares of a bit beta, e ^ beta is
 e + (1 - 2e) beta, and x (e ^ beta) = e x + (1 - 2e) x beta, local given shares of x beta.
@@ -127,22 +127,31 @@ def group_onehot(values: np.ndarray, mask: np.ndarray, out: np.ndarray | None = 
     return out
 
 
-def compare_leaves_reference(onehot: np.ndarray, t: np.ndarray):
-    """From XOR shares (m, 16) uint16 of one-hot groups v_g and the public (m,) uint64 t
-    with groups w_g: XOR shares of lt_g = [w_g < v_g] (the parity of the share's bits above
-    w_g) and eq_g = [w_g == v_g] (its bit w_g), as bit-sliced rows (16, W) each."""
+def compare_leaves_reference(onehot: np.ndarray, t: np.ndarray, w: np.ndarray):
+    """From XOR shares (m, 16) uint16 of the one-hot groups v_g of a value v, and public
+    (m,) uint64 t and w (groups t_g, w_g; bit 63 zero): XOR shares of lt_g = [v_g ^ w_g > t_g]
+    (the parity of the share's bits j with j ^ w_g > t_g) and eq_g = [v_g ^ w_g == t_g]
+    (its bit t_g ^ w_g), as bit-sliced rows (16, W) each. With w = 0: [v_g > t_g], [v_g == t_g]."""
     lt = np.empty((GROUPS, t.size), dtype=np.uint8)
     eq = np.empty((GROUPS, t.size), dtype=np.uint8)
+    values = np.arange(16, dtype=np.uint16)
     for g in range(GROUPS):
-        w = ((t >> np.uint64(4 * g)) & _NIBBLE).astype(np.uint16)
+        tg = ((t >> np.uint64(4 * g)) & _NIBBLE).astype(np.uint16)
+        wg = ((w >> np.uint64(4 * g)) & _NIBBLE).astype(np.uint16)
+        above = ((values[None, :] ^ wg[:, None]) > tg[:, None]).astype(np.uint16)
+        mask = (above << values[None, :]).sum(axis=1, dtype=np.uint16)
         share = onehot[:, g]
-        lt[g] = parity16(share & (_ABOVE << w).astype(np.uint16))
-        eq[g] = (share >> w) & _ONE16
+        lt[g] = parity16(share & mask)
+        eq[g] = (share >> (tg ^ wg)) & _ONE16
     return pack(lt), pack(eq)
 
 
+_SWAPS = ((np.uint64(1), np.uint64(0x5555)), (np.uint64(2), np.uint64(0x3333)),
+          (np.uint64(4), np.uint64(0x0F0F)), (np.uint64(8), np.uint64(0x00FF)))
+
+
 @njit(cache=True, nogil=True)
-def _compare_leaves(onehot, t, lt, eq):
+def _compare_leaves(onehot, t, w, lt, eq):
     one = np.uint64(1)
     m = t.size
     for g in range(16):
@@ -152,26 +161,32 @@ def _compare_leaves(onehot, t, lt, eq):
             acc_eq = np.uint64(0)
             for k in range(min(64, m - 64 * word)):
                 i = 64 * word + k
-                w = (t[i] >> shift) & np.uint64(15)
+                tg = (t[i] >> shift) & np.uint64(15)
+                wg = (w[i] >> shift) & np.uint64(15)
+                mask = (np.uint64(0xFFFE) << tg) & np.uint64(0xFFFF)  # bits j > t_g
+                for step, keep in _SWAPS:  # bit j -> bit j ^ w_g
+                    if wg & step:
+                        mask = ((mask & keep) << step) | ((mask >> step) & keep)
                 share = np.uint64(onehot[i, g])
-                x = share & ((np.uint64(0xFFFE) << w) & np.uint64(0xFFFF))
+                x = share & mask
                 x ^= x >> np.uint64(8)
                 x ^= x >> np.uint64(4)
                 x ^= x >> np.uint64(2)
                 x ^= x >> one
                 acc_lt |= (x & one) << np.uint64(k)
-                acc_eq |= ((share >> w) & one) << np.uint64(k)
+                acc_eq |= ((share >> (tg ^ wg)) & one) << np.uint64(k)
             lt[g, word] = acc_lt
             eq[g, word] = acc_eq
 
 
-def compare_leaves(onehot: np.ndarray, t: np.ndarray):
-    """compare_leaves_reference, compiled."""
+def compare_leaves(onehot: np.ndarray, t: np.ndarray, w: np.ndarray | None = None):
+    """compare_leaves_reference, compiled (w = None: zeros)."""
     onehot = np.ascontiguousarray(onehot, dtype=np.uint16)
     t = np.ascontiguousarray(t, dtype=np.uint64)
+    w = np.zeros_like(t) if w is None else np.ascontiguousarray(w, dtype=np.uint64)
     lt = np.empty((GROUPS, words(t.size)), dtype=np.uint64)
     eq = np.empty((GROUPS, words(t.size)), dtype=np.uint64)
-    _compare_leaves(onehot, t, lt, eq)
+    _compare_leaves(onehot, t, w, lt, eq)
     return lt, eq
 
 

@@ -37,6 +37,9 @@ Comm per element of a part (bits are sliced into 64-bit words), by role:
   a -> b and b -> a: 44/8 (tree) + 1/8 (e) + 8 (reshare) = 13.625 bytes, + 8 with select;
   so each party sends 23.625 bytes (189 bits) per element, 31.625 (253 bits) with select,
   exactly when the batch is a multiple of 192 elements (each part a multiple of 64).
+The rounds are generic (run_batch): they compute [v ^ w > t] for a secret v < 2^63 of the
+helper's and public t, w of the other two; the sign takes v = s_low, w = 0 (class Sign),
+mpc.protocols.replicated.bernoulli a random v and w (a secret coin).
 References: Mohassel and Rindal, "ABY3", CCS 2018, Sec. 5.3 (the sign by a carry) and 5.4
 (bit injection); Wagh, Gupta and Chandran, "SecureNN", PETS 2019 (a third party dealing for
 the other two); Escudero, Ghosh, Keller, Rachuri and Scholl, "Improved Primitives for MPC
@@ -81,23 +84,50 @@ def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK
     picked = np.empty((2, m), dtype=np.uint64) if select else None
     for start in range(0, m, chunk):
         part = slice(start, min(start + chunk, m))
-        bit[:, part], got = _batch(ctx, np.ascontiguousarray(zs[:, part]), select)
+        bit[:, part], got = run_batch(ctx, Sign(np.ascontiguousarray(zs[:, part])),
+                                      part.stop - part.start, select)
         if select:
             picked[:, part] = got
     return bit, picked
 
 
-def _batch(ctx, zs: np.ndarray, select: bool):
-    """One batch: its elements cut in three parts, party k the helper of part k, the three
-    runs in the same rounds (one exchange a round carries every run's messages)."""
-    m = zs.shape[1]
+class Sign:
+    """What each role computes from [x] for the sign (module docstring): h's secret s_low
+    and s_63, a's and b's public t (and x_b,63 for a), and the select operands."""
+
+    def __init__(self, zs: np.ndarray):
+        self.zs = zs
+
+    def helper(self, ctx, part: slice, nonce: int, h: int):
+        """(secret < 2^63, top bit folded into beta or None, s for select)."""
+        s = self.zs[0, part] + self.zs[1, part]
+        return s & LOW63, s >> np.uint64(63), s
+
+    def computer(self, ctx, part: slice, nonce: int, h: int, first: bool):
+        """(t, w or None, bit XORed into e by a or None, x_b and x_e for select)."""
+        zs = self.zs[:, part]
+        x_b = zs[1] if first else zs[0]
+        x_e = zs[0] + zs[1] if first else zs[1]
+        return ~x_b & LOW63, None, (x_b >> np.uint64(63)) if first else None, x_b, x_e
+
+
+def run_batch(ctx, task, m: int, select: bool):
+    """One batch of m elements: cut in three parts, party k the helper of part k, the three
+    runs in the same 7 rounds (one exchange a round carries every run's messages).
+    `task` (Sign, or mpc.protocols.replicated.bernoulli's coin) says what each role
+    compares; returns this party's replicated shares (bit, picked or None)."""
     seqs = [ctx.next_seq() for _ in ROUND_OPS]
     runs = []
     for h, part in enumerate(_thirds(m)):
         if part.stop > part.start:
             role = (ctx.pid - h) % 3
-            run = _helper if role == 0 else _computer
-            runs.append((part, run(ctx, zs[:, part], seqs[h], h, role == 1, select)))
+            n = part.stop - part.start
+            if role == 0:
+                run = _helper(ctx, task.helper(ctx, part, seqs[h], h), n, seqs[h], h, select)
+            else:
+                run = _computer(ctx, task.computer(ctx, part, seqs[h], h, role == 1), n,
+                                seqs[h], h, role == 1, select)
+            runs.append((part, run))
     steps = [next(run) for _, run in runs]
     results = [None] * len(runs)
     for seq, op in zip(seqs, ROUND_OPS):
@@ -128,25 +158,24 @@ def _thirds(m: int) -> list[slice]:
     return [slice(cuts[k], cuts[k + 1]) for k in range(3)]
 
 
-def _helper(ctx, zs, nonce: int, h: int, first: bool, select: bool):
+def _helper(ctx, inputs, m: int, nonce: int, h: int, select: bool):
     """The helper's run (steps 1, 4, 5 and its result components); a generator that
     yields (sends, expects) for each round and returns (bit, picked) shares."""
     a, b = (h + 1) % 3, (h + 2) % 3
-    m = zs.shape[1]
     ra = _seed_stream(ctx, a, nonce, m, True, select)
     rb = _seed_stream(ctx, b, nonce, m, False, select)
-    yield {b: _deal(zs, ra, rb, select)}, {}
+    yield {b: _deal(inputs, ra, rb, select)}, {}
     for _ in ROUND_OPS[1:]:
         yield {}, {}
     return _stack(rb["out"], ra["out"]), (_stack(rb["picked"], ra["picked"])
                                           if select else None)
 
 
-def _computer(ctx, zs, nonce: int, h: int, first: bool, select: bool):
+def _computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: bool):
     """a's run (first) or b's (steps 2 to 6); a generator like _helper."""
+    t, w, flip, x_b, x_e = inputs
     a, b = (h + 1) % 3, (h + 2) % 3
     peer = b if first else a
-    m = zs.shape[1]
     r = _seed_stream(ctx, h, nonce, m, first, select)
     if first:
         yield {}, {}
@@ -154,8 +183,7 @@ def _computer(ctx, zs, nonce: int, h: int, first: bool, select: bool):
         sizes = _deal_layout(m, select)
         got = yield {}, {h: (np.uint64, (_total(sizes),))}
         r.update(_cut(got[h], sizes))
-    x_b = zs[1] if first else zs[0]
-    lt, eq = binary.compare_leaves(r["onehot"].view(np.uint16), ~x_b & LOW63)
+    lt, eq = binary.compare_leaves(r["onehot"].view(np.uint16), t, w)
     for level, n in enumerate(LEVELS):
         ys = [lt[0::2], eq[0::2]][:_products(n)]
         bs = [r["B", level, j] for j in range(len(ys))]
@@ -167,14 +195,13 @@ def _computer(ctx, zs, nonce: int, h: int, first: bool, select: bool):
         if n > 1:
             eq = ands[1]
     e_rows = lt ^ r["gamma"]
-    if first:
-        e_rows ^= binary.pack((x_b >> np.uint64(63))[None, :])
+    if flip is not None:
+        e_rows ^= binary.pack(flip[None, :])
     got = yield {peer: e_rows}, {peer: (np.uint64, e_rows.shape)}
     e = binary.unpack(e_rows ^ got[peer], m)[0]
     mine = [binary.inject(e, r["beta"], r["out"], first)]  # M - y_a (a) or M - y_h (b)
     masks = [r["out"]]
     if select:
-        x_e = zs[0] + zs[1] if first else zs[1]
         mine.append(binary.inject_product(e, r["beta"], r["rho"], x_b, x_e, r["picked"]))
         masks.append(r["picked"])
     mine = np.stack(mine)
@@ -184,22 +211,23 @@ def _computer(ctx, zs, nonce: int, h: int, first: bool, select: bool):
     return outs[0], (outs[1] if select else None)
 
 
-def _deal(zs, ra, rb, select: bool) -> np.ndarray:
+def _deal(inputs, ra, rb, select: bool) -> np.ndarray:
     """h's message to b (steps 1, 3, 4, 5): one-hot share, triple corrections, beta, s beta."""
-    m = zs.shape[1]
+    secret, top, s = inputs
+    m = secret.size
     sizes = _deal_layout(m, select)
     message = np.empty(_total(sizes), dtype=np.uint64)
     parts = _cut(message, sizes)
-    s = zs[0] + zs[1]
-    binary.group_onehot(s & LOW63, ra["onehot"].view(np.uint16),
+    binary.group_onehot(secret, ra["onehot"].view(np.uint16),
                         out=parts["onehot"].view(np.uint16))
     for level, n in enumerate(LEVELS):
         for j in range(_products(n)):
             parts["C", level, j][...] = binary.deal_and(
                 ra["A", level], rb["A", level], ra["B", level, j], rb["B", level, j],
                 ra["C", level, j])
-    gamma = binary.unpack(ra["gamma"] ^ rb["gamma"], m)[0].astype(np.uint64)
-    beta = gamma ^ (s >> np.uint64(63))
+    beta = binary.unpack(ra["gamma"] ^ rb["gamma"], m)[0].astype(np.uint64)
+    if top is not None:
+        beta ^= top
     np.subtract(beta, ra["beta"], out=parts["beta"])
     if select:
         np.subtract(s * beta, ra["rho"], out=parts["rho"])

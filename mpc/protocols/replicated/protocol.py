@@ -29,6 +29,14 @@ class ReplicatedProtocol(Protocol):
 
     name = "replicated"
 
+    def __init__(self):
+        self._helped = 0  # truncations so far: the k-th has helper k mod 3
+
+    def next_helper(self) -> int:
+        """The helper of the next helper-assisted step: each party in turn."""
+        self._helped += 1
+        return self._helped % 3
+
     def check(self, ctx) -> None:
         if ctx.n_parties != 3:
             raise ValueError(f"the replicated protocol runs with exactly 3 parties, "
@@ -123,3 +131,7 @@ class ReplicatedProtocol(Protocol):
     def less_than_zero(self, ctx, zs, select=False):
         from mpc.protocols.replicated import compare
         return compare.less_than_zero(ctx, zs, select=select)
+
+    def bernoulli_bits(self, ctx, n, p):
+        from mpc.protocols.replicated import bernoulli
+        return bernoulli.bernoulli_bits(ctx, n, p)

@@ -1,9 +1,10 @@
 """Exact fixed-point truncation on replicated shares, one of the three parties helping the
 other two (the role rotates), fused with a product where there is one.
 
-Roles for a call whose first sequence number is q: the helper h = q mod 3, a = h + 1 and
-b = h + 2 (mod 3). The helper plays the dealer of mpc.protocols.dealer.truncation for a
-and b, seed-compressed, and never receives anything, so its view is empty.
+Roles: the helper h = k mod 3 for the protocol's k-th truncation (every party counts the
+same calls: ReplicatedProtocol.next_helper), a = h + 1 and b = h + 2 (mod 3). The helper
+plays the dealer of mpc.protocols.dealer.truncation for a and b, seed-compressed, and never
+receives anything, so its view is empty.
 
 Protocol truncate([z], bits = f), z given as additive parts z = z_h + z_a + z_b (a product's
 local terms, or the replicated shares of x regrouped: z_h = 0, z_a = x_a + x_b, z_b = x_h):
@@ -47,9 +48,8 @@ LOW63 = np.uint64((1 << 63) - 1)
 TOP = np.uint64(63)
 
 
-def roles(seq: int) -> tuple[int, int, int]:
-    """(helper, a, b) for a call whose first sequence number is `seq`."""
-    h = seq % 3
+def roles(h: int) -> tuple[int, int, int]:
+    """(helper, a, b) for helper h."""
     return h, (h + 1) % 3, (h + 2) % 3
 
 
@@ -64,14 +64,14 @@ def truncate(ctx, xs: np.ndarray, bits: int) -> np.ndarray:
     shape = xs.shape[1:]
     flat = xs.reshape(2, -1)
     seq = ctx.next_seq()
-    h, a, _ = roles(seq)
+    h, a, _ = roles(ctx.protocol.next_helper())
     if ctx.pid == h:
         part = None
     elif ctx.pid == a:  # holds (x_a, x_b)
         part = flat[0] + flat[1]
     else:  # b holds (x_b, x_h)
         part = flat[1].copy()
-    return _truncate_parts(ctx, seq, part, flat.shape[1], bits, product=False).reshape(
+    return _truncate_parts(ctx, seq, h, part, flat.shape[1], bits, product=False).reshape(
         (2,) + shape)
 
 
@@ -81,15 +81,18 @@ def truncate_product(ctx, zs: np.ndarray, bits: int) -> np.ndarray:
     shape = zs.shape
     seq = ctx.next_seq()
     flat = zs.reshape(-1) + zero_share(ctx, seq, (zs.size,))
-    return _truncate_parts(ctx, seq, flat, zs.size, bits, product=True).reshape((2,) + shape)
+    h = ctx.protocol.next_helper()
+    return _truncate_parts(ctx, seq, h, flat, zs.size, bits, product=True).reshape(
+        (2,) + shape)
 
 
-def _truncate_parts(ctx, seq: int, part, n: int, bits: int, product: bool) -> np.ndarray:
+def _truncate_parts(ctx, seq: int, helper: int, part, n: int, bits: int,
+                    product: bool) -> np.ndarray:
     """Steps 1-4 of the module docstring for `n` flat elements; `part` is this party's
     (masked, for a product) additive part, None for the helper of a plain truncation."""
     if not 1 <= bits <= 61:
         raise ValueError(f"truncation by {bits} bits: expected 1..61")
-    h, a, b = roles(seq)
+    h, a, b = roles(helper)
     me = ctx.pid
     mdt = _m_dtype(bits)
     m_bytes = n * mdt.itemsize
