@@ -444,3 +444,14 @@ def test_random_convolutions_and_pools_agree_with_onnxruntime(case):
     product's and the average's truncations."""
     model, x, fan_in = case
     _check_against_ort(model, x, 1.5 * fan_in + 4, 2)
+
+
+def test_initializers_listed_as_inputs_are_weights():
+    """Older exporters (keep_initializers_as_inputs=True) list every weight as a graph
+    input too: those are not data inputs."""
+    model = small_cnn(np.random.default_rng(0))
+    for init in model.graph.initializer:
+        model.graph.input.append(helper.make_tensor_value_info(
+            init.name, onnx.TensorProto.FLOAT, list(init.dims)))
+    description, arrays = plan(model)
+    assert description["input"] == "x" and len(arrays) == 4
