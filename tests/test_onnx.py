@@ -455,3 +455,16 @@ def test_initializers_listed_as_inputs_are_weights():
             init.name, onnx.TensorProto.FLOAT, list(init.dims)))
     description, arrays = plan(model)
     assert description["input"] == "x" and len(arrays) == 4
+
+
+def _export_alone(ctx, path):
+    model = nn.Residual(nn.Sequential(nn.Linear(ctx, 2, 2, seed=1), nn.ReLU()))
+    nn.to_onnx(model, path, input_shape=(2,), to=0)
+    return [n for n, _ in model.named_parameters()]
+
+
+def test_initializers_are_named_as_the_parameters(tmp_path):
+    path = str(tmp_path / "alone.onnx")
+    names = mpc.run_local(_export_alone, 2, args=(path,))[0]
+    assert names == ["module.0.weight", "module.0.bias"]
+    assert [i.name for i in onnx.load(path).graph.initializer] == names
