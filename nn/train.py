@@ -27,7 +27,8 @@ def accuracy(model, x, y) -> float:
     return float(correct) / y.shape[0]
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator):
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list:
+    """One epoch's batches: a public seeded permutation cut into batch_size rows."""
     order = rng.permutation(n)  # public: which rows form a batch reveals nothing of them
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
@@ -62,7 +63,8 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     then revealed each epoch). A progress bar shows them on a terminal.
 
     Batches are drawn by a public seeded permutation each epoch (shuffled, not Poisson
-    sampled). With `checkpoint_dir`, each party saves its shares after every epoch and a
+    sampled), unless the optimiser has a batch_plan (nn.DPSGD's secret Poisson
+    sampling). With `checkpoint_dir`, each party saves its shares after every epoch and a
     new call resumes after the newest epoch all parties saved (nn.checkpoint), saying so,
     if the model and settings are those of the checkpoint (else CheckpointMismatch names
     what differs; only `epochs` may grow); the history returned then covers every epoch,
@@ -87,7 +89,10 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     if private:
         optimizer.track(x.shape[0], batch_size)  # epsilon in every record
     rng = np.random.default_rng(seed)
-    plan = [_batches(x.shape[0], batch_size, rng) for _ in range(epochs)]
+    if hasattr(optimizer, "batch_plan"):  # a DP optimiser's own sampling
+        plan = optimizer.batch_plan(x.shape[0], batch_size, rng, epochs)
+    else:
+        plan = [shuffled_batches(x.shape[0], batch_size, rng) for _ in range(epochs)]
     sample = guard_sample(x.shape[0], guard_rows, seed)
     history, retried = [], set()
     epoch = 0

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import mpc
 import nn
-from nn.clip import clip_microbatches, effective_clip
+from nn.clip import clip_examples, ghost_plan
 from nn.privacy import PrivacyAccountant, dp_sgd_epsilon, epsilon_for_steps, noise_multiplier_for
 
 ULP = 2.0 ** -16
@@ -87,8 +87,15 @@ def test_calibrated_noise_holds_for_the_steps_fit_takes(n, batch, epochs):
 
 # ---------------------------------------------------------------- DP-SGD on shares
 def _clip(ctx, grads, clip):
+    """Each microbatch's clipped gradient alone: the sum with a one-hot (public) mask."""
     shared = [mpc.share(ctx, g if ctx.pid == 0 else None, 0, shape=g.shape) for g in grads]
-    return [c.reveal() for c in clip_microbatches(shared, clip)]
+    parts = [(None, g.reshape(g.shape[0], -1)) for g in shared]
+    m = grads[0].shape[0]
+    out = []
+    for j in range(m):
+        got = clip_examples(parts, clip, mask=mpc.share_public(ctx, np.eye(m)[j]))
+        out.append([c.reveal().reshape(g.shape[1:]) for c, g in zip(got, grads)])
+    return [np.stack([o[i] for o in out]) for i in range(len(grads))]
 
 
 @pytest.mark.parametrize("clip", [0.5, 3.0])
@@ -105,7 +112,7 @@ def test_clipping_bound_holds_on_adversarially_large_gradients(clip):
     after = np.sqrt((cw ** 2).sum(axis=(1, 2)) + (cb ** 2).sum(axis=1))
     assert np.all(after <= clip)
     big = before > clip
-    assert np.all(after[big] >= effective_clip(clip, 15) * (1 - 1e-3))
+    assert np.all(after[big] >= ghost_plan([(0, 12), (0, 3)], clip, 8.0)["target"] * (1 - 1e-3))
     small = ~big
     np.testing.assert_allclose(cw[small], w[small], atol=8 * ULP)
     np.testing.assert_allclose(cb[small], b[small], atol=8 * ULP)
@@ -154,13 +161,17 @@ def _noise_step(ctx, public_model, size, m):
     return param.value.reveal()
 
 
-@pytest.mark.parametrize("n,public_model", [(2, False), (3, True)])
-def test_dp_sgd_noise_has_the_stated_std(n, public_model):
+@pytest.mark.parametrize("n,public_model,protocol,colluders",
+                         [(2, False, "dealer", 1), (3, True, "dealer", 2),
+                          (3, False, "replicated", 1), (3, True, "replicated", 1)])
+def test_dp_sgd_noise_has_the_stated_std(n, public_model, protocol, colluders):
     """One step on a zero gradient moves the weights by -(noise / m): std
-    sqrt(n) * noise_multiplier * l2_norm_clip / m (every party adds the full amount)."""
+    sqrt(n / (n - c)) * noise_multiplier * l2_norm_clip / m with c the protocol's default
+    colluders (dealer: n - 1, every party adds the full amount; replicated: 1, each of
+    the three servers adds 1 / sqrt(2) of it)."""
     size, m = 4000, 4
-    moved = mpc.run_local(_noise_step, n, args=(public_model, size, m))[0]
-    std = math.sqrt(n) * 2.0 * 0.5 / m
+    moved = mpc.run_local(_noise_step, n, args=(public_model, size, m), protocol=protocol)[0]
+    std = math.sqrt(n / (n - colluders)) * 2.0 * 0.5 / m
     assert abs(moved.mean()) < 5 * std / math.sqrt(size)
     assert abs(moved.std() / std - 1) < 5 / math.sqrt(2 * size)
 
