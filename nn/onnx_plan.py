@@ -282,10 +282,12 @@ class _Planner:
                              "MatMul, Gemm or Conv before it")
         bias_key = layer["tensors"]["bias"][0]
         out = self.arrays[bias_key].size
-        if layer["kind"] == "Conv2d" and c.size == out and c.ndim >= 3:
-            if c.shape[-2:] != (1, 1):
-                raise ValueError(f"the constant has shape {c.shape}; a bias per channel "
-                                 f"[C, 1, 1] is needed")
+        if layer["kind"] == "Conv2d" and c.size != 1:
+            # ONNX broadcasts from the last axis: only [C, 1, 1] or [1, C, 1, 1] add per
+            # channel ([C] or [1, C] would add along the image's width)
+            if c.ndim not in (3, 4) or c.shape[-3:] != (out, 1, 1):
+                raise ValueError(f"the constant has shape {c.shape}; after a Conv a bias per "
+                                 f"channel [{out}, 1, 1] (or a scalar) is needed")
             c = c.reshape(out)
         self.arrays[bias_key] = self.arrays[bias_key] + self._bias_vector(c, out, "the constant")
         self.alias[node.output[0]] = x

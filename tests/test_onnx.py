@@ -177,6 +177,16 @@ def test_what_cannot_run_is_refused_naming_every_node():
         assert expected in text, (expected, text)
 
 
+@pytest.mark.parametrize("shape", [(3,), (1, 3)])
+def test_a_constant_that_onnx_adds_along_the_width_is_not_taken_for_a_conv_bias(shape):
+    """[C] or [1, C] after a Conv broadcasts along W in ONNX, not per channel."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Add", ["c", "b"], ["y"], name="add")]
+    inits = [tensor("w", np.ones((3, 1, 1, 1))), tensor("b", np.arange(3.0).reshape(shape))]
+    with pytest.raises(nn.OnnxImportError, match=r"a bias per channel \[3, 1, 1\]"):
+        plan(make_model(nodes, inits, [1, 3, 3]))
+
+
 def _refused_before_sharing(ctx, model_bytes, owner):
     before = ctx.stats.snapshot()
     try:
