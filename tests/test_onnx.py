@@ -187,6 +187,29 @@ def test_a_constant_that_onnx_adds_along_the_width_is_not_taken_for_a_conv_bias(
         plan(make_model(nodes, inits, [1, 3, 3]))
 
 
+def _public_import(ctx, models):
+    try:
+        nn.from_onnx(models[ctx.pid], ctx)
+        return "ok"
+    except ValueError as exc:
+        return str(exc)
+
+
+def test_public_weights_that_differ_between_parties_are_refused():
+    """Each party reads its own copy of a public model: a version skew gave a sharing
+    that opened differently at different parties (replicated) or silently used one copy."""
+    rng = np.random.default_rng(0)
+    same, other = small_cnn(rng).SerializeToString(), small_cnn(rng).SerializeToString()
+    for n, protocol in [(2, "dealer"), (3, "replicated")]:
+        models = [same] * n
+        assert mpc.run_local(_public_import, n, args=(models,), protocol=protocol) == \
+            ["ok"] * n
+        models[-1] = other
+        for message in mpc.run_local(_public_import, n, args=(models,), protocol=protocol):
+            assert "the models differ between the parties" in message, message
+            assert f"party {n - 1} hold" in message, message
+
+
 def _refused_before_sharing(ctx, model_bytes, owner):
     before = ctx.stats.snapshot()
     try:
