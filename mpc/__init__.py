@@ -12,6 +12,7 @@ servers, honest majority, no dealer): mpc.run_local(main, 3, protocol="replicate
 
 from net import PeerError, PeerLost, PeerTimeout, ProtocolError
 
+from mpc.agreement import check_same
 from mpc.context import Context
 from mpc.fixedpoint import FixedPoint
 from mpc.functions import (divide, exp, exp_nonpositive, inv_sqrt, log, reciprocal, sigmoid,
@@ -28,7 +29,7 @@ from mpc.tensor import (SecretTensor, ShapeError, concatenate, conv2d, matmul_ma
 
 __all__ = ["Context", "FixedPoint", "FixedPointRangeError", "PartyFailed", "PeerError", "PeerLost",
            "PeerTimeout", "ProtocolError", "SecretTensor", "ShapeError", "add_noise",
-           "bernoulli", "concatenate", "conv2d", "discrete_gaussian", "divide",
+           "bernoulli", "check_same", "concatenate", "conv2d", "discrete_gaussian", "divide",
            "exact_probability", "exp", "exp_nonpositive", "gelu", "input_from", "inv_sqrt",
            "log", "matmul_many", "reciprocal", "reveal", "reveal_to_owner", "run_local",
            "share", "share_columns", "share_public", "share_rows", "sigmoid",

@@ -106,7 +106,8 @@ class SecretTensor:
         if np.any(divisor == 0):
             raise ZeroDivisionError("division of a SecretTensor by zero")
         if _is_integer(other) and np.ndim(other) == 0:
-            return self._divide_by_int(int(other))
+            quotient = self._divide_by_int(abs(int(other)))
+            return quotient if int(other) > 0 else -quotient
         return self * (1.0 / divisor)
 
     def __matmul__(self, other):

@@ -286,8 +286,12 @@ class Model(Sequential):
                 return {}
             return {f"val_{k}": v for k, v in self._scores(*validation).items()}
 
-        return fit(self, self._training_loss(), self.optimizer, xs, ys, epochs=epochs,
-                   batch_size=batch_size, seed=seed, evaluate=evaluate, **fit_options)
+        try:
+            return fit(self, self._training_loss(), self.optimizer, xs, ys, epochs=epochs,
+                       batch_size=batch_size, seed=seed, evaluate=evaluate, **fit_options)
+        finally:
+            self.eval()  # as in Keras, model(x) after fit is inference (Dropout off,
+            # BatchNorm's running statistics); model.train() to train it by hand
 
     def _training_loss(self):
         """The loss fit trains with (DPModel: one giving each row's own gradient)."""

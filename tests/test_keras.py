@@ -87,16 +87,18 @@ def _secret_inputs(ctx, x, labels):
     ys = mpc.share(ctx, labels if ctx.pid == 1 else None, 1, shape=labels.shape)
     history = model.fit(xs, ys, epochs=2, batch_size=4, progress=False)
     out = model.predict(xs, to="all")
+    called = model(xs).reveal()  # after fit, model(x) is inference too (no dropout)
     w = [p.value.reveal() for p in model.parameters()]
-    return len(history), out, w
+    return len(history), (out, called), w
 
 
 def test_model_on_secret_tensors_with_dropout():
     rng = np.random.default_rng(0)
     x, labels = rng.normal(size=(8, 4)), rng.integers(0, 3, size=8).astype(float)
-    count, out, (w1, b1, w2, b2) = mpc.run_local(_secret_inputs, 2, args=(x, labels))[0]
+    count, outs, (w1, b1, w2, b2) = mpc.run_local(_secret_inputs, 2, args=(x, labels))[0]
     assert count == 2
-    np.testing.assert_allclose(out, np.tanh(x @ w1 + b1) @ w2 + b2, atol=1e-3)  # eval mode
+    for out in outs:  # predict and model(x) after fit: eval mode
+        np.testing.assert_allclose(out, np.tanh(x @ w1 + b1) @ w2 + b2, atol=1e-3)
 
 
 def _dp_model(ctx, x, y, layers, microbatches, batch):
