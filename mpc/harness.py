@@ -14,7 +14,7 @@ import traceback
 from net import MemoryHub
 
 from mpc.context import Context
-from mpc.protocols import make_protocol, needs_dealer
+from mpc.protocols import check_settings, make_protocol, needs_dealer
 from mpc.protocols.dealer.providers.dealer import serve_dealer
 
 
@@ -49,6 +49,7 @@ def run_local(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
     truncation result is verified to be inside the range (mpc.protocols.range_check), so
     a test whose values overflow fails with FixedPointRangeError instead of comparing
     garbage."""
+    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"), provider)
     with_dealer = needs_dealer(protocol, provider)
     hub = MemoryHub(n_parties + (1 if with_dealer else 0), timeout=timeout)
     results: dict[int, object] = {}

@@ -7,6 +7,7 @@ backward is written out rather than taped per scalar.
 
 from nn.activations import GELU, LogSoftmax, Softmax, Tanh
 from nn.blocks import Dropout, GlobalAvgPool2d, Residual
+from nn.checkpoint import CheckpointMismatch
 from nn.dp import DPSGD
 from nn.graph import Add, Concat, Graph, Reshape
 from nn.guard import FixedPointOverflow
@@ -25,7 +26,8 @@ from nn.schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay
 from nn.train import accuracy, fit
 
 __all__ = ["accuracy", "Adam", "AdamW", "Add", "AvgPool2d", "BatchNorm1d", "BatchNorm2d",
-           "BCEWithLogitsLoss", "Buffer", "Concat", "Conv2d", "CosineDecay", "dp_sgd_epsilon",
+           "BCEWithLogitsLoss", "Buffer", "CheckpointMismatch", "Concat", "Conv2d", "CosineDecay",
+           "dp_sgd_epsilon",
            "DPModel", "DPSGD", "Dropout", "ExponentialDecay", "fit", "FixedPointOverflow",
            "Flatten", "from_onnx", "GELU", "GlobalAvgPool2d", "Graph", "LayerNorm", "Linear",
            "load_npz", "LogSoftmax", "MaxPool2d", "Model", "Module", "MSELoss", "NLLLoss",

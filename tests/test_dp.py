@@ -154,13 +154,17 @@ def _noise_step(ctx, public_model, size, m):
     return param.value.reveal()
 
 
-@pytest.mark.parametrize("n,public_model", [(2, False), (3, True)])
-def test_dp_sgd_noise_has_the_stated_std(n, public_model):
+@pytest.mark.parametrize("n,public_model,protocol,colluders",
+                         [(2, False, "dealer", 1), (3, True, "dealer", 2),
+                          (3, False, "replicated", 1), (3, True, "replicated", 1)])
+def test_dp_sgd_noise_has_the_stated_std(n, public_model, protocol, colluders):
     """One step on a zero gradient moves the weights by -(noise / m): std
-    sqrt(n) * noise_multiplier * l2_norm_clip / m (every party adds the full amount)."""
+    sqrt(n / (n - c)) * noise_multiplier * l2_norm_clip / m with c the protocol's default
+    colluders (dealer: n - 1, every party adds the full amount; replicated: 1, each of
+    the three servers adds 1 / sqrt(2) of it)."""
     size, m = 4000, 4
-    moved = mpc.run_local(_noise_step, n, args=(public_model, size, m))[0]
-    std = math.sqrt(n) * 2.0 * 0.5 / m
+    moved = mpc.run_local(_noise_step, n, args=(public_model, size, m), protocol=protocol)[0]
+    std = math.sqrt(n / (n - colluders)) * 2.0 * 0.5 / m
     assert abs(moved.mean()) < 5 * std / math.sqrt(size)
     assert abs(moved.std() / std - 1) < 5 / math.sqrt(2 * size)
 
@@ -196,6 +200,7 @@ def test_checkpoint_resume_continues_the_privacy_spent(tmp_path, public_model):
     history, steps = mpc.run_local(_resume, 2, args=(tmp_path, 3, public_model))[0]
     # a public model counts the epoch after the checkpoint as possibly released: one more
     epochs_counted = 4 if public_model else 3
-    assert [h["epoch"] for h in history] == [3] and steps == 3 * epochs_counted
-    assert history[0]["epsilon"] == dp_sgd_epsilon(30, 10, 0.8, epochs_counted, 1e-5,
+    # the history covers every epoch, the two before the resume from the checkpoint
+    assert [h["epoch"] for h in history] == [1, 2, 3] and steps == 3 * epochs_counted
+    assert history[-1]["epsilon"] == dp_sgd_epsilon(30, 10, 0.8, epochs_counted, 1e-5,
                                                    sampling="public-shuffle")

@@ -11,7 +11,20 @@ PROVIDERS = ("dealer", "insecure-seeded")
 
 def needs_dealer(protocol: str, provider: str = "dealer") -> bool:
     """Whether a run with this protocol and provider has a dealer process."""
-    return protocol == "dealer" and provider == "dealer"
+    return protocol_class(protocol).uses_dealer and provider == "dealer"
+
+
+def check_settings(protocol: str, n_parties: int, truncation: str = "exact",
+                   provider: str = "dealer") -> None:
+    """ValueError naming what protocol `protocol` cannot do with these settings (or an
+    unknown protocol or provider), before anything runs."""
+    cls = protocol_class(protocol)
+    cls.check_settings(n_parties, truncation)
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+    if not cls.uses_dealer and provider != "dealer":
+        raise ValueError(f"the {protocol} protocol takes no correlated-randomness provider "
+                         f"(got provider {provider!r}): it has no dealer")
 
 
 def protocol_class(name: str):
