@@ -97,7 +97,7 @@ def cmd_run(args) -> int:
                             protocol=args.protocol, provider=args.provider,
                             timeout=args.timeout, with_stats=True,
                             total_timeout=args.time_limit, truncation=args.truncation,
-                            check=args.check)
+                            check=args.checked)
     values = [_show(value) for value, _ in results]
     if values == [_show(None)] * len(values):
         pass  # main returned nothing
@@ -122,7 +122,7 @@ def cmd_party(args) -> int:
     config = load_config(args.config)
     _, stats = run_cluster_party(config, args.id, ScriptTarget(args.script, args.script_args),
                                  key_file=args.key, provider=args.provider,
-                                 truncation=args.truncation, check=args.check)
+                                 truncation=args.truncation, check=args.checked)
     print(_summary(f"party {args.id}", stats), file=sys.stderr)
     return 0
 
@@ -232,6 +232,15 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "with probability |x| / 2^64 per element)")
 
 
+def _check_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--check", action="store_true", dest="checked",
+                   help="checked mode (default off): before each reveal, verify that every "
+                        "product's result is inside the fixed-point range, and fail naming "
+                        "the operation and the count otherwise; opens only those counts; "
+                        "one comparison per checked value and 9 rounds per check (every "
+                        "party must use it)")
+
+
 def _script(p: argparse.ArgumentParser) -> None:
     p.add_argument("script", help="a Python file defining main(ctx), run by every party")
     p.add_argument("script_args", nargs=argparse.REMAINDER,
@@ -242,15 +251,6 @@ def _protocol(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="dealer", choices=PROTOCOLS,
                    help="dealer (default: n >= 2 parties and a trusted dealer) or replicated "
                         "(exactly 3 parties, honest majority, no dealer)")
-
-
-def _check_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--check", action="store_true",
-                   help="checked mode (default off): verify that every product's result is "
-                        "inside the fixed-point range, in batches before each reveal, and "
-                        "fail naming the operation otherwise; opens only the counts of "
-                        "out-of-range values, costs 39.625 bytes per checked value per peer "
-                        "and 9 rounds per check (every party must use it)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,6 +52,7 @@ def _truncate_three_times(ctx, shares, parts, bits):
 def run_truncations(x, bits=F, seed=0):
     rng = np.random.default_rng(seed)
     x = np.asarray(x, dtype=np.int64)
+    # check=False: at the very top of the range (LIMIT) checked mode reports the last unit
     results = mpc.run_local(_truncate_three_times, 3, protocol="replicated", check=False,
                             args=(replicated(x, rng), components(x, rng), bits))
     idle = np.array([r[1] for r in results])  # [party, call]
