@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 _ERASE_LINE = "\r\x1b[2K"
 
@@ -37,8 +38,9 @@ class OutputRelay:
     def close(self, timeout: float = 2.0) -> None:
         """Wait (at most `timeout` s in all) until every pipe reached its end, so that
         children's last lines come before whatever this process prints next."""
+        end = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, end - time.monotonic()))
 
     def _copy(self, prefix: str, fd: int, stream: str) -> None:
         pending = ""
