@@ -17,6 +17,7 @@ import pytest
 import mpc.launcher
 from mpc import cli
 from mpc.launcher import blamed_member, make_local_cluster, run_processes, watch_lifeline
+from mpc.relay import OutputRelay
 from net import PeerLost, PeerTimeout
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -123,6 +124,28 @@ def test_output_lines_are_prefixed_by_party_and_whole_and_main_results_are_print
         number = line.split()[3]
         assert line == f"[party {pid}] line {number} " + pid * 6000, line[:80]
     assert [f"party {pid}: main returned {pid}" for pid in range(3)] == lines[-3:]
+
+
+def test_the_relay_keeps_lines_whole_and_a_progress_bar_in_place(capsys):
+    relay = OutputRelay(frozenset({"stderr"}))
+    (bar_r, bar_w), (line_r, line_w) = os.pipe(), os.pipe()
+    relay.add("party 0", bar_r, "stderr")
+    relay.add("party 1", line_r, "stderr")
+    os.write(bar_w, b"\r 10%|#")
+    time.sleep(0.3)
+    os.write(line_w, b"hello ")   # half a line: held back until its newline
+    time.sleep(0.3)
+    os.write(bar_w, b"\r 20%|##")
+    time.sleep(0.3)
+    os.write(line_w, b"world\n")
+    os.write(bar_w, b"\r        \rno newline at the end")
+    os.close(bar_w)
+    os.close(line_w)
+    relay.close()
+    err = capsys.readouterr().err
+    assert "[party 0]  10%|#" in err and "[party 0]  20%|##" in err
+    assert "\r\x1b[2K[party 1] hello world\n" in err  # the bar erased first, the line whole
+    assert err.endswith("[party 0] no newline at the end\n")
 
 
 def test_a_result_all_parties_agree_on_is_printed_once():
