@@ -1,4 +1,6 @@
-"""Secure multi-party computation on additive secret shares over Z_2^64.
+"""Secure multi-party computation on secret shares over Z_2^64, under one of two protocols:
+"dealer" (additive shares, n >= 2 parties, a trusted dealer) or "replicated" (three
+servers, honest majority, no dealer): mpc.run_local(main, 3, protocol="replicated").
 
     import mpc
     def main(ctx):

@@ -14,7 +14,7 @@ import traceback
 from net import MemoryHub
 
 from mpc.context import Context
-from mpc.protocols import make_protocol, needs_dealer
+from mpc.protocols import check_settings, make_protocol, needs_dealer
 from mpc.protocols.dealer.providers.dealer import serve_dealer
 
 
@@ -42,6 +42,7 @@ def run_local(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
     """Run `fn(ctx, *args)` as each of `n_parties` parties in threads; return their results.
     `protocol` is "dealer" (with `provider`: "dealer", a dealer thread, or the insecure
     "insecure-seeded" for tests) or "replicated" (3 parties, no dealer)."""
+    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"), provider)
     with_dealer = needs_dealer(protocol, provider)
     hub = MemoryHub(n_parties + (1 if with_dealer else 0), timeout=timeout)
     results: dict[int, object] = {}

@@ -70,8 +70,8 @@ def no_process_may_start(monkeypatch):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["-n", "1", MUL], "-n 1: need at least 2 parties"),
-    (["-n", "0", MUL], "-n 0: need at least 2 parties"),
+    (["-n", "1", MUL], "-n 1: the dealer protocol needs at least 2 parties"),
+    (["-n", "0", MUL], "-n 0: the dealer protocol needs at least 2 parties"),
     (["-n", "2", "missing.py"], "missing.py: no such file"),
     (["-n", "2", "NOMAIN"], "defines no main(ctx) function"),
     (["-n", "2", "SYNTAX"], "syntax.py, line 1: "),
@@ -106,7 +106,7 @@ def test_mpc_party_with_an_id_outside_the_cluster_is_refused(tmp_path, capsys,
 def test_refused_arguments_exit_2_from_the_command_line():
     out = subprocess.run([sys.executable, "-m", "mpc", "run", "-n", "1", MUL],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "need at least 2 parties" in out.stderr
+    assert out.returncode == 2 and "needs at least 2 parties" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mpc
 import nn
@@ -409,3 +411,36 @@ def test_a_keras_shaped_model_exports_as_its_layers(tmp_path):
     model = onnx.load(path)
     assert [n.op_type for n in model.graph.node] == ["Gemm", "Relu"]
     assert np.abs(run_ort(model, np.eye(3)) - ours).max() <= 2 * ULP
+
+
+@st.composite
+def _conv_models(draw):
+    """A random Conv (channels, kernel, stride, symmetric pads, bias or not) and a pool
+    (max or average, kernel, stride) that fit a random input size, and an input."""
+    c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    k, stride, pad = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(0, 1))
+    size = draw(st.integers(max(k, 4), 7))
+    conv_out = (size + 2 * pad - k) // stride + 1
+    pool_k = draw(st.integers(1, min(2, conv_out)))
+    pool_s = draw(st.integers(1, 2))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    inputs, inits = ["x", "w"], [tensor("w", rng.normal(0, 0.5, (c_out, c_in, k, k)))]
+    if draw(st.booleans()):
+        inputs.append("b")
+        inits.append(tensor("b", rng.normal(0, 0.2, c_out)))
+    pool = draw(st.sampled_from(["MaxPool", "AveragePool"]))
+    nodes = [helper.make_node("Conv", inputs, ["c"], name="conv", strides=[stride, stride],
+                              pads=[pad] * 4),
+             helper.make_node(pool, ["c"], ["y"], name="pool", kernel_shape=[pool_k] * 2,
+                              strides=[pool_s] * 2)]
+    x = np.clip(rng.normal(0, 1, (2, c_in, size, size)), -3, 3)
+    return make_model(nodes, inits, [c_in, size, size]), x, c_in * k * k
+
+
+@settings(max_examples=8)
+@given(case=_conv_models())
+def test_random_convolutions_and_pools_agree_with_onnxruntime(case):
+    """Each weight's rounding (half a unit) times |x| <= 3 over the fan-in, plus the
+    product's and the average's truncations."""
+    model, x, fan_in = case
+    _check_against_ort(model, x, 1.5 * fan_in + 4, 2)

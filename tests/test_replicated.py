@@ -200,11 +200,12 @@ def test_zero_sharing_sums_to_zero_and_reshare_replicates():
 
 @pytest.mark.parametrize("n", [2, 4])
 def test_refuses_other_party_counts(n):
-    with pytest.raises(mpc.PartyFailed, match="exactly 3 parties, not"):
+    """Before any party starts (run_local checks first; the Context checks again)."""
+    with pytest.raises(ValueError, match="exactly 3 parties, not"):
         mpc.run_local(lambda ctx: None, n, protocol="replicated", timeout=5)
 
 
 def test_refuses_local_probabilistic_truncation():
-    with pytest.raises(mpc.PartyFailed, match="only the exact truncation"):
+    with pytest.raises(ValueError, match="only the exact truncation"):
         mpc.run_local(lambda ctx: None, 3, protocol="replicated",
                       truncation="local-probabilistic", timeout=5)
