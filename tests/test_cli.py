@@ -241,26 +241,30 @@ def test_a_frozen_party_is_named_in_the_first_line(tmp_path):
 def test_a_hung_wait_ends_after_timeout_and_a_long_run_is_not_cut_at_ten_timeouts():
     """--timeout bounds each wait for a peer; a run may take longer than 10 timeouts."""
     started = time.monotonic()
-    assert run_processes(_sleep_then_add, 2, args=(7.0,), timeout=0.5) == [1.0, 1.0]
-    assert time.monotonic() - started > 7.0
+    assert run_processes(_steps, 2, args=(42, 0.5), timeout=2.0) == [42.0, 42.0]
+    assert time.monotonic() - started > 21.0  # 42 steps 0.5 s apart: beyond 10 x 2 s
     with pytest.raises(mpc.PartyFailed, match="PeerTimeout") as failed:
         run_processes(_party_1_sleeps, 2, args=(30.0,), timeout=2.0)
     assert failed.value.party == "party 1"
     assert "it reported no error (still running, but silent to its peers)" in str(failed.value)
 
 
-def _sleep_then_add(ctx, seconds):
+def _steps(ctx, steps, pause):
+    """`steps` openings `pause` s apart (each wait for a peer short); returns their sum."""
     import numpy as np
-    time.sleep(seconds)
     x = mpc.share(ctx, np.ones(1) if ctx.pid == 0 else None, 0, shape=(1,))
-    return float((x * 1.0).reveal()[0])
+    total = 0.0
+    for _ in range(steps):
+        time.sleep(pause)
+        total += float(x.reveal()[0])
+    return total
 
 
 def _party_1_sleeps(ctx, seconds):
     """Party 1 is stuck in local code (answering heartbeats): party 0 times out."""
     if ctx.pid == 1:
         time.sleep(seconds)
-    return _sleep_then_add(ctx, 0.0)
+    return _steps(ctx, 1, 0.0)
 
 
 def test_a_time_limit_bounds_the_whole_run():
