@@ -137,7 +137,8 @@ def waiting_line(config: ClusterConfig, member_id: int) -> str:
     addresses = config.mesh_peers()
     named = [f"{member_name(config, p)} at {addresses[p][0]}" for p in awaited]
     listed = ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
-    return (f"{member_name(config, member_id)}: waiting for {listed} to connect "
+    me = member_name(config, member_id).removeprefix("the ")
+    return (f"{me}: waiting for {listed} to connect "
             f"(up to {config.timeout:g} s)")
 
 

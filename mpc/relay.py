@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 _ERASE_LINE = "\r\x1b[2K"
 
@@ -24,7 +25,7 @@ class OutputRelay:
         self.terminals = terminals
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._bar_on: set[str] = set()  # streams showing an unfinished line (a bar)
+        self._bar_on: dict[str, str] = {}  # stream -> prefix of the bar it shows
 
     def add(self, name: str, fd: int, stream: str) -> None:
         """Relay file descriptor `fd` (read end of a pipe; closed at its end) to "stdout"
@@ -37,8 +38,9 @@ class OutputRelay:
     def close(self, timeout: float = 2.0) -> None:
         """Wait (at most `timeout` s in all) until every pipe reached its end, so that
         children's last lines come before whatever this process prints next."""
+        end = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, end - time.monotonic()))
 
     def _copy(self, prefix: str, fd: int, stream: str) -> None:
         pending = ""
@@ -51,6 +53,11 @@ class OutputRelay:
             os.close(fd)
         if pending:
             self._emit(prefix, stream, pending + "\n")
+        with self._lock:
+            if self._bar_on.get(stream) == prefix:  # its last line, unfinished: end it
+                _stream(stream).write("\n")
+                _stream(stream).flush()
+                del self._bar_on[stream]
 
     def _emit(self, prefix: str, stream: str, text: str) -> str:
         """Write the complete lines of `text` (and, on a terminal, a redrawn bar); return
@@ -70,7 +77,7 @@ class OutputRelay:
             target.write("".join(prefix + line.rsplit("\r", 1)[-1] + "\n" for line in lines))
             if bar is not None and bar.strip():
                 target.write(prefix + bar)
-                self._bar_on.add(stream)
+                self._bar_on[stream] = prefix
             target.flush()
         return rest
 

@@ -77,8 +77,8 @@ def _optimizer_state(ctx, saved, names) -> dict:
 
 
 def _plain(value):
-    """numpy scalars in a history record as Python numbers."""
-    return value.item() if hasattr(value, "item") else str(value)
+    """numpy values in a history record as Python numbers and lists (else their text)."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def resume(directory, ctx, parameters, optimizer, run: dict | None = None) -> tuple[int, list]:

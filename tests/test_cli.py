@@ -17,6 +17,7 @@ import pytest
 import mpc.launcher
 from mpc import cli
 from mpc.launcher import blamed_member, make_local_cluster, run_processes, watch_lifeline
+from mpc.relay import OutputRelay
 from net import PeerLost, PeerTimeout
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -125,6 +126,28 @@ def test_output_lines_are_prefixed_by_party_and_whole_and_main_results_are_print
     assert [f"party {pid}: main returned {pid}" for pid in range(3)] == lines[-3:]
 
 
+def test_the_relay_keeps_lines_whole_and_a_progress_bar_in_place(capsys):
+    relay = OutputRelay(frozenset({"stderr"}))
+    (bar_r, bar_w), (line_r, line_w) = os.pipe(), os.pipe()
+    relay.add("party 0", bar_r, "stderr")
+    relay.add("party 1", line_r, "stderr")
+    os.write(bar_w, b"\r 10%|#")
+    time.sleep(0.3)
+    os.write(line_w, b"hello ")   # half a line: held back until its newline
+    time.sleep(0.3)
+    os.write(bar_w, b"\r 20%|##")
+    time.sleep(0.3)
+    os.write(line_w, b"world\n")
+    os.write(bar_w, b"\r        \rno newline at the end")
+    os.close(bar_w)
+    os.close(line_w)
+    relay.close()
+    err = capsys.readouterr().err
+    assert "[party 0]  10%|#" in err and "[party 0]  20%|##" in err
+    assert "\r\x1b[2K[party 1] hello world\n" in err  # the bar erased first, the line whole
+    assert err.endswith("[party 0] no newline at the end\n")
+
+
 def test_a_result_all_parties_agree_on_is_printed_once():
     out = subprocess.run([sys.executable, "-m", "mpc", "run", "-n", "2", MUL],
                          capture_output=True, text=True, timeout=180)
@@ -218,32 +241,30 @@ def test_a_frozen_party_is_named_in_the_first_line(tmp_path):
 def test_a_hung_wait_ends_after_timeout_and_a_long_run_is_not_cut_at_ten_timeouts():
     """--timeout bounds each wait for a peer; a run may take longer than 10 timeouts."""
     started = time.monotonic()
-    assert run_processes(_sleep_then_add, 2, args=(10.5,), timeout=1.0) == [1.0, 1.0]
-    assert time.monotonic() - started > 10.5
+    assert run_processes(_steps, 2, args=(42, 0.5), timeout=2.0) == [42.0, 42.0]
+    assert time.monotonic() - started > 21.0  # 42 steps 0.5 s apart: beyond 10 x 2 s
     with pytest.raises(mpc.PartyFailed, match="PeerTimeout") as failed:
         run_processes(_party_1_sleeps, 2, args=(30.0,), timeout=2.0)
     assert failed.value.party == "party 1"
     assert "it reported no error (still running, but silent to its peers)" in str(failed.value)
 
 
-def _sleep_then_add(ctx, seconds):
-    """A product once (imports and compiled kernels loaded, so the parties leave its last
-    round together), then `seconds` of silence, then the same product."""
+def _steps(ctx, steps, pause):
+    """`steps` openings `pause` s apart (each wait for a peer short); returns their sum."""
     import numpy as np
-
-    def add():
-        x = mpc.share(ctx, np.ones(1) if ctx.pid == 0 else None, 0, shape=(1,))
-        return float((x * 1.0).reveal()[0])
-    add()
-    time.sleep(seconds)
-    return add()
+    x = mpc.share(ctx, np.ones(1) if ctx.pid == 0 else None, 0, shape=(1,))
+    total = 0.0
+    for _ in range(steps):
+        time.sleep(pause)
+        total += float(x.reveal()[0])
+    return total
 
 
 def _party_1_sleeps(ctx, seconds):
     """Party 1 is stuck in local code (answering heartbeats): party 0 times out."""
     if ctx.pid == 1:
         time.sleep(seconds)
-    return _sleep_then_add(ctx, 0.0)
+    return _steps(ctx, 1, 0.0)
 
 
 def test_a_time_limit_bounds_the_whole_run():
