@@ -28,6 +28,7 @@ import numpy as np
 
 import mpc
 from mpc.launcher import run_processes
+from mpc.protocols import needs_dealer
 
 
 def _inputs(name: str, rng: np.random.Generator):
@@ -157,17 +158,20 @@ def _w4_party(ctx, name: str, reps: int, warmup: int, steps: int = 10):
 
 
 def run_workload(name: str, n_parties: int, reps: int = 5, warmup: int = 1,
-                 truncation: str = "exact") -> dict:
-    """One JSON-ready line of results for workload `name`."""
+                 truncation: str = "exact", protocol: str = "dealer") -> dict:
+    """One JSON-ready line of results for workload `name`. `rounds` is the most any party
+    waited (the replicated protocol's helper waits less than the other two)."""
     party = {"W6": _w6_party, "W4": _w4_party}.get(name, _party)
     results = run_processes(party, n_parties, args=(name, reps, warmup), timeout=120.0,
-                            total_timeout=3600.0, truncation=truncation)
+                            total_timeout=3600.0, truncation=truncation, protocol=protocol)
     r0 = results[0]
     times = r0["times"]
-    line = {"system": "mpc-dl", "workload": name, "parties": n_parties, "provider": "dealer",
+    line = {"system": "mpc-dl", "workload": name, "parties": n_parties, "protocol": protocol,
+            "provider": "dealer" if needs_dealer(protocol) else None,
             "truncation": truncation, "median_s": statistics.median(times), "min_s": min(times),
             "max_s": max(times), "reps": len(times), "bytes_sent_party0": r0["bytes_sent"],
-            "rounds": r0["rounds"]}
+            "bytes_sent_max": max(r["bytes_sent"] for r in results),
+            "rounds": max(r["rounds"] for r in results)}
     if name == "W6":
         line.update({k: r0[k] for k in ("correct", "test_acc", "test_acc_float64")})
     elif name == "W4":

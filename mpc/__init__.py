@@ -1,4 +1,6 @@
-"""Secure multi-party computation on additive secret shares over Z_2^64.
+"""Secure multi-party computation on secret shares over Z_2^64, under one of two protocols:
+"dealer" (additive shares, n >= 2 parties, a trusted dealer) or "replicated" (three
+servers, honest majority, no dealer): mpc.run_local(main, 3, protocol="replicated").
 
     import mpc
     def main(ctx):
@@ -18,12 +20,13 @@ from mpc.harness import PartyFailed, run_local
 from mpc.owners import input_from, reveal_to_owner
 from mpc.noise import add_noise, discrete_gaussian
 from mpc.piecewise import gelu
+from mpc.protocols.range_check import FixedPointRangeError
 from mpc.sampling import bernoulli, exact_probability
 from mpc.sharing import reveal, share, share_columns, share_public, share_rows
 from mpc.tensor import (SecretTensor, ShapeError, concatenate, conv2d, matmul_many, stack,
                         where)
 
-__all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost",
+__all__ = ["Context", "FixedPoint", "FixedPointRangeError", "PartyFailed", "PeerError", "PeerLost",
            "PeerTimeout", "ProtocolError", "SecretTensor", "ShapeError", "add_noise",
            "bernoulli", "concatenate", "conv2d", "discrete_gaussian", "divide",
            "exact_probability", "exp", "exp_nonpositive", "gelu", "input_from", "inv_sqrt",

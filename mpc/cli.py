@@ -1,10 +1,12 @@
 """The `mpc` command: run, party, dealer, share, keys, bench.
 
     mpc run -n 3 script.py            all parties and the dealer as local processes
+    mpc run -n 3 --protocol replicated script.py   three parties, no dealer
     mpc party --config cluster.toml --id 1 script.py
     mpc dealer --config cluster.toml
     mpc share --config cluster.toml --owner hospital_a data.npz [--receive model.npz]
     mpc keys --parties 3 --out cluster/   key pairs and a cluster.toml template
+    mpc keys --protocol replicated --out cluster/   the same for 3 parties and no dealer
     mpc bench --workload W1 --parties 2   benchmark workloads as JSON lines
     mpc bench --scale                     W1, W3, W7 from 10^4 to 10^7 elements, 2 to 8 parties
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from mpc.config import load_config
 from mpc.harness import PartyFailed
-from mpc.protocols import PROVIDERS
+from mpc.protocols import PROTOCOLS, PROVIDERS, check_settings, needs_dealer
 
 EXIT_CODES = """exit codes:
   0        success
@@ -63,13 +65,12 @@ def _summary(who: str, stats: dict) -> str:
 def check_run(args) -> str | None:
     """Why `mpc run` with these arguments cannot work, before anything starts."""
     from mpc.launcher import ScriptTarget
-    from mpc.protocols import check_settings
     if args.timeout <= 0:
         return f"--timeout {args.timeout:g}: must be positive"
     if args.time_limit is not None and args.time_limit <= 0:
         return f"--time-limit {args.time_limit:g}: must be positive"
     try:
-        check_settings(getattr(args, "protocol", "dealer"), args.parties, args.truncation)
+        check_settings(args.protocol, args.parties, args.truncation, args.provider)
     except ValueError as e:
         return f"-n {args.parties}: {e}" if args.parties < 2 else str(e)
     return ScriptTarget(args.script).problem()
@@ -78,10 +79,9 @@ def check_run(args) -> str | None:
 def check_party(args) -> str | None:
     """Why `mpc party` with these arguments cannot work, before it connects."""
     from mpc.launcher import ScriptTarget
-    from mpc.protocols import check_settings
     try:
         config = load_config(args.config)
-        check_settings(getattr(args, "protocol", "dealer"), config.n_parties, args.truncation)
+        check_settings(config.protocol, config.n_parties, args.truncation, args.provider)
     except (ValueError, OSError) as e:
         return str(e)
     if not 0 <= args.id < config.n_parties:
@@ -94,8 +94,10 @@ def cmd_run(args) -> int:
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, _interrupt)  # stop every process, then exit 143
     results = run_processes(ScriptTarget(args.script, args.script_args), args.parties,
-                            provider=args.provider, timeout=args.timeout, with_stats=True,
-                            total_timeout=args.time_limit, truncation=args.truncation)
+                            protocol=args.protocol, provider=args.provider,
+                            timeout=args.timeout, with_stats=True,
+                            total_timeout=args.time_limit, truncation=args.truncation,
+                            check=args.check)
     values = [_show(value) for value, _ in results]
     if values == [_show(None)] * len(values):
         pass  # main returned nothing
@@ -104,8 +106,8 @@ def cmd_run(args) -> int:
     else:
         for pid, value in enumerate(values):
             print(f"party {pid}: main returned {value}")
-    dealer = " and the dealer" if args.provider == "dealer" else ""
-    print(f"\n{args.parties} parties{dealer} finished in "
+    dealer = " and the dealer" if needs_dealer(args.protocol, args.provider) else ""
+    print(f"\n{args.parties} parties{dealer} ({args.protocol} protocol) finished in "
           f"{time.perf_counter() - start:.1f} s (start-up, numba compilation included)",
           file=sys.stderr)
     print("communication:", file=sys.stderr)
@@ -120,7 +122,7 @@ def cmd_party(args) -> int:
     config = load_config(args.config)
     _, stats = run_cluster_party(config, args.id, ScriptTarget(args.script, args.script_args),
                                  key_file=args.key, provider=args.provider,
-                                 truncation=args.truncation)
+                                 truncation=args.truncation, check=args.check)
     print(_summary(f"party {args.id}", stats), file=sys.stderr)
     return 0
 
@@ -128,7 +130,11 @@ def cmd_party(args) -> int:
 def cmd_dealer(args) -> int:
     from mpc.launcher import run_cluster_dealer, tune_allocator
     tune_allocator()
-    served = run_cluster_dealer(load_config(args.config), key_file=args.key)
+    config = load_config(args.config)
+    if config.dealer is None:
+        raise ValueError(f"{args.config}: no [dealer] entry (the {config.protocol} protocol "
+                         f"runs without a dealer)")
+    served = run_cluster_dealer(config, key_file=args.key)
     print(f"dealer: served {served} items", file=sys.stderr)
     return 0
 
@@ -157,12 +163,17 @@ def cmd_keys(args) -> int:
     from mpc.launcher import make_keys
     out = Path(args.out)
     owners = [o for o in args.owners.split(",") if o]
+    parties = args.parties if args.parties is not None else 3
+    check_settings(args.protocol, parties)
+    with_dealer = needs_dealer(args.protocol)
     addresses = [f"tcp://{args.host}:{args.port + i}"
-                 for i in range(args.parties + 1 + len(owners))]
-    path = make_keys(out, args.parties, addresses, owners=owners)
-    print(f"wrote {path} and keys in {out / 'keys'}: give each party its own "
-          f"keys/partyN.key_secret, the dealer keys/dealer.key_secret, each owner "
-          f"keys/<name>.key_secret, everyone {path.name}; edit the addresses to the real hosts")
+                 for i in range(parties + with_dealer + len(owners))]
+    path = make_keys(out, parties, addresses, owners=owners, with_dealer=with_dealer,
+                     protocol=args.protocol)
+    dealer = "the dealer keys/dealer.key_secret, " if with_dealer else ""
+    print(f"wrote {path} ({args.protocol} protocol) and keys in {out / 'keys'}: give each "
+          f"party its own keys/partyN.key_secret, {dealer}each owner keys/<name>.key_secret, "
+          f"everyone {path.name}; edit the addresses to the real hosts")
     return 0
 
 
@@ -176,6 +187,10 @@ def cmd_bench(args) -> int:
         print(f"unknown workload {unknown}; choose from {', '.join(WORKLOADS)} or all",
               file=sys.stderr)
         return 2
+    if args.scale and args.protocol != "dealer":
+        print(f"--scale measures the dealer protocol (at 2 to 8 parties, the dealer's memory "
+              f"included), not {args.protocol}: leave out --scale", file=sys.stderr)
+        return 2
     if args.scale:
         not_elementwise = [n for n in names if n not in SCALE_WORKLOADS]
         if not_elementwise:
@@ -188,8 +203,10 @@ def cmd_bench(args) -> int:
             print(json.dumps(line), flush=True)
         return 0
     reps = args.reps or 5
+    check_settings(args.protocol, args.parties, args.truncation)
     for name in names:
-        ours = run_workload(name, args.parties, reps=reps, truncation=args.truncation)
+        ours = run_workload(name, args.parties, reps=reps, truncation=args.truncation,
+                            protocol=args.protocol)
         print(json.dumps(ours), flush=True)
         theirs = crypten_line(name, args.parties, reps) if args.crypten else None
         if theirs:
@@ -221,15 +238,30 @@ def _script(p: argparse.ArgumentParser) -> None:
                    help="passed to the script as sys.argv[1:]")
 
 
+def _protocol(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", default="dealer", choices=PROTOCOLS,
+                   help="dealer (default: n >= 2 parties and a trusted dealer) or replicated "
+                        "(exactly 3 parties, honest majority, no dealer)")
+
+
+def _check_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--check", action="store_true",
+                   help="checked mode (default off): verify that every product's result is "
+                        "inside the fixed-point range, in batches before each reveal, and "
+                        "fail naming the operation otherwise; opens only the counts of "
+                        "out-of-range values, costs 39.625 bytes per checked value per peer "
+                        "and 9 rounds per check (every party must use it)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpc", description=__doc__, epilog=EXIT_CODES,
                                      formatter_class=_Formatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, text: str, func, check=None) -> argparse.ArgumentParser:
+    def command(name: str, text: str, func, validate=None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, epilog=EXIT_CODES,
                            formatter_class=_Formatter)
-        p.set_defaults(func=func, check=check)
+        p.set_defaults(func=func, validate=validate)
         return p
 
     p = command("run", "run a script as every party (and the dealer) on this machine",
@@ -246,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop every process and fail after this long in all (default: no "
                         "limit; a long training may take hours)")
+    _protocol(p)
     _common(p)
+    _check_option(p)
     _script(p)
 
     p = command("party", "run one party of a cluster", cmd_party, check_party)
@@ -257,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", default="dealer", choices=["dealer"],
                    help="where Beaver triples come from")
     _common(p)
+    _check_option(p)
     _script(p)
 
     p = command("dealer", "run the dealer of a cluster", cmd_dealer)
@@ -277,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help=".npz file: every array in it is shared under its name")
 
     p = command("keys", "make key pairs and a cluster.toml template", cmd_keys)
-    p.add_argument("--parties", type=int, default=3, help="number of parties")
+    p.add_argument("--parties", type=int, help="computing parties (default 3)")
+    _protocol(p)
     p.add_argument("--owners", default="", help="comma-separated names of data owners "
                                                 "(default none)")
     p.add_argument("--out", default="cluster", help="folder for cluster.toml and keys/")
@@ -300,13 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crypten", action="store_true",
                    help="also measure CrypTen (TTP) now with ../shared/anchors/crypten and print "
                         "the ratios")
+    _protocol(p)
     _common(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    problem = args.check(args) if args.check else None
+    problem = args.validate(args) if args.validate else None
     if problem:
         print(f"mpc {args.command}: error: {problem}", file=sys.stderr)
         return 2

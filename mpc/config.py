@@ -1,6 +1,7 @@
 """The cluster file: every party's (and the dealer's) address and public key.
 
     # cluster.toml
+    protocol = "dealer"     # or "replicated": 3 parties, no [dealer] entry
     timeout = 60.0          # seconds a party waits for a peer before giving up
     heartbeat = 10.0        # seconds of silence (no ping answered) after which a link is
                             # dead (default min(timeout / 2, 10))
@@ -57,6 +58,7 @@ class ClusterConfig:
     heartbeat: float | None = None
     mailbox_bytes: int = MAX_BYTES
     source: Path | None = None   # the file it was read from, for error messages
+    protocol: str = "dealer"
 
     @property
     def n_parties(self) -> int:
@@ -78,6 +80,13 @@ class ClusterConfig:
         if member_id < self.n_parties:
             return sorted(self.mesh_peers())
         return list(range(self.n_parties)) + [member_id]
+
+    def member_names(self) -> dict[int, str]:
+        """How messages call the members that are not parties: "dealer", "owner <name>"."""
+        names = {o.id: f"owner {o.name}" for o in self.owners}
+        if self.dealer is not None:
+            names[self.dealer_id] = "dealer"
+        return names
 
     def owner_ids(self) -> dict[str, int]:
         return {o.name: o.id for o in self.owners}
@@ -119,6 +128,7 @@ def load_config(path: str | Path) -> ClusterConfig:
                          f"{[p.id for p in parties]}")
     dealer = _peer({**raw["dealer"], "id": len(parties)}, f"{path} [dealer]") \
         if "dealer" in raw else None
+    protocol = _protocol(raw, len(parties), dealer is not None, path)
     owners = tuple(_owner(e, len(parties) + 1 + i, path)
                    for i, e in enumerate(raw.get("owner", [])))
     names = [o.name for o in owners]
@@ -142,7 +152,20 @@ def load_config(path: str | Path) -> ClusterConfig:
                          int(raw.get("frac_bits", 16)), path.parent, owners,
                          float(raw.get("owner_timeout", 600.0)),
                          float(raw["heartbeat"]) if "heartbeat" in raw else None,
-                         int(raw.get("mailbox_bytes", MAX_BYTES)), path)
+                         int(raw.get("mailbox_bytes", MAX_BYTES)), path, protocol)
+
+
+def _protocol(raw: dict, n_parties: int, has_dealer: bool, path: Path) -> str:
+    """The file's protocol, checked against its members (ValueError naming the file)."""
+    from mpc.protocols import check_settings, protocol_class
+    name = str(raw.get("protocol", "dealer"))
+    try:
+        check_settings(name, n_parties)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if has_dealer and not protocol_class(name).uses_dealer:
+        raise ValueError(f"{path}: a [dealer] entry, but the {name} protocol has no dealer")
+    return name
 
 
 def _endpoint(address: str, path: Path) -> tuple[str, int]:
@@ -170,11 +193,12 @@ def _owner(entry: dict, member_id: int, path: Path) -> Peer:
 
 def write_config(path: str | Path, addresses: list[str], public_keys: list[bytes],
                  timeout: float = 60.0, frac_bits: int = 16, with_dealer: bool = True,
-                 owners: list[str] = (), heartbeat: float | None = None) -> None:
+                 owners: list[str] = (), heartbeat: float | None = None,
+                 protocol: str = "dealer") -> None:
     """Write a cluster file. Addresses and keys list the parties, then the dealer (if
     any), then the owners named in `owners`."""
     n_parties = len(addresses) - (1 if with_dealer else 0) - len(owners)
-    lines = [f"timeout = {timeout}", f"frac_bits = {frac_bits}"]
+    lines = [f'protocol = "{protocol}"', f"timeout = {timeout}", f"frac_bits = {frac_bits}"]
     lines += [f"heartbeat = {heartbeat}", ""] if heartbeat is not None else [""]
     for pid, (address, key) in enumerate(zip(addresses[:n_parties], public_keys[:n_parties])):
         lines += ["[[party]]", f"id = {pid}", f'address = "{address}"',

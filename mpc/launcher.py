@@ -37,7 +37,7 @@ from mpc.config import ClusterConfig, load_config, write_config
 from mpc.fixedpoint import FixedPoint
 from mpc.harness import PartyFailed, run_party
 from mpc.owners import encode_inputs, owner_session
-from mpc.protocols import check_settings, needs_dealer
+from mpc.protocols import check_settings, needs_dealer, protocol_class
 from mpc.protocols.dealer.providers.dealer import serve_dealer
 from mpc.relay import OutputRelay
 
@@ -60,26 +60,29 @@ def tune_allocator() -> None:
 
 def make_keys(directory: Path, n_parties: int, addresses: list[str], timeout: float = 60.0,
               frac_bits: int = 16, with_dealer: bool = True, owners: list[str] = (),
-              heartbeat: float | None = None) -> Path:
-    """Key pairs for n parties, the dealer and the named owners plus a cluster file (the
-    addresses in that order); returns its path."""
+              heartbeat: float | None = None, protocol: str = "dealer") -> Path:
+    """Key pairs for n parties, the dealer (with_dealer) and the named owners plus a
+    cluster file for `protocol` (the addresses in that order); returns its path."""
+    check_settings(protocol, n_parties)
     keys = directory / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     names = [f"party{i}" for i in range(n_parties)] + (["dealer"] if with_dealer else []) \
         + list(owners)
     publics = [load_secret(write_keypair(keys, name)[1])[0] for name in names]
     path = directory / "cluster.toml"
-    write_config(path, addresses, publics, timeout, frac_bits, with_dealer, owners, heartbeat)
+    write_config(path, addresses, publics, timeout, frac_bits, with_dealer, owners, heartbeat,
+                 protocol)
     return path
 
 
 def make_local_cluster(directory: Path, n_parties: int, timeout: float = 60.0,
                        frac_bits: int = 16, with_dealer: bool = True,
-                       owners: list[str] = (), heartbeat: float | None = None) -> Path:
+                       owners: list[str] = (), heartbeat: float | None = None,
+                       protocol: str = "dealer") -> Path:
     """Throw-away keys and a cluster file on free loopback ports."""
     members = n_parties + (1 if with_dealer else 0) + len(owners)
     return make_keys(directory, n_parties, free_tcp_addresses(members), timeout, frac_bits,
-                     with_dealer, owners, heartbeat)
+                     with_dealer, owners, heartbeat, protocol)
 
 
 def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None = None,
@@ -89,6 +92,9 @@ def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None
     `announce_after`, say on stderr whom it waits for if connecting takes that long (0: at
     once)."""
     peers = config.mesh_peers()
+    if not curve and protocol_class(config.protocol).needs_encryption:
+        raise ValueError(f"the {config.protocol} protocol refuses plaintext links: any two "
+                         f"links' traffic would reveal the secrets (keep CURVE on)")
     if member_id not in peers:
         raise ValueError(f"id {member_id} is not in the cluster (members {sorted(peers)})")
     key_file = Path(key_file) if key_file else config.default_key_file(member_id)
@@ -98,7 +104,7 @@ def open_mesh(config: ClusterConfig, member_id: int, key_file: str | Path | None
                    talks_to=config.links(member_id), late_peers=config.owner_ids().values(),
                    late_timeout=config.owner_timeout, heartbeat=config.heartbeat,
                    key_file=str(key_file), peers_file=config.source and str(config.source),
-                   mailbox_bytes=config.mailbox_bytes)
+                   mailbox_bytes=config.mailbox_bytes, names=config.member_names())
     notice = None
     if announce_after is not None:
         notice = threading.Timer(announce_after, print, (waiting_line(config, member_id),),
@@ -136,14 +142,20 @@ def waiting_line(config: ClusterConfig, member_id: int) -> str:
 
 
 def run_cluster_party(config: ClusterConfig, pid: int, fn, args=(), key_file=None,
-                      provider: str = "dealer", protocol: str = "dealer",
-                      announce_after: float | None = 0.0, **ctx_options):
-    """One party's whole life: connect, run `fn(ctx, *args)`, disconnect. Returns
-    (result, communication stats as a dict)."""
+                      provider: str = "dealer", announce_after: float | None = 0.0,
+                      **ctx_options):
+    """One party's whole life under the cluster file's protocol: connect, run
+    `fn(ctx, *args)`, disconnect. Returns (result, communication stats as a dict). With
+    `announce_after`, it says whom it waits for if connecting takes that long."""
+    check_settings(config.protocol, config.n_parties, ctx_options.get("truncation", "exact"),
+                   provider)
+    if needs_dealer(config.protocol, provider) and config.dealer is None:
+        raise ValueError(f"the {config.protocol} protocol with provider {provider!r} needs a "
+                         f"[dealer] entry in the cluster file")
     with _leaving(open_mesh(config, pid, key_file, announce_after=announce_after)) as mesh:
         ctx_options.setdefault("fixed", FixedPoint(config.frac_bits))
         ctx_options.setdefault("owners", config.owner_ids())
-        result = run_party(fn, pid, config.n_parties, mesh, provider, args, protocol,
+        result = run_party(fn, pid, config.n_parties, mesh, provider, args, config.protocol,
                            **ctx_options)
         return result, mesh.stats.as_dict()
 
@@ -165,7 +177,7 @@ def run_owner(config: ClusterConfig, name: str, arrays: dict, receive: bool,
     encoded = encode_inputs(fixed, arrays)
     with _leaving(open_mesh(config, owner.id, key_file, timeout=wait,
                             announce_after=0.0)) as mesh:
-        return owner_session(mesh, config.n_parties, fixed, encoded, receive)
+        return owner_session(mesh, config.n_parties, fixed, encoded, receive, config.protocol)
 
 
 @contextmanager
@@ -301,8 +313,8 @@ def _redirect_output(plumbing: _Plumbing) -> None:
                                 errors="backslashreplace", line_buffering=True))
 
 
-def _child(kind: str, config_path: str, member: int, fn, args, provider, protocol,
-           ctx_options, out, plumbing: _Plumbing):
+def _child(kind: str, config_path: str, member: int, fn, args, provider, ctx_options,
+           out, plumbing: _Plumbing):
     """Entry point of a spawned process: report ("ok", who, result, stats) or ("error",
     who, traceback, the mesh id of the member it blames or None) on `out`."""
     who = "dealer" if kind == "dealer" else f"party {member}"
@@ -316,7 +328,7 @@ def _child(kind: str, config_path: str, member: int, fn, args, provider, protoco
             out.put(("ok", who, run_cluster_dealer(config, announce_after=CHILD_NOTICE), None))
         else:
             result, stats = run_cluster_party(config, member, fn, args, None, provider,
-                                              protocol, CHILD_NOTICE, **ctx_options)
+                                              CHILD_NOTICE, **ctx_options)
             out.put(("ok", who, result, stats))
     except BaseException as exc:  # noqa: BLE001 - sent to the parent with the traceback
         out.put(("error", who, traceback.format_exc(), blamed_member(exc, member)))
@@ -350,7 +362,7 @@ def run_processes(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
         raise RuntimeError("mpc.launcher.run_processes was called while a party process "
                            "was importing the main module: call it under "
                            "`if __name__ == \"__main__\":`")
-    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"))
+    check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"), provider)
     spawn = mp.get_context("spawn")
     out = spawn.Queue()
     terminals = frozenset(name for name in ("stdout", "stderr")
@@ -361,7 +373,7 @@ def run_processes(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
     with_dealer = needs_dealer(protocol, provider)
     with tempfile.TemporaryDirectory(prefix="mpc-cluster-") as tmp:
         config_path = str(make_local_cluster(Path(tmp), n_parties, timeout,
-                                             with_dealer=with_dealer))
+                                             with_dealer=with_dealer, protocol=protocol))
         members = [("party", p) for p in range(n_parties)]
         if with_dealer:
             members.append(("dealer", n_parties))
@@ -372,8 +384,7 @@ def run_processes(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
                 plumbing = _Plumbing(os.getpid(), lifeline_in, pipes["stdout"],
                                      pipes["stderr"], terminals)
                 procs[who] = spawn.Process(target=_child, name=who, daemon=True, args=(
-                    kind, config_path, member, fn, args, provider, protocol, ctx_options, out,
-                    plumbing))
+                    kind, config_path, member, fn, args, provider, ctx_options, out, plumbing))
                 procs[who].start()
                 for pipe in pipes.values():
                     if pipe is not None:

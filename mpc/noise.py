@@ -149,13 +149,19 @@ def discrete_gaussian(sigma: float, shape, prg: Prg | None = None) -> np.ndarray
     return out.reshape(shape)
 
 
-def party_sigma(std: float, n_parties: int, colluders: int | None) -> float:
+def party_sigma(std: float, n_parties: int, colluders: int | None,
+                max_colluders: int | None = None) -> float:
     """Each party's standard deviation so that the noise of the parties outside any
-    coalition of `colluders` (default n - 1) has variance std^2: std / sqrt(n - colluders)."""
-    colluders = n_parties - 1 if colluders is None else int(colluders)
-    if not 1 <= colluders <= n_parties - 1:
-        raise ValueError(f"colluders must be in 1..{n_parties - 1} (a party always knows "
-                         f"its own noise), got {colluders}")
+    coalition of `colluders` has variance std^2: std / sqrt(n - colluders). The default
+    and the largest allowed is `max_colluders`, the largest coalition the protocol keeps
+    secrets from (n - 1 by default; 1 for the replicated protocol, where two parties
+    together see x itself and noise would protect nothing)."""
+    top = n_parties - 1 if max_colluders is None else int(max_colluders)
+    colluders = top if colluders is None else int(colluders)
+    if not 1 <= colluders <= top:
+        raise ValueError(f"colluders must be in 1..{top} (a party always knows its own "
+                         f"noise; the protocol is secure against at most {top} colluding "
+                         f"parties), got {colluders}")
     if not std >= 0:
         raise ValueError(f"noise std must be >= 0, got {std!r}")
     return std / math.sqrt(n_parties - colluders)
@@ -171,12 +177,18 @@ def add_noise(x, std: float, colluders: int | None = None):
     together contribute variance std^2 (CKS 2020 and Kairouz, Liu, Steinke ICML 2021:
     a sum of discrete Gaussians of >= 1 grid unit is, for privacy, a discrete Gaussian of
     the summed variance up to a negligible term). Utility cost, variance of e:
-    n std^2 with the default colluders = n - 1 (safe against all but one party),
-    n / (n - c) std^2 for colluders = c; 1 is the least (n / (n - 1) std^2).
-    Rounds and comm: the protocol's add_private (dealer: none).
+    n std^2 with the dealer protocol's default colluders = n - 1 (safe against all but one
+    party), n / (n - c) std^2 for colluders = c; 1 is the least (n / (n - 1) std^2).
+    The replicated protocol (3 servers, at most one corrupt) defaults to colluders = 1,
+    its threat model: each server adds std / sqrt(2), the two honest ones together std^2
+    whichever one is corrupt, and the total variance is 1.5 std^2 (a third of the dealer
+    protocol's 3 std^2); colluders = 2 is refused (two servers see x anyway).
+    Rounds and comm: the protocol's add_private (dealer: none; replicated: 1 round, each
+    party's noise input to the others, one ring element per element to each).
     Example:
         noisy_mean = mpc.add_noise(x.mean(), std=0.1).reveal()
     """
-    sigma = party_sigma(std, x.ctx.n_parties, colluders) * x.ctx.fixed.scale
+    top = x.ctx.protocol.max_colluders(x.ctx.n_parties)
+    sigma = party_sigma(std, x.ctx.n_parties, colluders, top) * x.ctx.fixed.scale
     noise = discrete_gaussian(sigma, x.shape).view(DTYPE)
     return type(x)(x.ctx, x.ctx.protocol.add_private(x.ctx, x.share, noise))

@@ -106,7 +106,8 @@ class SecretTensor:
         if np.any(divisor == 0):
             raise ZeroDivisionError("division of a SecretTensor by zero")
         if _is_integer(other) and np.ndim(other) == 0:
-            return self._divide_by_int(int(other))
+            quotient = self._divide_by_int(abs(int(other)))
+            return quotient if int(other) > 0 else -quotient
         return self * (1.0 / divisor)
 
     def __matmul__(self, other):
@@ -160,9 +161,8 @@ class SecretTensor:
         flat = self.reshape(-1).share
         with self.ctx.operation(label):
             bit, picked = proto.less_than_zero(self.ctx, flat, select=select)
-        def back(s):
-            return proto.local(lambda c: c.reshape(shape), s)
-        return back(bit), (back(picked) if select else None)
+        bit = proto.local(lambda c: c.reshape(shape), bit)
+        return bit, (proto.local(lambda c: c.reshape(shape), picked) if select else None)
 
     def _from_bit(self, bit: np.ndarray, negate: bool = False) -> "SecretTensor":
         """Integer 0/1 shares as fixed point 0.0/1.0 (or 1 - bit): exact, local."""
@@ -171,7 +171,7 @@ class SecretTensor:
         return 1.0 - scaled if negate else scaled
 
     def __lt__(self, other) -> "SecretTensor":
-        """[x < y] as 0.0/1.0; exact (see mpc.protocols.compare for rounds and bytes)."""
+        """[x < y] as 0.0/1.0; exact (each protocol's compare module: rounds and bytes)."""
         diff = self - other
         return diff._from_bit(diff._less_than_zero("compare")[0])
 
@@ -330,6 +330,7 @@ class SecretTensor:
         x + e and no party sees x (mpc.noise.add_noise: `colluders`, the utility cost)."""
         if noise is not None:
             return add_noise(self, noise, colluders).reveal()
+        self.ctx.check_range()
         with self.ctx.operation("reveal"):
             return self.ctx.fixed.decode(self.ctx.protocol.open(self.ctx, self.share, "reveal"))
 
@@ -339,6 +340,7 @@ class SecretTensor:
         `colluders` as for reveal."""
         if noise is not None:
             return add_noise(self, noise, colluders).reveal_to(party)
+        self.ctx.check_range()
         with self.ctx.operation("reveal"):
             opened = self.ctx.protocol.open_to(self.ctx, self.share, party, "reveal")
         return None if opened is None else self.ctx.fixed.decode(opened)

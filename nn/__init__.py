@@ -19,7 +19,8 @@ from nn.losses import (BCEWithLogitsLoss, MSELoss, NLLLoss, SoftmaxCrossEntropyL
 from nn.module import Buffer, Module, Parameter
 from nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from nn.onnx_export import to_onnx
-from nn.onnx_import import OnnxImportError, from_onnx
+from nn.onnx_import import from_onnx, onnx_to_npz
+from nn.onnx_plan import OnnxImportError
 from nn.optim import SGD, Adam, AdamW
 from nn.privacy import PrivacyAccountant, dp_sgd_epsilon, noise_multiplier_for
 from nn.schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay
@@ -31,7 +32,7 @@ __all__ = ["accuracy", "Adam", "AdamW", "Add", "AvgPool2d", "BatchNorm1d", "Batc
            "DPModel", "DPSGD", "Dropout", "ExponentialDecay", "fit", "FixedPointOverflow",
            "Flatten", "from_onnx", "GELU", "GlobalAvgPool2d", "Graph", "LayerNorm", "Linear",
            "load_npz", "LogSoftmax", "MaxPool2d", "Model", "Module", "MSELoss", "NLLLoss",
-           "noise_multiplier_for", "one_hot", "OnnxImportError", "Parameter", "PrivacyAccountant",
-           "ReLU", "Reshape", "Residual", "save_npz", "Schedule", "Sequential", "SGD", "Sigmoid",
-           "Softmax", "SoftmaxCrossEntropyLoss", "SparseCrossEntropyLoss", "StepDecay", "Tanh",
-           "to_onnx"]
+           "noise_multiplier_for", "one_hot", "onnx_to_npz", "OnnxImportError", "Parameter",
+           "PrivacyAccountant", "ReLU", "Reshape", "Residual", "save_npz", "Schedule",
+           "Sequential", "SGD", "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss",
+           "SparseCrossEntropyLoss", "StepDecay", "Tanh", "to_onnx"]

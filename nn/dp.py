@@ -47,8 +47,9 @@ class DPSGD:
 
     Args (TF Privacy's first three): l2_norm_clip, noise_multiplier, num_microbatches
     (None: one per example); learning_rate, momentum; public_model (see the module);
-    colluders (mpc.add_noise; default n - 1); delta and accountant ("rdp" or "pld") for
-    the privacy reported by metrics(). After a resume from a checkpoint a public model
+    colluders (mpc.add_noise; default the protocol's threat model: n - 1, or 1 with three
+    replicated servers); delta and accountant ("rdp" or "pld") for the privacy reported by
+    metrics(). After a resume from a checkpoint a public model
     counts the interrupted epoch as spent, since its noisy gradients may have been
     revealed before the crash.
 

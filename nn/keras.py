@@ -24,12 +24,15 @@ the classes' count, fit and evaluate run the model once on one row (in eval mode
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
 import mpc
+from nn.activations import Softmax
 from nn.dp import DPSGD, PER_MICROBATCH_LAYERS, RowLoss, per_microbatch_backward
-from nn.layers import Sequential
+from nn.graph import Graph
+from nn.layers import Sequential, Sigmoid
 from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss, one_hot
 from nn.module import Module, evaluating
 from nn.optim import SGD, Adam, AdamW
@@ -81,6 +84,12 @@ class Model(Sequential):
         self.loss_name, self.loss = self._loss(loss)
         self.metric_names = self._metrics(metrics)
         self.optimizer = self._optimizer(optimizer)
+        last = _last_module(self)
+        if self.loss_name in LOSSES and self.loss_name != "mse" and \
+                isinstance(last, (Softmax, Sigmoid)):
+            warnings.warn(f"compile: loss {self.loss_name!r} works on logits, but the model "
+                          f"ends in {type(last).__name__}: its outputs are probabilities, "
+                          f"so drop that last layer for training", stacklevel=2)
 
     def _loss(self, loss):
         if loss is None:
@@ -389,6 +398,18 @@ class DPModel(Model):
 
     def _training_loss(self):
         return RowLoss(self.loss) if self._per_microbatch else self.loss
+
+
+def _last_module(model):
+    """The module that produces the model's output (through Sequentials and Graphs)."""
+    while True:
+        if isinstance(model, Sequential) and model.layers:
+            model = model.layers[-1]
+        elif isinstance(model, Graph) and model.nodes:
+            out = model.output if model.output is not None else model.nodes[-1][0]
+            model = next((m for name, m, _ in model.nodes if name == out), None)
+        else:
+            return model
 
 
 def _one_hot_labels(name: str, labels, classes: int) -> np.ndarray:

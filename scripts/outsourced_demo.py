@@ -1,7 +1,8 @@
 """Outsourced training on this machine: two hospitals that do not compute, three parties
-and a dealer that do, each its own OS process talking CURVE-encrypted ZeroMQ.
+and a dealer that do, each its own OS process talking CURVE-encrypted ZeroMQ; with
+`--protocol replicated`, three servers and no dealer.
 
-    python scripts/outsourced_demo.py [epochs]
+    python scripts/outsourced_demo.py [epochs] [--protocol replicated]
 
 Each hospital holds half of the breast-cancer training rows and runs
 `mpc share --config cluster.toml --owner hospital_X its_rows.npz`; hospital_a adds
@@ -21,23 +22,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mpc.launcher import make_local_cluster  # noqa: E402
+from mpc.protocols import needs_dealer  # noqa: E402
 from nn.plain import breast_cancer, logistic_regression_accuracy  # noqa: E402
 
 OWNERS = ["hospital_a", "hospital_b"]
 N_PARTIES = 3
 
 
-def run(epochs: int = 10, timeout: float = 300.0) -> dict:
+def run(epochs: int = 10, timeout: float = 300.0, protocol: str = "dealer") -> dict:
     """Run the whole deployment; returns the accuracies and the processes' outputs."""
     xtr, xte, ytr, yte = breast_cancer()
     mpc_cmd = [sys.executable, "-m", "mpc.cli"]
     with tempfile.TemporaryDirectory(prefix="mpc-outsourced-") as tmp:
         tmp = Path(tmp)
-        config = str(make_local_cluster(tmp, N_PARTIES, owners=OWNERS))
+        with_dealer = needs_dealer(protocol)
+        config = str(make_local_cluster(tmp, N_PARTIES, owners=OWNERS, with_dealer=with_dealer,
+                                        protocol=protocol))
         for owner, rows in zip(OWNERS, np.array_split(np.arange(len(xtr)), len(OWNERS))):
             np.savez(tmp / f"{owner}.npz", x=xtr[rows], y=ytr[rows])
         script = str(ROOT / "scripts" / "train_outsourced.py")
-        commands = {"dealer": mpc_cmd + ["dealer", "--config", config]}
+        commands = {"dealer": mpc_cmd + ["dealer", "--config", config]} if with_dealer else {}
         for pid in range(N_PARTIES):
             commands[f"party {pid}"] = mpc_cmd + ["party", "--config", config, "--id", str(pid),
                                                   script, OWNERS[0], str(epochs)]
@@ -79,7 +83,13 @@ def _wait_all(procs: dict, timeout: float) -> dict:
 
 
 if __name__ == "__main__":
-    result = run(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    args = sys.argv[1:]
+    chosen = "dealer"
+    if "--protocol" in args:
+        at = args.index("--protocol")
+        chosen = args[at + 1]
+        del args[at:at + 2]
+    result = run(int(args[0]) if args else 10, protocol=chosen)
     for who, (out, err) in result["outputs"].items():
         for line in (out + err).splitlines():
             if line.startswith(("owner", "trained")):

@@ -1,5 +1,7 @@
 """A small CNN (Conv2d, ReLU, MaxPool2d, Flatten, Linear) trained on shares on the digits
-reaches the test accuracy of the same training in float64 (nn.plain)."""
+reaches the test accuracy of the same training in float64 (nn.plain), under both protocols."""
+
+import pytest
 
 import mpc
 import nn
@@ -25,11 +27,12 @@ def _train_cnn(ctx, data):
     return nn.accuracy(model, share_from_0(ctx, xte), share_from_0(ctx, yte))
 
 
-def test_cnn_on_digits_matches_float64_accuracy():
+@pytest.mark.parametrize("n, protocol", [(2, "dealer"), (3, "replicated")])
+def test_cnn_on_digits_matches_float64_accuracy(n, protocol):
     xtr, xte, ytr, yte = digits()
     data = xtr.reshape(-1, 1, 8, 8), xte.reshape(-1, 1, 8, 8), ytr, yte
     want = cnn_accuracy(data[0], ytr, data[1], yte, channels=CHANNELS, pool="MaxPool2d",
                         epochs=EPOCHS, batch_size=BATCH, lr=LR)
-    got = mpc.run_local(_train_cnn, 2, args=(data,))[0]
+    got = mpc.run_local(_train_cnn, n, args=(data,), protocol=protocol, timeout=300)[0]
     assert want > 0.9, want  # the float64 run learnt: the comparison means something
     assert abs(got - want) <= 0.03, (got, want)

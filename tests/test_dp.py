@@ -161,13 +161,17 @@ def _noise_step(ctx, public_model, size, m):
     return param.value.reveal()
 
 
-@pytest.mark.parametrize("n,public_model", [(2, False), (3, True)])
-def test_dp_sgd_noise_has_the_stated_std(n, public_model):
+@pytest.mark.parametrize("n,public_model,protocol,colluders",
+                         [(2, False, "dealer", 1), (3, True, "dealer", 2),
+                          (3, False, "replicated", 1), (3, True, "replicated", 1)])
+def test_dp_sgd_noise_has_the_stated_std(n, public_model, protocol, colluders):
     """One step on a zero gradient moves the weights by -(noise / m): std
-    sqrt(n) * noise_multiplier * l2_norm_clip / m (every party adds the full amount)."""
+    sqrt(n / (n - c)) * noise_multiplier * l2_norm_clip / m with c the protocol's default
+    colluders (dealer: n - 1, every party adds the full amount; replicated: 1, each of
+    the three servers adds 1 / sqrt(2) of it)."""
     size, m = 4000, 4
-    moved = mpc.run_local(_noise_step, n, args=(public_model, size, m))[0]
-    std = math.sqrt(n) * 2.0 * 0.5 / m
+    moved = mpc.run_local(_noise_step, n, args=(public_model, size, m), protocol=protocol)[0]
+    std = math.sqrt(n / (n - colluders)) * 2.0 * 0.5 / m
     assert abs(moved.mean()) < 5 * std / math.sqrt(size)
     assert abs(moved.std() / std - 1) < 5 / math.sqrt(2 * size)
 

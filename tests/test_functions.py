@@ -3,6 +3,8 @@ includes the edges, plus random points), for 2 and 3 parties; what happens outsi
 domain; and the rounds and bytes their docstrings state. Under every protocol
 (oracle.SETTINGS): the dealer protocol with 2 and 3 parties, the replicated one."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -243,6 +245,23 @@ def test_rounds_and_bytes_match_the_docstrings():
     for name, (rounds, per_element) in COSTS.items():
         doc = getattr(F, name).__doc__
         assert f"Rounds: {rounds}." in doc and f"{per_element:.1f}".rstrip("0").rstrip(".") in doc
+
+
+# under the replicated protocol: (most rounds any party waits, bytes per element sent per
+# party on average over the three; the roles differ by a few bytes), for 64 elements
+REPLICATED_COSTS = {"reciprocal": (38, 905.5), "exp": (17, 1642.7),
+                    "exp_nonpositive": (17, 725.5), "sigmoid": (43, 979.2),
+                    "sigmoid_piecewise": (9, 1058.3), "tanh": (43, 979.2),
+                    "inv_sqrt": (40, 736.0), "sqrt": (43, 763.3), "log": (30, 880.2)}
+
+
+def test_replicated_rounds_and_bytes_match_the_readme():
+    out = mpc.run_local(_costs, 3, args=(64,), protocol="replicated")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name, (rounds, per_element) in REPLICATED_COSTS.items():
+        assert max(o[name][0] for o in out) == rounds, name
+        assert round(sum(o[name][1] for o in out) / 3, 1) == per_element, name
+        assert f"| {name} | {rounds} | {per_element:.1f} |" in readme, name
 
 
 def _sigmoid_at(ctx, xs):

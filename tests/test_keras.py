@@ -9,7 +9,7 @@ import mpc
 import nn
 from nn import plain
 
-EPOCHS, BATCH, LR = 4, 16, 0.1
+EPOCHS, BATCH, LR = 2, 16, 0.1
 
 
 def wine():
@@ -37,11 +37,12 @@ def _train_wine(ctx, data, owner):
     return history, scores, predicted, weights
 
 
-@pytest.mark.parametrize("n, owner", [(2, 1), (3, 2)])
-def test_model_on_wine_matches_float64(n, owner):
+@pytest.mark.parametrize("n, owner, protocol", [(2, 1, "dealer"), (3, 2, "dealer"),
+                                                (3, 0, "replicated")])
+def test_model_on_wine_matches_float64(n, owner, protocol):
     data = wine()
     xtr, xte, ytr, yte = data
-    results = mpc.run_local(_train_wine, n, args=(data, owner))
+    results = mpc.run_local(_train_wine, n, args=(data, owner), protocol=protocol)
     history, scores, predicted, (w, b) = results[owner]
     reference = plain.train(plain.Sequential(plain.Linear(13, 3, seed=0)), plain.SGD(LR),
                             xtr, np.eye(3)[ytr], epochs=EPOCHS, batch_size=BATCH)
@@ -236,3 +237,18 @@ def test_dp_model_refuses_microbatches_that_do_not_divide_the_batch():
         mpc.run_local(_dp_model, 2, args=(x, y, lambda ctx: [nn.Linear(ctx, 3, 1)], 7, 32))
     with pytest.raises(mpc.PartyFailed, match="num_microbatches must be a positive integer"):
         mpc.run_local(_dp_model, 2, args=(x, y, lambda ctx: [nn.Linear(ctx, 3, 1)], 0, 32))
+
+
+def _ends_in_softmax(ctx):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nn.Model(nn.Linear(ctx, 4, 3), nn.Softmax()).compile("sgd", "categorical_crossentropy")
+        nn.Model(nn.Linear(ctx, 4, 3), nn.Softmax()).compile("sgd", "mse")
+        nn.Model(nn.Linear(ctx, 4, 3)).compile("sgd", "categorical_crossentropy")
+    return [str(w.message) for w in caught]
+
+
+def test_a_softmax_before_a_loss_on_logits_is_warned_about():
+    messages = mpc.run_local(_ends_in_softmax, 2)[0]
+    assert len(messages) == 1 and "ends in Softmax" in messages[0]

@@ -1,5 +1,6 @@
-"""nn layers' forward and backward against numpy float64 (2 and 3 parties), the optimiser,
-and logistic regression on breast cancer against the same training in float64."""
+"""nn layers' forward and backward against numpy float64 under every protocol
+(oracle.SETTINGS), the optimiser, and training (logistic regression on breast cancer, an MLP
+on digits, checkpoints and resume) against the same training in float64, under both."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,13 @@ import pytest
 import mpc
 import nn
 from nn.plain import breast_cancer, logistic_regression_accuracy
-from oracle import ULP
+from oracle import SETTINGS, ULP
 
-PARTIES = [2, 3]
+TRAINING = [pytest.param("dealer", id="dealer"), pytest.param("replicated", id="replicated")]
+
+
+def run(fn, n, protocol, args):
+    return mpc.run_local(fn, n, args=args, protocol=protocol)
 
 
 def share_from_0(ctx, value):
@@ -23,12 +28,12 @@ def _linear_round_trip(ctx, x, g, w, b):
     return (out.reveal(), grad_in.reveal(), layer.weight.grad.reveal(), layer.bias.grad.reveal())
 
 
-@pytest.mark.parametrize("n", PARTIES)
-def test_linear_forward_backward(n):
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_linear_forward_backward(n, protocol):
     rng = np.random.default_rng(n)
     x, g = rng.normal(size=(8, 5)), rng.normal(size=(8, 3))
     w, b = rng.normal(size=(5, 3)), rng.normal(size=(3,))
-    out, grad_in, grad_w, grad_b = mpc.run_local(_linear_round_trip, n, args=(x, g, w, b))[0]
+    out, grad_in, grad_w, grad_b = run(_linear_round_trip, n, protocol, args=(x, g, w, b))[0]
     tol = 64 * ULP  # sums of up to 8 products of numbers of size ~3
     np.testing.assert_allclose(out, x @ w + b, atol=tol)
     np.testing.assert_allclose(grad_in, g @ w.T, atol=tol)
@@ -42,19 +47,19 @@ def _activation_round_trip(ctx, layer_name, x, g):
     return out.reveal(), layer.backward(share_from_0(ctx, g)).reveal()
 
 
-@pytest.mark.parametrize("n", PARTIES)
-def test_relu_sigmoid_flatten(n):
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_relu_sigmoid_flatten(n, protocol):
     rng = np.random.default_rng(7)
     x, g = rng.normal(0, 4, size=(6, 4)), rng.normal(size=(6, 4))
-    out, grad = mpc.run_local(_activation_round_trip, n, args=("ReLU", x, g))[0]
+    out, grad = run(_activation_round_trip, n, protocol, args=("ReLU", x, g))[0]
     np.testing.assert_allclose(out, np.maximum(x, 0), atol=ULP)
     np.testing.assert_allclose(grad, g * (x >= 0), atol=ULP)
-    out, grad = mpc.run_local(_activation_round_trip, n, args=("Sigmoid", x, g))[0]
+    out, grad = run(_activation_round_trip, n, protocol, args=("Sigmoid", x, g))[0]
     s = 1 / (1 + np.exp(-x))
     np.testing.assert_allclose(out, s, atol=5 * ULP)
     np.testing.assert_allclose(grad, g * s * (1 - s), atol=20 * ULP)
     x4 = rng.normal(size=(2, 3, 2, 2))
-    out, grad = mpc.run_local(_activation_round_trip, n, args=("Flatten", x4, x4.reshape(2, -1)))[0]
+    out, grad = run(_activation_round_trip, n, protocol, args=("Flatten", x4, x4.reshape(2, -1)))[0]
     np.testing.assert_allclose(out, x4.reshape(2, -1), atol=ULP)
     np.testing.assert_allclose(grad, x4, atol=ULP)
 
@@ -94,11 +99,12 @@ def _train_logistic(ctx, data, epochs):
     return nn.accuracy(model, share_from_0(ctx, xte), share_from_0(ctx, yte))
 
 
-def test_logistic_regression_matches_float64_accuracy():
+@pytest.mark.parametrize("protocol", TRAINING)
+def test_logistic_regression_matches_float64_accuracy(protocol):
     data = breast_cancer()
     xtr, xte, ytr, yte = data
     want = logistic_regression_accuracy(xtr, ytr, xte, yte, epochs=3, batch_size=32, lr=0.1)
-    got = mpc.run_local(_train_logistic, 3, args=(data, 3))[0]
+    got = mpc.run_local(_train_logistic, 3, args=(data, 3), protocol=protocol)[0]
     assert abs(got - want) <= 0.01, (got, want)
 
 
@@ -134,14 +140,14 @@ def make_conv(ctx):
     return nn.Conv2d(ctx, 2, 3, (3, 2), stride=2, padding=1, weight=w, bias=np.array([0.5, -1, 0]))
 
 
-@pytest.mark.parametrize("n", PARTIES)
-def test_conv2d_forward_backward(n):
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+def test_conv2d_forward_backward(n, protocol):
     rng = np.random.default_rng(n)
     x = rng.normal(size=(2, 2, 5, 4))
     w, b = np.random.default_rng(11).normal(size=(3, 2, 3, 2)), np.array([0.5, -1, 0])
     want = conv_reference(x, w, 2, 1) + b.reshape(1, -1, 1, 1)
     g = rng.normal(size=want.shape)
-    out, grad_in, (grad_w, grad_b) = mpc.run_local(_layer_round_trip, n, args=(make_conv, x, g))[0]
+    out, grad_in, (grad_w, grad_b) = run(_layer_round_trip, n, protocol, args=(make_conv, x, g))[0]
     tol = 200 * ULP
     np.testing.assert_allclose(out, want, atol=tol)
     np.testing.assert_allclose(grad_in, numeric_grads(lambda v: conv_reference(v, w, 2, 1), x, g),
@@ -151,9 +157,9 @@ def test_conv2d_forward_backward(n):
     np.testing.assert_allclose(grad_b, g.sum(axis=(0, 2, 3)), atol=tol)
 
 
-@pytest.mark.parametrize("n", PARTIES)
+@pytest.mark.parametrize("n, protocol", SETTINGS)
 @pytest.mark.parametrize("pool", ["AvgPool2d", "MaxPool2d"])
-def test_pooling_forward_backward(n, pool):
+def test_pooling_forward_backward(n, protocol, pool):
     rng = np.random.default_rng(5)
     x = np.round(rng.normal(size=(2, 2, 4, 6)), 3)  # distinct values: no ties in a window
     g = rng.normal(size=(2, 2, 2, 3))
@@ -165,8 +171,8 @@ def test_pooling_forward_backward(n, pool):
         want = win.max(axis=-1)
         hit = x == np.repeat(np.repeat(want, 2, axis=2), 2, axis=3)
         want_grad = hit * np.repeat(np.repeat(g, 2, axis=2), 2, axis=3)
-    out, grad_in, _ = mpc.run_local(_layer_round_trip, n,
-                                    args=(lambda ctx: getattr(nn, pool)(2), x, g))[0]
+    out, grad_in, _ = run(_layer_round_trip, n, protocol,
+                          args=(lambda ctx: getattr(nn, pool)(2), x, g))[0]
     np.testing.assert_allclose(out, want, atol=2 * ULP)
     np.testing.assert_allclose(grad_in, want_grad, atol=4 * ULP)
 
@@ -180,11 +186,12 @@ def _train_mlp(ctx, data, epochs):
     return nn.accuracy(model, share_from_0(ctx, xte), share_from_0(ctx, yte))
 
 
-def test_mlp_on_digits_matches_float64_accuracy():
+@pytest.mark.parametrize("n, protocol", [(2, "dealer"), (3, "replicated")])
+def test_mlp_on_digits_matches_float64_accuracy(n, protocol):
     from nn.plain import digits, mlp_accuracy
     data = xtr, xte, ytr, yte = digits()
     want = mlp_accuracy(xtr, ytr, xte, yte, hidden=32, epochs=1, batch_size=32, lr=0.5)
-    got = mpc.run_local(_train_mlp, 2, args=(data, 1))[0]
+    got = mpc.run_local(_train_mlp, n, args=(data, 1), protocol=protocol)[0]
     assert abs(got - want) <= 0.02, (got, want)
 
 
@@ -204,13 +211,14 @@ def _train_with_checkpoints(ctx, data, directory, plan):
     return model.weight.value.reveal()
 
 
-def test_training_resumes_from_the_newest_common_checkpoint(tmp_path):
+@pytest.mark.parametrize("n, protocol", [(2, "dealer"), (3, "replicated")])
+def test_training_resumes_from_the_newest_common_checkpoint(tmp_path, n, protocol):
     data = breast_cancer()
-    straight = mpc.run_local(_train_with_checkpoints, 2,
+    straight = mpc.run_local(_train_with_checkpoints, n, protocol=protocol,
                              args=(data, str(tmp_path / "a"), [(3, None)]))[0]
-    resumed = mpc.run_local(_train_with_checkpoints, 2,
+    resumed = mpc.run_local(_train_with_checkpoints, n, protocol=protocol,
                             args=(data, str(tmp_path / "b"), [(2, 2), (3, None)]))[0]
     # party 1 lost epoch 2: both resume from epoch 1 and redo 2 and 3 with the same batches
     np.testing.assert_allclose(resumed, straight, atol=30 * ULP)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
-        "party0-epoch2.npz", "party0-epoch3.npz", "party1-epoch2.npz", "party1-epoch3.npz"]
+        f"party{pid}-epoch{e}.npz" for pid in range(n) for e in (2, 3)]

@@ -116,3 +116,43 @@ def test_noisy_reveal_has_the_stated_distribution(n, colluders):
     draws = [r[1] for r in results]
     assert all(not np.array_equal(draws[0], d) for d in draws[1:])
     assert results[0][2] is not None and all(r[2] is None for r in results[1:])
+
+
+def _replicated_noise(ctx, std):
+    """Each server's own draw (as add_noise makes it) and the opened x + e, 20 times."""
+    from mpc.noise import party_sigma as sigma_of
+    x = mpc.share(ctx, np.full(SIZE, 3.25) if ctx.pid == 0 else None, owner=0, shape=(SIZE,))
+    sigma = sigma_of(std, 3, None, ctx.protocol.max_colluders(3)) * ctx.fixed.scale
+    mine, opened = [], []
+    for _ in range(20):
+        draw = discrete_gaussian(sigma, (SIZE,))
+        noisy = ctx.protocol.add_private(ctx, x.share, draw.view(np.uint64))
+        mine.append(draw)
+        opened.append(ctx.fixed.decode(ctx.open(noisy)))
+    return np.stack(mine) / ctx.fixed.scale, np.stack(opened)
+
+
+def test_replicated_noise_protects_against_any_one_corrupt_server():
+    """Under the replicated protocol (one corrupt server at most) each server adds
+    std / sqrt(2): whichever server is corrupt and subtracts its own draw, the other two
+    leave variance std^2; the opened noise has variance 1.5 std^2; colluders=2 refused."""
+    std = 0.01
+    results = mpc.run_local(_replicated_noise, 3, args=(std,), protocol="replicated")
+    opened = results[0][1]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r[1], opened)
+    noise = opened - 3.25
+    m = noise.size
+    assert abs(noise.var() / (1.5 * std ** 2) - 1) < 5 * math.sqrt(2 / m)
+    np.testing.assert_allclose(noise, sum(r[0] for r in results), atol=1e-12)
+    for corrupt in range(3):
+        left = noise - results[corrupt][0]
+        assert abs(left.var() / std ** 2 - 1) < 5 * math.sqrt(2 / m), corrupt
+    reveal = mpc.run_local(lambda ctx: mpc.share(ctx, np.ones(3) if ctx.pid == 0 else None, 0,
+                                                 shape=(3,)).reveal(noise=std), 3,
+                           protocol="replicated")
+    assert all(np.all(np.abs(r - 1) < 10 * std) for r in reveal)
+    with pytest.raises(mpc.PartyFailed, match="at most 1 colluding"):
+        mpc.run_local(lambda ctx: mpc.share_public(ctx, np.ones(3)).reveal(noise=std,
+                                                                           colluders=2),
+                      3, protocol="replicated")

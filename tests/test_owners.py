@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -15,9 +16,11 @@ import outsourced_demo  # noqa: E402
 from mpc.launcher import make_local_cluster  # noqa: E402
 
 
-def test_outsourced_training_reveals_the_model_to_the_named_owner_only():
-    result = outsourced_demo.run(epochs=2, timeout=240.0)
+@pytest.mark.parametrize("protocol", ["dealer", "replicated"])
+def test_outsourced_training_reveals_the_model_to_the_named_owner_only(protocol):
+    result = outsourced_demo.run(epochs=2, timeout=240.0, protocol=protocol)
     assert abs(result["test_acc"] - result["test_acc_float64"]) <= 0.01, result
+    assert ("dealer" in result["outputs"]) == (protocol == "dealer")
     for who, (out, err) in result["outputs"].items():
         if who.startswith("party"):  # the per-operation summary of what each party sent
             ops = [line.split()[0] for line in err.splitlines() if line.startswith("    ")]

@@ -5,15 +5,26 @@ each: `dealer` (additive shares, n >= 2, a trusted dealer's correlated randomnes
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 PROTOCOLS = ("dealer", "replicated")
 PROVIDERS = ("dealer", "insecure-seeded")
 
 
 def needs_dealer(protocol: str, provider: str = "dealer") -> bool:
     """Whether a run with this protocol and provider has a dealer process."""
-    return protocol == "dealer" and provider == "dealer"
+    return protocol_class(protocol).uses_dealer and provider == "dealer"
+
+
+def check_settings(protocol: str, n_parties: int, truncation: str = "exact",
+                   provider: str = "dealer") -> None:
+    """ValueError naming what protocol `protocol` cannot do with these settings (or an
+    unknown protocol or provider), before anything runs."""
+    cls = protocol_class(protocol)
+    cls.check_settings(n_parties, truncation)
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+    if not cls.uses_dealer and provider != "dealer":
+        raise ValueError(f"the {protocol} protocol takes no correlated-randomness provider "
+                         f"(got provider {provider!r}): it has no dealer")
 
 
 def protocol_class(name: str):
@@ -25,16 +36,6 @@ def protocol_class(name: str):
         from mpc.protocols.replicated.protocol import ReplicatedProtocol
         return ReplicatedProtocol
     raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
-
-
-def check_settings(name: str, n_parties: int, truncation: str = "exact") -> None:
-    """Refuse (ValueError) a protocol, party count or truncation that cannot work, before
-    any process starts; each Context checks again (Protocol.check, which reads only the
-    context's n_parties and truncation)."""
-    if n_parties < 2:
-        raise ValueError(f"need at least 2 parties, got {n_parties}")
-    settings = SimpleNamespace(n_parties=n_parties, truncation=truncation)
-    protocol_class(name).check(None, settings)
 
 
 def make_protocol(name: str, pid: int, n_parties: int, transport, provider: str = "dealer"):

@@ -21,11 +21,22 @@ class Protocol(ABC):
     """One party's side of a secret-sharing protocol (a strategy object the Context holds)."""
 
     name: str
+    uses_dealer = False      # whether a dealer process serves this protocol
+    needs_encryption = False  # whether a plaintext link must be refused (not only warned of)
 
     # ------------------------------------------------------------ set-up
-    def check(self, ctx) -> None:
+    @classmethod
+    def check_settings(cls, n_parties: int, truncation: str = "exact") -> None:
         """Refuse settings this protocol cannot honour (party count, truncation method)
-        with a ValueError naming the setting, before anything runs."""
+        with a ValueError naming the setting; called before anything runs."""
+
+    def check(self, ctx) -> None:
+        self.check_settings(ctx.n_parties, ctx.truncation)
+
+    @classmethod
+    def max_colluders(cls, n_parties: int) -> int:
+        """The largest coalition the protocol keeps secrets from (n - 1 unless said)."""
+        return n_parties - 1
 
     def close(self, ctx) -> None:
         """Release what the protocol holds (a dealer connection)."""

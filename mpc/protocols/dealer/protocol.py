@@ -11,6 +11,7 @@ import numpy as np
 
 from mpc.protocols.base import Protocol
 from mpc.protocols.dealer import arithmetic, bernoulli, compare, opening, truncation
+from mpc.protocols.dealer.truncation import TRUNCATIONS
 from mpc.ring import DTYPE
 from mpc.shapes import product_shape
 
@@ -21,15 +22,19 @@ class DealerProtocol(Protocol):
     """Additive shares and a provider of correlated randomness (see the module docstring)."""
 
     name = "dealer"
+    uses_dealer = True
 
     def __init__(self, provider):
         self.provider = provider
 
-    def check(self, ctx) -> None:
-        if ctx.truncation not in truncation.TRUNCATIONS:
-            raise ValueError(f"unknown truncation {ctx.truncation!r}; "
-                             f"choose one of {sorted(truncation.TRUNCATIONS)}")
-        if ctx.truncation == "local-probabilistic" and ctx.n_parties != 2:
+    @classmethod
+    def check_settings(cls, n_parties, truncation="exact") -> None:
+        if n_parties < 2:
+            raise ValueError(f"the dealer protocol needs at least 2 parties, got {n_parties}")
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"unknown truncation {truncation!r}; "
+                             f"choose one of {sorted(TRUNCATIONS)}")
+        if truncation == "local-probabilistic" and n_parties != 2:
             raise ValueError("local-probabilistic truncation works for 2 parties only")
 
     def close(self, ctx) -> None:

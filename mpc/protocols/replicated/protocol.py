@@ -5,11 +5,14 @@ pairwise seeds, or from one of the three playing the helper for the other two, t
 rotating from call to call. Any two parties' shares together reveal x, so every link must
 be encrypted (the launcher refuses a plaintext one).
 
-Costs per element (rounds; ring elements sent per party):
-  input: 1; the owner sends 1 to each other party.      reveal: 1; 1 (to one peer).
-  x * y, x @ y, conv2d, x^2 with truncation: 2 (fused); helper 2 + 10/8, others 2.
-  the same without truncation: 1; 1.                     truncation alone: 2; see
-  mpc.protocols.replicated.truncation.             comparison: mpc.protocols.replicated.compare.
+Costs per element, f = 16 (rounds: the most any party waits; bytes sent, by role):
+  input: 1 round; the owner sends 8 bytes to each other party.
+  reveal: 1 round; 8 bytes each (to one peer). reveal to one party: 8 bytes from one.
+  x * y, x @ y, conv2d, x^2 truncated: 2 rounds (the truncation fused in); the helper 26
+    bytes per output element, the other two 16 each.
+  the same without truncation: 1 round; 8 bytes each.
+  truncation alone: 2 rounds; helper 10, the others 16 (mpc.protocols.replicated.truncation).
+  comparison: mpc.protocols.replicated.compare.
 References: Araki, Furukawa, Lindell, Nof and Ohara, CCS 2016; Mohassel and Rindal, "ABY3",
 CCS 2018.
 """
@@ -37,13 +40,21 @@ class ReplicatedProtocol(Protocol):
         self._helped += 1
         return self._helped % 3
 
-    def check(self, ctx) -> None:
-        if ctx.n_parties != 3:
+    needs_encryption = True  # any two parties' shares, so any two links' traffic, reveal x
+
+    @classmethod
+    def max_colluders(cls, n_parties: int) -> int:
+        """One: any two parties hold all three components of every secret."""
+        return 1
+
+    @classmethod
+    def check_settings(cls, n_parties, truncation="exact") -> None:
+        if n_parties != 3:
             raise ValueError(f"the replicated protocol runs with exactly 3 parties, "
-                             f"not {ctx.n_parties}")
-        if ctx.truncation != "exact":
+                             f"not {n_parties}")
+        if truncation != "exact":
             raise ValueError(f"the replicated protocol has only the exact truncation, not "
-                             f"{ctx.truncation!r}")
+                             f"{truncation!r}")
 
     # ------------------------------------------------------------ representation
     def shape(self, share):
@@ -122,7 +133,7 @@ class ReplicatedProtocol(Protocol):
     def _finish(self, ctx, part, bits, op):
         part = np.asarray(part, dtype=DTYPE)
         if bits:
-            return truncation.truncate_product(ctx, part, bits)
+            return truncation.truncate_product(ctx, part, bits, op)
         return sharing.reshare(ctx, part, op)
 
     def truncate(self, ctx, xs, bits):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc import kernels
+from mpc.protocols import range_check
 from mpc.protocols.replicated.sharing import zero_share
 from mpc.ring import DTYPE
 
@@ -71,25 +72,33 @@ def truncate(ctx, xs: np.ndarray, bits: int) -> np.ndarray:
         part = flat[0] + flat[1]
     else:  # b holds (x_b, x_h)
         part = flat[1].copy()
-    return _truncate_parts(ctx, seq, h, part, flat.shape[1], bits, product=False).reshape(
-        (2,) + shape)
+    out = _truncate_parts(ctx, seq, h, part, flat.shape[1], bits, "trunc")
+    if ctx.check:
+        range_check.record(ctx, out, bits)
+    return out.reshape((2,) + shape)
 
 
-def truncate_product(ctx, zs: np.ndarray, bits: int) -> np.ndarray:
+def truncate_product(ctx, zs: np.ndarray, bits: int, op: str = "mul") -> np.ndarray:
     """Replicated [z / 2^bits] from this party's additive part z_i of a product (z = z_0 +
-    z_1 + z_2: the local terms before a reshare). Rounds: 2 (module docstring)."""
+    z_1 + z_2: the local terms before a reshare). Rounds: 2 (module docstring). `op` names
+    the product in the messages' tags, so parties running different products fail with a
+    ProtocolError instead of computing garbage."""
     shape = zs.shape
     seq = ctx.next_seq()
     flat = zs.reshape(-1) + zero_share(ctx, seq, (zs.size,))
     h = ctx.protocol.next_helper()
-    return _truncate_parts(ctx, seq, h, flat, zs.size, bits, product=True).reshape(
-        (2,) + shape)
+    out = _truncate_parts(ctx, seq, h, flat, zs.size, bits, op)
+    if ctx.check:
+        range_check.record(ctx, out, bits)
+    return out.reshape((2,) + shape)
 
 
 def _truncate_parts(ctx, seq: int, helper: int, part, n: int, bits: int,
-                    product: bool) -> np.ndarray:
+                    op: str) -> np.ndarray:
     """Steps 1-4 of the module docstring for `n` flat elements; `part` is this party's
-    (masked, for a product) additive part, None for the helper of a plain truncation."""
+    (masked, for a product) additive part, None for the helper of a plain truncation
+    (op "trunc"; any other op is a product's)."""
+    product, label = op != "trunc", op if op == "trunc" else f"{op}:trunc"
     if not 1 <= bits <= 61:
         raise ValueError(f"truncation by {bits} bits: expected 1..61")
     h, a, b = roles(helper)
@@ -107,9 +116,9 @@ def _truncate_parts(ctx, seq: int, helper: int, part, n: int, bits: int,
                                      (m - m_a).astype(mdt).view(np.uint8)])
         if product:  # the helper waits for nothing: no round of its own
             w_h = np.asarray(part, dtype=DTYPE, order="C")
-            ctx.transport.send(a, seq, "trunc", w_h)
+            ctx.transport.send(a, seq, label, w_h)
             correction = np.concatenate([w_h.view(np.uint8), correction])
-        ctx.transport.send(b, seq, "trunc", correction)
+        ctx.transport.send(b, seq, label, correction)
         return np.stack([y_h, y_a])
     peer = b if me == a else a
     if me == a:
@@ -126,7 +135,7 @@ def _truncate_parts(ctx, seq: int, helper: int, part, n: int, bits: int,
         expect[h] = (np.uint8, (helper_bytes,))
     elif product:
         expect[h] = (DTYPE, (n,))
-    got = ctx.transport.exchange(seq, "trunc", {peer: w}, expect)
+    got = ctx.transport.exchange(seq, label, {peer: w}, expect)
     c = w + got[peer]
     if me == b:
         raw = got[h]
@@ -141,7 +150,7 @@ def _truncate_parts(ctx, seq: int, helper: int, part, n: int, bits: int,
     y = kernels.trunc_finish(c, np.ascontiguousarray(t_mine), np.ascontiguousarray(m_mine),
                              bits, me == a)
     sent = np.ascontiguousarray(y - y_from_seed)
-    other = ctx.transport.exchange(nonce, "trunc-reshare", {peer: sent},
+    other = ctx.transport.exchange(nonce, label + ":reshare", {peer: sent},
                                    {peer: (DTYPE, (n,))})[peer]
     shared = sent + other
     # a holds (y_a, y_b), b holds (y_b, y_h); y_a and y_h are the seed-derived ones
