@@ -12,6 +12,7 @@ servers, honest majority, no dealer): mpc.run_local(main, 3, protocol="replicate
 
 from net import PeerError, PeerLost, PeerTimeout, ProtocolError
 
+from mpc.agreement import check_same
 from mpc.context import Context
 from mpc.fixedpoint import FixedPoint
 from mpc.functions import (divide, exp, exp_nonpositive, inv_sqrt, log, reciprocal, sigmoid,
@@ -20,14 +21,15 @@ from mpc.harness import PartyFailed, run_local
 from mpc.owners import input_from, reveal_to_owner
 from mpc.noise import add_noise, discrete_gaussian
 from mpc.piecewise import gelu
+from mpc.protocols.range_check import FixedPointRangeError
 from mpc.sampling import bernoulli, exact_probability
 from mpc.sharing import reveal, share, share_columns, share_public, share_rows
 from mpc.tensor import (SecretTensor, ShapeError, concatenate, conv2d, matmul_many, stack,
                         where)
 
-__all__ = ["Context", "FixedPoint", "PartyFailed", "PeerError", "PeerLost",
+__all__ = ["Context", "FixedPoint", "FixedPointRangeError", "PartyFailed", "PeerError", "PeerLost",
            "PeerTimeout", "ProtocolError", "SecretTensor", "ShapeError", "add_noise",
-           "bernoulli", "concatenate", "conv2d", "discrete_gaussian", "divide",
+           "bernoulli", "check_same", "concatenate", "conv2d", "discrete_gaussian", "divide",
            "exact_probability", "exp", "exp_nonpositive", "gelu", "input_from", "inv_sqrt",
            "log", "matmul_many", "reciprocal", "reveal", "reveal_to_owner", "run_local",
            "share", "share_columns", "share_public", "share_rows", "sigmoid",

@@ -1,4 +1,4 @@
-"""The `mpc` command: run, party, dealer, keys, bench.
+"""The `mpc` command: run, party, dealer, share, keys, bench.
 
     mpc run -n 3 script.py            all parties and the dealer as local processes
     mpc run -n 3 --protocol replicated script.py   three parties, no dealer
@@ -10,14 +10,14 @@
     mpc bench --workload W1 --parties 2   benchmark workloads as JSON lines
     mpc bench --scale                     W1, W3, W7 from 10^4 to 10^7 elements, 2 to 8 parties
 
-A script defines `main(ctx)`; the launcher decides where the parties live. Exit code 0 on
-success, 1 when a party fails (its traceback is printed), 2 for usage errors.
+A script defines `main(ctx)`; the launcher decides where the parties live.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,6 +25,32 @@ from pathlib import Path
 from mpc.config import load_config
 from mpc.harness import PartyFailed
 from mpc.protocols import PROTOCOLS, PROVIDERS, check_settings, needs_dealer
+
+EXIT_CODES = """exit codes:
+  0        success
+  1        a party, the dealer or an owner failed: the member that caused it is named
+           first, then its traceback
+  2        arguments that cannot work (nothing was started)
+  128 + N  stopped by signal N (130: Ctrl-C, 143: SIGTERM); `mpc run` stops every
+           party and the dealer first
+"""
+
+
+class Interrupted(BaseException):
+    """SIGTERM (or another signal) asked `mpc` to stop; like KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
+def _show(value, limit: int = 2000) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _summary(who: str, stats: dict) -> str:
@@ -36,13 +62,50 @@ def _summary(who: str, stats: dict) -> str:
     return "\n".join(lines)
 
 
+def check_run(args) -> str | None:
+    """Why `mpc run` with these arguments cannot work, before anything starts."""
+    from mpc.launcher import ScriptTarget
+    if args.timeout <= 0:
+        return f"--timeout {args.timeout:g}: must be positive"
+    if args.time_limit is not None and args.time_limit <= 0:
+        return f"--time-limit {args.time_limit:g}: must be positive"
+    try:
+        check_settings(args.protocol, args.parties, args.truncation, args.provider)
+    except ValueError as e:
+        return f"-n {args.parties}: {e}" if args.parties < 2 else str(e)
+    return ScriptTarget(args.script).problem()
+
+
+def check_party(args) -> str | None:
+    """Why `mpc party` with these arguments cannot work, before it connects."""
+    from mpc.launcher import ScriptTarget
+    try:
+        config = load_config(args.config)
+        check_settings(config.protocol, config.n_parties, args.truncation, args.provider)
+    except (ValueError, OSError) as e:
+        return str(e)
+    if not 0 <= args.id < config.n_parties:
+        return f"--id {args.id}: {args.config} has parties 0 to {config.n_parties - 1}"
+    return ScriptTarget(args.script).problem()
+
+
 def cmd_run(args) -> int:
     from mpc.launcher import ScriptTarget, run_processes
-    check_settings(args.protocol, args.parties, args.truncation, args.provider)
     start = time.perf_counter()
+    signal.signal(signal.SIGTERM, _interrupt)  # stop every process, then exit 143
     results = run_processes(ScriptTarget(args.script, args.script_args), args.parties,
                             protocol=args.protocol, provider=args.provider,
-                            timeout=args.timeout, with_stats=True, truncation=args.truncation)
+                            timeout=args.timeout, with_stats=True,
+                            total_timeout=args.time_limit, truncation=args.truncation,
+                            check=args.check)
+    values = [_show(value) for value, _ in results]
+    if values == [_show(None)] * len(values):
+        pass  # main returned nothing
+    elif values.count(values[0]) == len(values):
+        print(f"main returned (every party): {values[0]}")
+    else:
+        for pid, value in enumerate(values):
+            print(f"party {pid}: main returned {value}")
     dealer = " and the dealer" if needs_dealer(args.protocol, args.provider) else ""
     print(f"\n{args.parties} parties{dealer} ({args.protocol} protocol) finished in "
           f"{time.perf_counter() - start:.1f} s (start-up, numba compilation included)",
@@ -59,7 +122,7 @@ def cmd_party(args) -> int:
     config = load_config(args.config)
     _, stats = run_cluster_party(config, args.id, ScriptTarget(args.script, args.script_args),
                                  key_file=args.key, provider=args.provider,
-                                 truncation=args.truncation)
+                                 truncation=args.truncation, check=args.check)
     print(_summary(f"party {args.id}", stats), file=sys.stderr)
     return 0
 
@@ -152,9 +215,27 @@ def cmd_bench(args) -> int:
     return 0
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's help ends with its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or \
+                action.required or not action.option_strings:
+            return text
+        return f"{text} (default %(default)s)"
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truncation", default="exact", choices=["exact", "local-probabilistic"],
-                   help="exact (default, cannot fail) or local-probabilistic (2 parties; can fail)")
+                   help="exact (cannot fail) or local-probabilistic (2 parties only; fails "
+                        "with probability |x| / 2^64 per element)")
+
+
+def _script(p: argparse.ArgumentParser) -> None:
+    p.add_argument("script", help="a Python file defining main(ctx), run by every party")
+    p.add_argument("script_args", nargs=argparse.REMAINDER,
+                   help="passed to the script as sys.argv[1:]")
 
 
 def _protocol(p: argparse.ArgumentParser) -> None:
@@ -163,59 +244,88 @@ def _protocol(p: argparse.ArgumentParser) -> None:
                         "(exactly 3 parties, honest majority, no dealer)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mpc", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _check_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--check", action="store_true",
+                   help="checked mode (default off): verify that every product's result is "
+                        "inside the fixed-point range, in batches before each reveal, and "
+                        "fail naming the operation otherwise; opens only the counts of "
+                        "out-of-range values, costs 39.625 bytes per checked value per peer "
+                        "and 9 rounds per check (every party must use it)")
 
-    p = sub.add_parser("run", help="run a script as every party on this machine")
-    p.add_argument("-n", "--parties", type=int, default=3)
-    p.add_argument("--provider", default="dealer", choices=PROVIDERS)
-    p.add_argument("--timeout", type=float, default=60.0)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mpc", description=__doc__, epilog=EXIT_CODES,
+                                     formatter_class=_Formatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str, func, validate=None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, epilog=EXIT_CODES,
+                           formatter_class=_Formatter)
+        p.set_defaults(func=func, validate=validate)
+        return p
+
+    p = command("run", "run a script as every party (and the dealer) on this machine",
+                cmd_run, check_run)
+    p.add_argument("-n", "--parties", type=int, default=3, help="number of parties, at least 2")
+    p.add_argument("--provider", default="dealer", choices=PROVIDERS,
+                   help="where Beaver triples come from: the dealer process, or "
+                        "insecure-seeded (tests only: every party can compute them)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long a member waits for a peer: to connect at start-up, and "
+                        "then for each message, before failing and naming that peer; a "
+                        "dead or frozen peer is noticed sooner, by heartbeat (within "
+                        "min(SECONDS, 10) s)")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop every process and fail after this long in all (default: no "
+                        "limit; a long training may take hours)")
     _protocol(p)
     _common(p)
-    p.add_argument("script")
-    p.add_argument("script_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_run)
+    _check_option(p)
+    _script(p)
 
-    p = sub.add_parser("party", help="run one party of a cluster")
-    p.add_argument("--config", required=True)
-    p.add_argument("--id", type=int, required=True)
-    p.add_argument("--key", help="secret key file (default keys/party<ID>.key_secret)")
-    p.add_argument("--provider", default="dealer", choices=["dealer"])
+    p = command("party", "run one party of a cluster", cmd_party, check_party)
+    p.add_argument("--config", required=True, help="the cluster file (mpc keys writes one)")
+    p.add_argument("--id", type=int, required=True, help="this party's id, 0 to n-1")
+    p.add_argument("--key", help="secret key file (default keys/party<ID>.key_secret next "
+                                 "to the config)")
+    p.add_argument("--provider", default="dealer", choices=["dealer"],
+                   help="where Beaver triples come from")
     _common(p)
-    p.add_argument("script")
-    p.add_argument("script_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_party)
+    _check_option(p)
+    _script(p)
 
-    p = sub.add_parser("dealer", help="run the dealer of a cluster")
-    p.add_argument("--config", required=True)
-    p.add_argument("--key", help="secret key file (default keys/dealer.key_secret)")
-    p.set_defaults(func=cmd_dealer)
+    p = command("dealer", "run the dealer of a cluster", cmd_dealer)
+    p.add_argument("--config", required=True, help="the cluster file (mpc keys writes one)")
+    p.add_argument("--key", help="secret key file (default keys/dealer.key_secret next to "
+                                 "the config)")
 
-    p = sub.add_parser("share", help="as a data owner, secret-share arrays with the parties")
-    p.add_argument("--config", required=True)
+    p = command("share", "as a data owner, secret-share arrays with the parties", cmd_share)
+    p.add_argument("--config", required=True, help="the cluster file (mpc keys writes one)")
     p.add_argument("--owner", required=True, help="this owner's name in the cluster file")
-    p.add_argument("--key", help="secret key file (default keys/<owner>.key_secret)")
+    p.add_argument("--key", help="secret key file (default keys/<owner>.key_secret next to "
+                                 "the config)")
     p.add_argument("--receive", metavar="OUT.npz",
-                   help="then wait for the results revealed to this owner and save them")
+                   help="then wait for the results revealed to this owner and save them "
+                        "(default: share and leave)")
     p.add_argument("--wait", type=float, default=86400.0, metavar="SECONDS",
                    help="how long to wait for the parties (default a day)")
     p.add_argument("data", help=".npz file: every array in it is shared under its name")
-    p.set_defaults(func=cmd_share)
 
-    p = sub.add_parser("keys", help="make key pairs and a cluster.toml template")
+    p = command("keys", "make key pairs and a cluster.toml template", cmd_keys)
     p.add_argument("--parties", type=int, help="computing parties (default 3)")
     _protocol(p)
-    p.add_argument("--owners", default="", help="comma-separated names of data owners")
-    p.add_argument("--out", default="cluster")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7000)
-    p.set_defaults(func=cmd_keys)
+    p.add_argument("--owners", default="", help="comma-separated names of data owners "
+                                                "(default none)")
+    p.add_argument("--out", default="cluster", help="folder for cluster.toml and keys/")
+    p.add_argument("--host", default="127.0.0.1", help="host of every address in the "
+                                                       "template (edit them after)")
+    p.add_argument("--port", type=int, default=7000, help="first port; members get "
+                                                          "consecutive ports")
 
-    p = sub.add_parser("bench", help="benchmark workloads (JSON lines)")
+    p = command("bench", "benchmark workloads (JSON lines)", cmd_bench)
     p.add_argument("--workload", help="comma-separated ids or all (default W1; with --scale "
                                       "W1,W3,W7)")
-    p.add_argument("--parties", type=int, default=2)
+    p.add_argument("--parties", type=int, default=2, help="number of parties")
     p.add_argument("--reps", type=int, help="timed repetitions (default 5; with --scale 3, "
                                             "and 1 from 10^7 elements)")
     p.add_argument("--scale", action="store_true",
@@ -228,14 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "the ratios")
     _protocol(p)
     _common(p)
-    p.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problem = args.validate(args) if args.validate else None
+    if problem:
+        print(f"mpc {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        stopped = "; every party and the dealer stopped" if args.command == "run" else ""
+        print(f"mpc {args.command}: interrupted ({signal.Signals(signum).name}){stopped}",
+              file=sys.stderr)
+        return 128 + signum
     except PartyFailed as exc:
         print(f"mpc: {exc.party} failed:\n{exc.detail}", file=sys.stderr)
         return 1

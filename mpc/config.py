@@ -81,6 +81,13 @@ class ClusterConfig:
             return sorted(self.mesh_peers())
         return list(range(self.n_parties)) + [member_id]
 
+    def member_names(self) -> dict[int, str]:
+        """How messages call the members that are not parties: "dealer", "owner <name>"."""
+        names = {o.id: f"owner {o.name}" for o in self.owners}
+        if self.dealer is not None:
+            names[self.dealer_id] = "dealer"
+        return names
+
     def owner_ids(self) -> dict[str, int]:
         return {o.name: o.id for o in self.owners}
 

@@ -31,11 +31,15 @@ class Context:
             "local-probabilistic" (dealer protocol, 2 parties only, no messages, fails with
             probability |x| / 2^64 per element; see mpc.protocols.dealer.truncation).
         owners: names and transport ids of data owners that are not parties (mpc.owners).
+        check: checked mode: every truncation's result is verified, in batches, to be
+            inside the range where it is exact, and FixedPointRangeError names the
+            operation and the count otherwise (mpc.protocols.range_check: the cost, and
+            the counts it opens).
     """
 
     def __init__(self, pid: int, n_parties: int, transport, protocol, *,
                  fixed: FixedPoint | None = None, truncation: str = "exact",
-                 owners: dict[str, int] | None = None):
+                 owners: dict[str, int] | None = None, check: bool = False):
         if n_parties < 2:
             raise ValueError(f"need at least 2 parties, got {n_parties}")
         if not 0 <= pid < n_parties:
@@ -50,6 +54,9 @@ class Context:
         self.owners = dict(owners or {})
         self.owner_inputs: dict[str, dict] = {}     # shares each owner sent (mpc.owners)
         self.owners_answered: set[str] = set()       # owners results were revealed to
+        self.check = bool(check)
+        self.range_pending: list = []                 # results awaiting the range check
+        self.range_pending_size = 0
         self._seq = PAIRWISE_SEED_SEQ
         self._pair_prgs = self._agree_pairwise_seeds()
 
@@ -72,14 +79,29 @@ class Context:
         return self._seq
 
     def _agree_pairwise_seeds(self) -> dict[int, Prg]:
-        """The lower id of each pair draws a seed and sends it over the encrypted channel."""
+        """The lower id of each pair draws a seed and sends it over the encrypted channel.
+        In the same round every party sends every other its settings (4 bytes), and all
+        refuse to start, naming both parties, if any differ: parties with different
+        protocols, fixed-point formats, truncations or checked modes would compute
+        garbage or stall."""
+        settings = _settings(self)
         with self.operation("setup"):
             mine = {p: new_seed() for p in self.peers if p > self.pid}
             got = self.transport.exchange(
                 PAIRWISE_SEED_SEQ, "pairwise-seed",
-                {p: np.frombuffer(s, np.uint8) for p, s in mine.items()},
-                {p: (np.uint8, (SEED_BYTES,)) for p in self.peers if p < self.pid})
-        seeds = {**mine, **{p: bytes(s) for p, s in got.items()}}
+                {p: np.concatenate([settings, np.frombuffer(mine.get(p, b""), np.uint8)])
+                 for p in self.peers},
+                {p: (np.uint8, (settings.size + (SEED_BYTES if p < self.pid else 0),))
+                 for p in self.peers})
+        for p in self.peers:
+            if not np.array_equal(got[p][:settings.size], settings):
+                low, high = sorted([(self.pid, settings), (p, got[p][:settings.size])],
+                                   key=lambda item: item[0])
+                raise ValueError(f"party {low[0]} runs with {_describe(low[1])} but party "
+                                 f"{high[0]} with {_describe(high[1])}: start every party "
+                                 f"with the same options")
+        seeds = {**mine, **{p: bytes(got[p][settings.size:]) for p in self.peers
+                            if p < self.pid}}
         return {p: Prg(s) for p, s in seeds.items()}
 
     def pairwise_ring(self, peer: int, nonce: int, shape) -> np.ndarray:
@@ -107,7 +129,34 @@ class Context:
             return array
         return self.transport.recv(owner, seq, op, dtype, None)
 
+    def check_range(self) -> None:
+        """In checked mode, verify every truncation result queued so far (before anything
+        is revealed; mpc.protocols.range_check). Nothing otherwise."""
+        if self.check:
+            from mpc.protocols import range_check
+            range_check.check(self)
+
     def close(self) -> None:
-        """Release what the protocol holds (the dealer is told we are done)."""
+        """Check what is still queued (checked mode), then release what the protocol holds
+        (the dealer is told we are done)."""
+        self.check_range()
         self.protocol.close(self)
+
+
+TRUNCATION_NAMES = ("exact", "local-probabilistic")
+
+
+def _settings(ctx) -> np.ndarray:
+    from mpc.protocols import PROTOCOLS
+    return np.array([PROTOCOLS.index(ctx.protocol.name) if ctx.protocol.name in PROTOCOLS
+                     else 255, ctx.fixed.frac_bits,
+                     TRUNCATION_NAMES.index(ctx.truncation), int(ctx.check)], dtype=np.uint8)
+
+
+def _describe(settings: np.ndarray) -> str:
+    from mpc.protocols import PROTOCOLS
+    protocol, frac_bits, truncation, check = (int(v) for v in settings)
+    name = PROTOCOLS[protocol] if protocol < len(PROTOCOLS) else "?"
+    return (f"protocol={name!r}, frac_bits={frac_bits}, "
+            f"truncation={TRUNCATION_NAMES[truncation]!r}, check={bool(check)}")
 

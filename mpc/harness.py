@@ -38,10 +38,17 @@ def run_party(fn, pid: int, n_parties: int, transport, provider: str, args=(),
 
 
 def run_local(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
-              provider: str = "dealer", timeout: float = 60.0, **ctx_options) -> list:
+              provider: str = "dealer", timeout: float = 60.0, check: bool = True,
+              **ctx_options) -> list:
     """Run `fn(ctx, *args)` as each of `n_parties` parties in threads; return their results.
     `protocol` is "dealer" (with `provider`: "dealer", a dealer thread, or the insecure
-    "insecure-seeded" for tests) or "replicated" (3 parties, no dealer)."""
+    "insecure-seeded" for tests) or "replicated" (3 parties, no dealer).
+
+    Checked mode is on by default here (`check=False` to turn it off, e.g. to count an
+    operation's own rounds and bytes, or to provoke an overflow on purpose): every
+    truncation result is verified to be inside the range (mpc.protocols.range_check), so
+    a test whose values overflow fails with FixedPointRangeError instead of comparing
+    garbage."""
     check_settings(protocol, n_parties, ctx_options.get("truncation", "exact"), provider)
     with_dealer = needs_dealer(protocol, provider)
     hub = MemoryHub(n_parties + (1 if with_dealer else 0), timeout=timeout)
@@ -52,7 +59,7 @@ def run_local(fn, n_parties: int = 2, *, args=(), protocol: str = "dealer",
         transport = hub.transport(pid)
         try:
             results[pid] = run_party(fn, pid, n_parties, transport, provider, args, protocol,
-                                     **ctx_options)
+                                     check=check, **ctx_options)
         except BaseException as exc:  # noqa: BLE001 - reported below with the party id
             failures.append((f"party {pid}", exc, traceback.format_exc()))
         finally:

@@ -91,6 +91,7 @@ def reveal_to_owner(ctx, owner: str, tensors: dict[str, SecretTensor]) -> None:
         raise ValueError(f"results were already revealed to owner {owner}: pass them all "
                          f"in one reveal_to_owner call")
     ctx.owners_answered.add(owner)
+    ctx.check_range()
     outputs = {k: np.ascontiguousarray(ctx.protocol.owner_output(t.share), dtype=DTYPE)
                for k, t in tensors.items()}
     with ctx.operation("owner-output"):

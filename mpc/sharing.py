@@ -15,8 +15,10 @@ def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
 
     1. The owner encodes its value as fixed point (ValueError for NaN, inf or out of
        range, TypeError for what is not real numbers) before anything is sent.
-    2. Every party sends every other the shape it holds (the owner: its value's) and the
-       shape it declares (`shape`, which the non-owners may omit), so every party checks
+    2. Every party sends every other the shape it holds (the owner: its value's), the
+       shape it declares (`shape`, which the non-owners may omit) and the owner it names
+       (all must name the same: a party that passes owner=ctx.pid by mistake is refused,
+       not left holding a sharing of nothing), so every party checks
        the same thing and raises the same ShapeError, naming both parties and both
        shapes, if a declared shape differs from the owner's: never garbage from parties
        that disagree, and nobody left waiting.
@@ -24,7 +26,7 @@ def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
        sends nothing, the others' shares coming from pairwise seeds; the replicated one
        sends one ring element per element to each other party).
 
-    Rounds: 1 (a few bytes: 8 (2 + dimensions held + dimensions declared) to each peer)
+    Rounds: 1 (a few bytes: 8 (4 + dimensions held + dimensions declared) to each peer)
     + the protocol's input.
     Example:
         x = mpc.share(ctx, np.ones(3) if ctx.pid == 0 else None, owner=0, shape=(3,))
@@ -34,8 +36,12 @@ def share(ctx, value, owner: int = 0, shape=None) -> SecretTensor:
     encoded = ctx.fixed.encode(value) if ctx.pid == owner else None
     declared = None if shape is None else tuple(int(d) for d in np.atleast_1d(shape))
     with ctx.operation("share"):
-        held, said = _announce(ctx, "share-shape",
-                               [None if encoded is None else encoded.shape, declared])
+        held, said, named = _announce(ctx, "share-shape", [
+            None if encoded is None else encoded.shape, declared, (owner,)])
+        for p in range(ctx.n_parties):
+            if named[p] != (owner,):
+                raise ShapeError(f"share: party {ctx.pid} shares party {owner}'s value, but "
+                                 f"party {p} names party {named[p][0]} as its owner")
         value_shape = held[owner]
         for p in [owner] + [q for q in range(ctx.n_parties) if q != owner]:
             if said[p] is not None and said[p] != value_shape:
@@ -131,7 +137,9 @@ def _share_blocks(ctx, mine, axis: int, name: str) -> SecretTensor:
 
 
 def share_public(ctx, value) -> SecretTensor:
-    """A public value as a (trivial) sharing: no randomness, no message."""
+    """A public value as a (trivial) sharing: no randomness, no message. Every party must
+    pass the same value (nothing checks that they agree: for a value only one party
+    knows, use `share`). Rounds: 0. Comm: none."""
     return SecretTensor(ctx, ctx.protocol.public(ctx, ctx.fixed.encode(value)))
 
 

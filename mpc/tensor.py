@@ -106,7 +106,8 @@ class SecretTensor:
         if np.any(divisor == 0):
             raise ZeroDivisionError("division of a SecretTensor by zero")
         if _is_integer(other) and np.ndim(other) == 0:
-            return self._divide_by_int(int(other))
+            quotient = self._divide_by_int(abs(int(other)))
+            return quotient if int(other) > 0 else -quotient
         return self * (1.0 / divisor)
 
     def __matmul__(self, other):
@@ -329,6 +330,7 @@ class SecretTensor:
         x + e and no party sees x (mpc.noise.add_noise: `colluders`, the utility cost)."""
         if noise is not None:
             return add_noise(self, noise, colluders).reveal()
+        self.ctx.check_range()
         with self.ctx.operation("reveal"):
             return self.ctx.fixed.decode(self.ctx.protocol.open(self.ctx, self.share, "reveal"))
 
@@ -338,6 +340,7 @@ class SecretTensor:
         `colluders` as for reveal."""
         if noise is not None:
             return add_noise(self, noise, colluders).reveal_to(party)
+        self.ctx.check_range()
         with self.ctx.operation("reveal"):
             opened = self.ctx.protocol.open_to(self.ctx, self.share, party, "reveal")
         return None if opened is None else self.ctx.fixed.decode(opened)

@@ -9,6 +9,6 @@ from net.stats import CommStats, Counter
 from net.transport import Transport
 
 __all__ = ["AuthError", "CommStats", "Counter", "HandshakeRefused", "MemoryHub", "MemoryTransport",
-           "NetError", "PeerError", "PeerLost", "PeerTimeout", "PeerUnreachable", "ProtocolError", "Transport", "ZmqMesh",
-           "free_tcp_addresses", "generate_keypair", "load_public", "load_secret",
-           "write_keypair"]
+           "NetError", "PeerError", "PeerLost", "PeerTimeout", "PeerUnreachable", "ProtocolError",
+           "Transport", "ZmqMesh", "free_tcp_addresses", "generate_keypair", "load_public",
+           "load_secret", "write_keypair"]

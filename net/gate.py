@@ -30,7 +30,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import zmq
 from zmq.utils import z85
@@ -112,13 +112,16 @@ class Gatekeeper(threading.Thread):
     handler, libzmq's CURVE server admits every key), `watch` the socket's monitor, then
     start() it; stop() after the socket is closed. `admitted` maps the z85 public keys
     admitted to their member ids; `members` every member's key, to name a refused one.
-    With `curve=False` there is no ZAP handler (plaintext admits anyone): only the log."""
+    With `curve=False` there is no ZAP handler (plaintext admits anyone): only the log.
+    `name` says how the log calls a member ("party 2", "dealer")."""
 
     def __init__(self, ctx: zmq.Context, me: int, admitted: Mapping[bytes, int],
-                 members: Mapping[bytes, int], listen: str, curve: bool = True):
+                 members: Mapping[bytes, int], listen: str, curve: bool = True,
+                 name: Callable[[int], str] = "party {}".format):
         super().__init__(name=f"net-gate-{me}", daemon=True)
         self.me = me
-        self.log = RefusalLog(f"party {me}")
+        self._name = name
+        self.log = RefusalLog(name(me))
         self._admitted = dict(admitted)
         self._members = dict(members)
         port = listen.rpartition(":")[2]
@@ -165,10 +168,13 @@ class Gatekeeper(threading.Thread):
                 if self._wake in ready:
                     return
                 if self._zap in ready:
-                    self._answer(self._zap.recv_multipart())
+                    self._zap.send_multipart(self._answer(self._zap.recv_multipart()))
                 if self._monitor in ready:
                     while self._monitor.poll(0):
-                        self._watch(parse_monitor_message(self._monitor.recv_multipart()))
+                        try:
+                            self._watch(parse_monitor_message(self._monitor.recv_multipart()))
+                        except Exception:  # noqa: BLE001 - the log must not stop the gate
+                            log.exception("party %d: could not read a socket event", self.me)
                 self.log.flush()
         finally:
             self._close()
@@ -181,27 +187,33 @@ class Gatekeeper(threading.Thread):
 
     # -- ZAP ---------------------------------------------------------------------------------
 
-    def _answer(self, request: list[bytes]) -> None:
-        """Reply to one ZAP request: 200 with the peer's id as User-Id, or 400."""
-        if len(request) < 6:
-            return  # not a ZAP request from libzmq; nothing to reply to sensibly
+    def _answer(self, request: list[bytes]) -> list[bytes]:
+        """The reply to one ZAP request: 200 with the peer's id as User-Id, or 400."""
+        if len(request) < 6:   # not from libzmq; a REP socket must answer all the same
+            return [b"1.0", request[1] if len(request) > 1 else b"", b"400", b"Bad request",
+                    b"", b""]
         version, request_id, _domain, address, _identity, mechanism = request[:6]
         key = z85.encode(request[6]) if mechanism == b"CURVE" and len(request) == 7 and \
             len(request[6]) == 32 else None
         peer = self._admitted.get(key)
         if peer is not None:
-            self._zap.send_multipart([version, request_id, b"200", b"OK", str(peer).encode(), b""])
-            return
+            return [version, request_id, b"200", b"OK", str(peer).encode(), b""]
+        try:
+            self._log_refused(address, mechanism, key)
+        except Exception:  # noqa: BLE001 - refuse all the same
+            log.exception("party %d: could not log a refused key", self.me)
+        return [version, request_id, b"400", b"Unknown key", b"", b""]
+
+    def _log_refused(self, address: bytes, mechanism: bytes, key: bytes | None) -> None:
         source = address.decode("latin-1") or "an unknown address"
         if key is None:
             self.log.refused(source, f"{mechanism.decode('latin-1')} is not CURVE")
         elif key in self._members:
             self.log.refused(source, "the key of a member it does not link to",
-                             f" (member {self._members[key]}, key {key.decode()})")
+                             f" ({self._name(self._members[key])}, key {key.decode()})")
         else:
             self.log.refused(source, "a public key that is not in its peers config",
                              f" ({key.decode()})")
-        self._zap.send_multipart([version, request_id, b"400", b"Unknown key", b"", b""])
 
     # -- the listening socket's events ---------------------------------------------------
 

@@ -22,6 +22,7 @@ behind and never used was skipped: nobody waits for it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from net.errors import ProtocolError
@@ -69,8 +70,10 @@ class _Sender:
 class Mailbox:
     """Messages of member `me` that arrived before they were asked for."""
 
-    def __init__(self, me: int, max_bytes: int = MAX_BYTES, window: int = WINDOW):
+    def __init__(self, me: int, max_bytes: int = MAX_BYTES, window: int = WINDOW,
+                 name: Callable[[int], str] = "party {}".format):
         self.me = me
+        self._name = name
         self.max_bytes = max_bytes
         self.window = window
         self._held: dict[tuple[int, int], tuple[object, int]] = {}
@@ -94,21 +97,21 @@ class Mailbox:
 
     def put(self, sender: int, seq: int, op: str, item: object, nbytes: int) -> None:
         """Hold `item` (message `seq`, tagged `op`, `nbytes` long) or raise ProtocolError."""
-        me, state = self.me, self._sender(sender)
-        refused = f"party {me}: refused message {seq} ('{op}', {nbytes} bytes) from party {sender}"
+        me, who, state = self._name(self.me), self._name(sender), self._sender(sender)
+        refused = f"{me}: refused message {seq} ('{op}', {nbytes} bytes) from {who}"
         if (sender, seq) in self._held:
-            raise ProtocolError(f"party {me}: party {sender} sent message {seq} twice",
+            raise ProtocolError(f"{me}: {who} sent message {seq} twice",
                                 culprit=sender)
         if state.lane(seq).was_taken(seq):
-            raise ProtocolError(f"{refused}: message {seq} from party {sender} was already "
+            raise ProtocolError(f"{refused}: message {seq} from {who} was already "
                                 f"received and used (a replay, or the parties run different "
                                 f"code)", culprit=sender)
         if seq % LANE > state.furthest + self.window:
             raise ProtocolError(f"{refused}: it is more than {self.window} messages ahead of "
-                                f"the furthest one used from party {sender} "
+                                f"the furthest one used from {who} "
                                 f"({state.furthest})", culprit=sender)
         if state.waiting and state.waiting + nbytes > self.max_bytes:
-            raise ProtocolError(f"{refused}: party {sender} already has {state.waiting} "
+            raise ProtocolError(f"{refused}: {who} already has {state.waiting} "
                                 f"bytes of messages waiting to be used, and the limit is "
                                 f"{self.max_bytes}", culprit=sender)
         self._held[sender, seq] = (item, nbytes)

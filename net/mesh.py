@@ -62,7 +62,7 @@ address wrong (earlier refusals may predate the peer's bind)."""
 REACH_PATIENCE = 5.0
 """Seconds after a peer's hello within which our own link to it must come up."""
 
-REFUSED_LINGER = 1.0
+REFUSED_LINGER = 2.0
 """Seconds a member whose key a peer refused stays reachable before it leaves, so that
 the peer's own link to it fails its handshake too and the peer learns that its config
 holds a wrong key for this member (instead of finding nobody at the address)."""
@@ -89,7 +89,8 @@ class ZmqMesh(Transport):
 
     Diagnoses: errors name the member and the address or key at fault, and carry it as
     `culprit` (see net.errors). `key_file` and `peers_file` (where this member's secret
-    key and the peers config came from) only make the messages more precise. Refused
+    key and the peers config came from) and `names` (members that are not called "party
+    N" in messages: "dealer", "owner x") only make the messages more precise. Refused
     connections are logged on the `net` logger (see net.gate). The mailbox is bounded
     (net.mailbox): `mailbox_bytes` per sender."""
 
@@ -99,7 +100,7 @@ class ZmqMesh(Transport):
                  talks_to: Iterable[int] | None = None, late_peers: Iterable[int] = (),
                  late_timeout: float = 600.0, heartbeat: float | None = None,
                  key_file: str | None = None, peers_file: str | None = None,
-                 mailbox_bytes: int = MAX_BYTES):
+                 mailbox_bytes: int = MAX_BYTES, names: Mapping[int, str] | None = None):
         if my_id not in peers:
             raise ValueError(f"party {my_id} is not in the peers config (ids {sorted(peers)})")
         talks = set(peers) if talks_to is None else set(talks_to)
@@ -119,6 +120,7 @@ class ZmqMesh(Transport):
         self._keys = (public_key, secret_key)
         self._key_file = key_file
         self._peers_file = peers_file
+        self._names = dict(names or {})
         if curve:
             self._check_keys()
         else:
@@ -134,26 +136,33 @@ class ZmqMesh(Transport):
         self._backs: dict[zmq.Socket, int] = {}     # DEALER -> its peer (goodbyes come back)
         self._monitors: dict[zmq.Socket, int] = {}
         self._poller = zmq.Poller()
-        self._mailbox = Mailbox(my_id, mailbox_bytes)
+        self._mailbox = Mailbox(my_id, mailbox_bytes, name=self._party)
         self._hello: dict[int, float] = {}     # peers that said hello -> when
         self._routes: dict[int, bytes] = {}    # peer -> routing id of its link to us
         self._gone: dict[int, tuple[str, int]] = {}   # peers that said goodbye -> (why, culprit)
         self._links: dict[int, Link] = {}      # peer -> what we know of our link to it
         self._closed = False
 
+    def _party(self, member: int) -> str:
+        """How messages call a member: "party 2", or its name ("dealer", "owner x")."""
+        return self._names.get(member, f"party {member}")
+
+    def _peer(self, member: int) -> str:
+        return self._names.get(member, f"peer {member}")
+
     def _check_keys(self) -> None:
         me = self.my_id
         public, secret = self._keys
-        check_key(public, f"party {me} public key")
-        check_key(secret, f"party {me} secret key")
+        check_key(public, f"{self._party(me)} public key")
+        check_key(secret, f"{self._party(me)} secret key")
         if zmq.curve_public(secret) != public:
-            raise AuthError(f"party {me}: the public key does not belong to the secret key")
+            raise AuthError(f"{self._party(me)}: the public key does not belong to the secret key")
         if self._peers[me][1] != public:
-            raise AuthError(f"party {me}: its public key is not the one the peers config "
-                            f"lists for party {me}")
+            raise AuthError(f"{self._party(me)}: its public key is not the one the peers config "
+                            f"lists for {self._party(me)}")
         owners: dict[bytes, int] = {}
         for p, (_, key) in self._peers.items():
-            check_key(key, f"party {p} public key in the peers config")
+            check_key(key, f"{self._party(p)} public key in the peers config")
             if key in owners:
                 raise AuthError(f"parties {owners[key]} and {p} have the same public key")
             owners[key] = p
@@ -166,12 +175,12 @@ class ZmqMesh(Transport):
         address or key, when a link cannot work (a refused key, a wrong address); raises
         PeerTimeout naming the peers that did not connect in time otherwise."""
         if self._ctx is not None:
-            raise NetError(f"party {self.my_id}: mesh already started")
+            raise NetError(f"{self._party(self.my_id)}: mesh already started")
         self._ctx = zmq.Context()
         self._gate = Gatekeeper(self._ctx, self.my_id,
                                 {self._peers[p][1]: p for p in self.peer_ids},
                                 {key: m for m, (_, key) in self._peers.items()},
-                                self._peers[self.my_id][0], self._curve)
+                                self._peers[self.my_id][0], self._curve, name=self._party)
         # Runs once: from close(), or when the mesh is garbage-collected unclosed (before
         # pyzmq's own Context finalizer, which can hang on sockets it no longer sees).
         self._release = weakref.finalize(self, _release, self._ctx, self._sockets, self._gate)
@@ -210,7 +219,7 @@ class ZmqMesh(Transport):
         try:
             self._router.bind(address)
         except zmq.ZMQError as e:
-            raise NetError(f"party {me}: cannot listen on {address}: {e.strerror}",
+            raise NetError(f"{self._party(me)}: cannot listen on {address}: {e.strerror}",
                            culprit=me) from None
         self._poller.register(self._router, zmq.POLLIN)
         for p in self.peer_ids:
@@ -236,7 +245,7 @@ class ZmqMesh(Transport):
             try:
                 dealer.connect(self._peers[p][0])
             except zmq.ZMQError as e:
-                raise NetError(f"party {me}: cannot connect to party {p} at "
+                raise NetError(f"{self._party(me)}: cannot connect to {self._party(p)} at "
                                f"{self._peers[p][0]}: {e.strerror}", culprit=me) from None
 
     def _handshake(self) -> None:
@@ -259,14 +268,16 @@ class ZmqMesh(Transport):
         for p in missing:
             link = self._links[p]
             if link.up:
-                parts.append(f"link to {p}: connected, but party {p} never greeted party {me}: "
-                             f"it runs, yet its own link to party {me} is not up (its config "
-                             f"may hold a wrong address or key for party {me})")
+                parts.append(f"link to {p}: connected, but {self._party(p)} never greeted "
+                             f"{self._party(me)}: it runs, yet its own link to "
+                             f"{self._party(me)} is not up (its config "
+                             f"may hold a wrong address or key for {self._party(me)})")
             else:
-                greeted = f" (party {p} did greet party {me})" if p in self._hello else ""
+                greeted = f" ({self._party(p)} did greet {self._party(me)})" \
+                    if p in self._hello else ""
                 parts.append(f"link to {p}: {link.state}{greeted}")
         return PeerTimeout(missing[0], (
-            f"party {me}: peers {missing} did not connect within {self.connect_timeout:g} s "
+            f"{self._party(me)}: peers {missing} did not connect within {self.connect_timeout:g} s "
             f"(wrong address, wrong key, or not started; {'; '.join(parts)})"))
 
     def close(self, reason: str = "", culprit: int | None = None) -> None:
@@ -294,16 +305,18 @@ class ZmqMesh(Transport):
         while time.monotonic() < grace and any(
                 not self._links[p].up for p in self._hello if p in self._links
                 and p not in self._gone and self._links[p].down_since is None
-                and self._links[p].failure is None and self._links[p].refused_at is None):
+                and not self._hopeless(p)):
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
         queued = {p: self._goodbye(p, reason, culprit) for p in self._dealers
                   if self._links[p].up and p not in self._gone}
         back = [self._goodbye(p, reason, culprit, back=True) for p in self._routes
-                if p not in queued and p not in self._gone and p in self._dealers]
-        deadline = time.monotonic() + self.timeout
+                if p in self._dealers and not self._links[p].ever_up and p not in self._gone]
+        now = time.monotonic()
+        deadline, back_deadline = now + self.timeout, now + min(self.timeout, CLOSE_GRACE)
         while (any(not done.done and self._links[p].down_since is None
-                   for p, done in queued.items()) or any(not t.done for t in back)) \
+                   for p, done in queued.items())
+               or (any(not t.done for t in back) and time.monotonic() < back_deadline)) \
                 and time.monotonic() < deadline:
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
@@ -344,7 +357,7 @@ class ZmqMesh(Transport):
         if to in self._gone:
             if not self._gone[to][0] and to not in self.late_peers:
                 return   # it finished its part and left: nothing there can need this
-            raise self._left(to, f"before party {self.my_id} could send it message {seq}")
+            raise self._left(to, f"before {self._party(self.my_id)} could send it message {seq}")
         self.stats.sent(self._send(to, seq, op, array))
 
     def _send(self, to: int, seq: int, op: str, array: np.ndarray) -> int:
@@ -356,15 +369,15 @@ class ZmqMesh(Transport):
         try:
             dealer.send_multipart((header, payload), copy=not zero_copy)
         except zmq.Again:
-            raise PeerTimeout(to, f"party {self.my_id}: could not queue message {seq} for "
-                                  f"party {to} within {self.timeout:g} s") from None
+            raise PeerTimeout(to, f"{self._party(self.my_id)}: could not queue message {seq} for "
+                                  f"{self._party(to)} within {self.timeout:g} s") from None
         return len(header) + payload.nbytes
 
     def _require_peer(self, peer: int) -> None:
         if self._router is None or self._closed:
-            raise NetError(f"party {self.my_id}: the mesh is not started or already closed")
+            raise NetError(f"{self._party(self.my_id)}: the mesh is not started or already closed")
         if peer not in self._dealers:
-            raise ValueError(f"party {self.my_id} has no link to party {peer} "
+            raise ValueError(f"{self._party(self.my_id)} has no link to {self._party(peer)} "
                              f"(its peers: {list(self.peer_ids)})")
 
     # -- receiving -------------------------------------------------------------------------
@@ -383,10 +396,12 @@ class ZmqMesh(Transport):
             lost = link.down_since
             if lost is not None and (now - lost >= LOSS_GRACE or now >= deadline):
                 how, why = link.loss(self.heartbeat)
-                raise PeerLost(frm, f"party {me}: peer {frm} disconnected before sending "
+                raise PeerLost(frm, f"{self._party(me)}: {self._peer(frm)} disconnected before "
+                                    f"sending "
                                     f"message {seq}: {why}", how=how)
             if now >= deadline:
-                raise PeerTimeout(frm, f"party {me}: no message {seq} from peer {frm} within "
+                raise PeerTimeout(frm, f"{self._party(me)}: no message {seq} from "
+                                       f"{self._peer(frm)} within "
                                        f"{patience:g} s{self._liveness(frm)}")
             wake = min(deadline, now + CHECK_EVERY) if lost is None else \
                 min(deadline, lost + LOSS_GRACE)
@@ -398,15 +413,15 @@ class ZmqMesh(Transport):
     def _liveness(self, peer: int) -> str:
         link = self._links[peer]
         if link.up:
-            return (f"; its link stayed up, answering heartbeats, so its process is alive: "
-                    f"stuck or slow in its own code, or waiting for another member")
-        return f"; party {self.my_id}'s link to it: {link.state}"
+            return ("; its link stayed up, answering heartbeats, so its process is alive: "
+                    "stuck or slow in its own code, or waiting for another member")
+        return f"; {self._party(self.my_id)}'s link to it: {link.state}"
 
     def _left(self, peer: int, when: str) -> PeerLost:
         """The error for a wait on (or a send to) a peer that said goodbye."""
         reason, culprit = self._gone[peer]
         verb = "left the mesh" if when.startswith("before party") else "closed the mesh"
-        return PeerLost(peer, f"party {self.my_id}: peer {peer} {verb} {when}"
+        return PeerLost(peer, f"{self._party(self.my_id)}: {self._peer(peer)} {verb} {when}"
                               f"{self._why(peer)}", culprit=culprit, how="left")
 
     def _pump(self, timeout: float) -> None:
@@ -434,18 +449,22 @@ class ZmqMesh(Transport):
         """Check one received message and put it in the mailbox (or act on a control)."""
         me = self.my_id
         if len(frames) != 3:
-            raise ProtocolError(f"party {me}: received a message of {len(frames) - 1} frames, "
+            raise ProtocolError(f"{self._party(me)}: received a message of {len(frames) - 1} "
+                                f"frames, "
                                 f"expected 2")
         routing_id, header, payload = frames
         who = self._authenticated_sender(routing_id, header)
         try:
             sender, seq, op, array = wire.decode(header.buffer, payload.buffer)
         except ProtocolError as e:
-            raise ProtocolError(f"party {me}: malformed message from party {who}: {e}",
+            raise ProtocolError(f"{self._party(me)}: malformed message from "
+                                f"{self._party(who)}: {e}",
                                 culprit=who) from None
         if sender != who:
-            raise ProtocolError(f"party {me}: refused message {seq} ('{op}') from party {who}, "
-                                f"whose header claims it is from party {sender}", culprit=who)
+            raise ProtocolError(f"{self._party(me)}: refused message {seq} ('{op}') from "
+                                f"{self._party(who)}, "
+                                f"whose header claims it is from {self._party(sender)}",
+                                culprit=who)
         if op.startswith(CONTROL_PREFIX):
             if op == _HELLO:
                 self._routes[who] = routing_id.bytes
@@ -462,10 +481,12 @@ class ZmqMesh(Transport):
                 raise ProtocolError(f"{len(frames)} frames, expected 2")
             sender, seq, op, array = wire.decode(frames[0].buffer, frames[1].buffer)
         except ProtocolError as e:
-            raise ProtocolError(f"party {me}: malformed message back from party {peer}: {e}",
+            raise ProtocolError(f"{self._party(me)}: malformed message back from "
+                                f"{self._party(peer)}: {e}",
                                 culprit=peer) from None
         if sender != peer or op != _GOODBYE:
-            raise ProtocolError(f"party {me}: party {peer} sent '{op}' back on party {me}'s "
+            raise ProtocolError(f"{self._party(me)}: {self._party(peer)} sent '{op}' back on "
+                                f"{self._party(me)}'s "
                                 f"link to it, where only a goodbye may come", culprit=peer)
         self._control(peer, op, array, seq)
 
@@ -480,7 +501,8 @@ class ZmqMesh(Transport):
         routing id (as unauthenticated as everything else) in plaintext mode."""
         label = header.get("User-Id") if self._curve else routing_id.bytes.decode("latin-1")
         if not (label.isascii() and label.isdigit()) or int(label) not in self._dealers:
-            raise ProtocolError(f"party {self.my_id}: message from a connection identified as "
+            raise ProtocolError(f"{self._party(self.my_id)}: message from a connection "
+                                f"identified as "
                                 f"{label!r}, which is not one of its peers {list(self.peer_ids)}")
         return int(label)
 
@@ -490,11 +512,11 @@ class ZmqMesh(Transport):
             self._gone.pop(who, None)
         elif op == _GOODBYE:
             text = bytes(payload[:MAX_REASON]).decode("utf-8", "replace")
-            culprit = seq - 1 if 0 < seq <= len(self._peers) and seq - 1 in self._peers else who
+            culprit = seq - 1 if seq - 1 in self._peers else who
             self._gone[who] = ("".join(c if c.isprintable() else " " for c in text), culprit)
         else:
-            raise ProtocolError(f"party {self.my_id}: unknown control message '{op}' from "
-                                f"party {who}", culprit=who)
+            raise ProtocolError(f"{self._party(self.my_id)}: unknown control message '{op}' from "
+                                f"{self._party(who)}", culprit=who)
 
     def _read_monitor(self, monitor: zmq.Socket) -> None:
         """Track the state of our link to one peer from its DEALER's socket events."""
@@ -511,7 +533,6 @@ class ZmqMesh(Transport):
     def _check_links(self) -> None:
         """Raise at once for a link known not to work: our key refused, the handshake
         broken, or a peer that greeted us at an address we cannot reach."""
-        now = time.monotonic()
         for p, link in self._links.items():
             if link.up or p in self._gone:
                 continue
@@ -519,14 +540,18 @@ class ZmqMesh(Transport):
                 raise self._refused(p)
             if link.handshake_broken and p not in self.late_peers:
                 raise self._broken(p)
-            greeted = self._hello.get(p)
-            if greeted is not None and not link.ever_up and link.failure is None and (
-                    (link.refused_at or 0) >= greeted + REACH_MARGIN
-                    or now - greeted >= REACH_PATIENCE):
+            if link.failure is None and self._hopeless(p):
                 raise self._unreachable(p, link)
 
+    def _hopeless(self, p: int) -> bool:
+        """Our link to `p` is known not to work (see _check_links)."""
+        link, greeted = self._links[p], self._hello.get(p)
+        return link.failure is not None or (greeted is not None and not link.ever_up and (
+            (link.refused_at or 0) >= greeted + REACH_MARGIN
+            or time.monotonic() - greeted >= REACH_PATIENCE))
+
     def _config(self) -> str:
-        return f"party {self.my_id}'s peers config" + \
+        return f"{self._party(self.my_id)}'s peers config" + \
             (f" ({self._peers_file})" if self._peers_file else "")
 
     def _refusals(self) -> str:
@@ -537,30 +562,33 @@ class ZmqMesh(Transport):
         me, key = self.my_id, self._keys[0].decode()
         source = f" (from {self._key_file})" if self._key_file else ""
         return HandshakeRefused(p, (
-            f"party {me}: party {p} at {self._peers[p][0]} refused party {me}'s public key "
-            f"{key}{source}: party {p}'s copy of the peers config lists another key for "
-            f"party {me}, or party {me} uses the wrong key file{self._refusals()}"))
+            f"{self._party(me)}: {self._party(p)} at {self._peers[p][0]} refused "
+            f"{self._party(me)}'s public key "
+            f"{key}{source}: {self._party(p)}'s copy of the peers config lists another key for "
+            f"{self._party(me)}, or {self._party(me)} uses the wrong key file{self._refusals()}"))
 
     def _broken(self, p: int) -> HandshakeRefused:
         me, (address, key), link = self.my_id, self._peers[p], self._links[p]
         kind, value = link.failure
         if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            text = (f"the program at {address}, party {p}'s address in {self._config()}, "
+            text = (f"the program at {address}, {self._party(p)}'s address in {self._config()}, "
                     f"does not speak this protocol ({protocol_error(value)}): a wrong "
                     f"address, or a member without encryption")
         else:
             text = (f"the member at {address} drops the CURVE handshake made with the public "
-                    f"key {self._config()} lists for party {p} ({key.decode()}): that key is "
-                    f"not party {p}'s, or another program listens there")
-        return HandshakeRefused(p, f"party {me}: {text}{self._refusals()}", culprit=me)
+                    f"key {self._config()} lists for {self._party(p)} ({key.decode()}): that "
+                    f"key is "
+                    f"not {self._party(p)}'s, or another program listens there")
+        return HandshakeRefused(p, f"{self._party(me)}: {text}{self._refusals()}", culprit=me)
 
     def _unreachable(self, p: int, link: Link) -> PeerUnreachable:
         me = self.my_id
         state = "connection refused: nothing listens there" if link.refused_at else link.state
         return PeerUnreachable(p, (
-            f"party {me} cannot reach party {p} at {link.address} ({state}), though party {p} "
-            f"is running (it connected to party {me}): the address of party {p} in "
-            f"{self._config()} is wrong, or party {p} listens elsewhere"), culprit=me)
+            f"{self._party(me)} cannot reach {self._party(p)} at {link.address} ({state}), "
+            f"though {self._party(p)} "
+            f"is running (it connected to {self._party(me)}): the address of {self._party(p)} in "
+            f"{self._config()} is wrong, or {self._party(p)} listens elsewhere"), culprit=me)
 
 
 def _release(ctx: zmq.Context, sockets: list[zmq.Socket], gate: Gatekeeper) -> None:

@@ -4,6 +4,10 @@ A message is identified by (sender, seq); `op` is a human-readable tag that both
 must agree on. Receiving checks op, dtype and shape against what the caller expects and
 raises ProtocolError naming both sides when they differ. Arrival order never matters:
 early messages wait in a mailbox keyed by (sender, seq).
+
+Sequence numbers are used once per (sender, receiver) and go up, roughly in the order
+they are used, within lanes of 2**40 (k and k + 2**40 are independent); the ZeroMQ mesh
+refuses a number already used or far ahead of the ones in use (net.mailbox).
 """
 
 from __future__ import annotations

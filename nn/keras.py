@@ -24,12 +24,15 @@ the classes' count, fit and evaluate run the model once on one row (in eval mode
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
 import mpc
-from nn.dp import DPSGD
-from nn.layers import Linear, Sequential
+from nn.activations import Softmax
+from nn.dp import DPSGD, PER_MICROBATCH_LAYERS, RowLoss, per_microbatch_backward
+from nn.graph import Graph
+from nn.layers import Sequential, Sigmoid
 from nn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropyLoss, one_hot
 from nn.module import Module, evaluating
 from nn.optim import SGD, Adam, AdamW
@@ -81,6 +84,12 @@ class Model(Sequential):
         self.loss_name, self.loss = self._loss(loss)
         self.metric_names = self._metrics(metrics)
         self.optimizer = self._optimizer(optimizer)
+        last = _last_module(self)
+        if self.loss_name in LOSSES and self.loss_name != "mse" and \
+                isinstance(last, (Softmax, Sigmoid)):
+            warnings.warn(f"compile: loss {self.loss_name!r} works on logits, but the model "
+                          f"ends in {type(last).__name__}: its outputs are probabilities, "
+                          f"so drop that last layer for training", stacklevel=2)
 
     def _loss(self, loss):
         if loss is None:
@@ -277,8 +286,16 @@ class Model(Sequential):
                 return {}
             return {f"val_{k}": v for k, v in self._scores(*validation).items()}
 
-        return fit(self, self.loss, self.optimizer, xs, ys, epochs=epochs,
-                   batch_size=batch_size, seed=seed, evaluate=evaluate, **fit_options)
+        try:
+            return fit(self, self._training_loss(), self.optimizer, xs, ys, epochs=epochs,
+                       batch_size=batch_size, seed=seed, evaluate=evaluate, **fit_options)
+        finally:
+            self.eval()  # as in Keras, model(x) after fit is inference (Dropout off,
+            # BatchNorm's running statistics); model.train() to train it by hand
+
+    def _training_loss(self):
+        """The loss fit trains with (DPModel: one giving each row's own gradient)."""
+        return self.loss
 
     def _check_batching(self, batch_size: int) -> None:
         """Model: nothing to check; DPModel: microbatches."""
@@ -321,9 +338,11 @@ class Model(Sequential):
 
 class DPModel(Model):
     """A Model trained with DP-SGD (nn.DPSGD, TF Privacy's parameters): its backward
-    leaves per-microbatch gradients [m, *shape] in each parameter (Linear layers; layers
-    without parameters pass the gradient through). With another optimiser it trains as
-    a plain Model (a non-private baseline).
+    (nn.dp.per_microbatch_backward) leaves in each parameter what DPSGD clips: a Linear
+    layer's factors with one example per microbatch, else per-microbatch gradients
+    [m, *shape] (Linear and Conv2d layers; layers without parameters pass the gradient
+    through). With another optimiser it trains as a plain Model (a non-private baseline).
+    DPSGD(sampling="poisson") samples each step's rows secretly (nn.dp).
 
     Refused as TF Privacy refuses: num_microbatches that does not divide batch_size
     (at fit); and, at compile, before any data is shared, a layer with parameters that
@@ -336,7 +355,7 @@ class DPModel(Model):
         history = model.fit(x, y, epochs=10, batch_size=32, validation_data=(xv, yv))
     """
 
-    PER_MICROBATCH = (Linear,)  # layers with parameters whose per-microbatch gradient we have
+    PER_MICROBATCH = PER_MICROBATCH_LAYERS  # layers with parameters and per-microbatch grads
 
     def __init__(self, *layers):
         super().__init__(*layers)
@@ -378,28 +397,23 @@ class DPModel(Model):
     def backward(self, grad, input_grad=True):
         if not self._per_microbatch:
             return super().backward(grad, input_grad=input_grad)
-        rows = grad.shape[0]
-        m = _groups(rows, self.num_microbatches or rows)
-        grad = grad * m  # the gradient of each microbatch's mean loss (integer: exact)
-        for i in reversed(range(len(self.layers))):
-            layer = self.layers[i]
-            if isinstance(layer, Linear):
-                g = grad.reshape(m, rows // m, -1)
-                x = self._inputs[i].reshape(m, rows // m, -1)
-                layer.weight.grad = x.transpose(0, 2, 1) @ g  # [m, in, out] in one product
-                layer.bias.grad = g.sum(axis=1)
-                grad = grad @ layer.weight.value.T if input_grad or i > 0 else None
-            else:
-                grad = layer.backward(grad)
-        return grad
+        return per_microbatch_backward(self.layers, self._inputs, grad,
+                                       self.num_microbatches, input_grad)
+
+    def _training_loss(self):
+        return RowLoss(self.loss) if self._per_microbatch else self.loss
 
 
-def _groups(rows: int, wanted: int) -> int:
-    """Microbatches for a batch of `rows`: the largest divisor of rows <= wanted (a short
-    last batch gets fewer; each example is still in exactly one clipped microbatch, so the
-    privacy is unchanged, but that step's noise is larger relative to its gradient: pick a
-    batch size that divides the data set, as the demo does)."""
-    return max(d for d in range(1, min(rows, wanted) + 1) if rows % d == 0)
+def _last_module(model):
+    """The module that produces the model's output (through Sequentials and Graphs)."""
+    while True:
+        if isinstance(model, Sequential) and model.layers:
+            model = model.layers[-1]
+        elif isinstance(model, Graph) and model.nodes:
+            out = model.output if model.output is not None else model.nodes[-1][0]
+            model = next((m for name, m, _ in model.nodes if name == out), None)
+        else:
+            return model
 
 
 def _one_hot_labels(name: str, labels, classes: int) -> np.ndarray:

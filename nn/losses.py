@@ -21,6 +21,10 @@ class MSELoss:
     def backward(self):
         return self._diff * 2 / self._diff.shape[0]
 
+    def row_gradients(self):
+        """Each row's gradient of its own loss (backward() times the batch, exactly)."""
+        return self._diff * 2
+
     def value(self):
         """sum over outputs, mean over the batch, of the squared error (2 rounds)."""
         return self._diff.square().sum() / self._diff.shape[0]
@@ -49,6 +53,10 @@ class BCEWithLogitsLoss:
     def backward(self):
         return (self._prob - self._target) / self._prob.shape[0]
 
+    def row_gradients(self):
+        """Each row's gradient of its own loss (backward() times the batch, exactly)."""
+        return self._prob - self._target
+
     def value(self):
         """mean of -y log p - (1 - y) log(1 - p)."""
         both = mpc.concatenate([self._prob, 1.0 - self._prob], axis=-1)
@@ -66,6 +74,10 @@ class SoftmaxCrossEntropyLoss:
 
     def backward(self):
         return (self._prob - self._target) / self._prob.shape[0]
+
+    def row_gradients(self):
+        """Each row's gradient of its own loss (backward() times the batch, exactly)."""
+        return self._prob - self._target
 
     def value(self):
         """mean of -sum_classes y log p."""

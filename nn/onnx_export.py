@@ -17,7 +17,7 @@ import numpy as np
 import mpc
 from nn.graph import Graph
 from nn.layers import Sequential
-from nn.onnx_import import _onnx
+from nn.onnx_plan import _onnx
 
 OPSET, GELU_OPSET = 17, 20
 
@@ -28,6 +28,11 @@ class _Writer:
     def __init__(self, opset: int):
         self.nodes, self.secret, self.public = [], [], {}
         self.opset = opset
+        self.alone = None  # the node's name when the model is one layer, not a container
+
+    def key(self, name: str, attr: str) -> str:
+        """The initializer of a layer's `attr`: named as named_parameters() names it."""
+        return attr if name == self.alone else f"{name}.{attr}"
 
     def tensor(self, name: str, value, transform=None) -> str:
         """An initializer `name` from a SecretTensor (revealed later) or a public array."""
@@ -56,6 +61,8 @@ class _Writer:
         if emit is None:
             raise ValueError(f"to_onnx: no ONNX mapping for layer {path.rstrip('.') or kind!r}"
                              f" ({kind})")
+        if not path:
+            self.alone = kind
         return emit(module, x, path.rstrip(".") or kind)
 
     def _graph(self, graph, x: str, path: str) -> str:
@@ -75,13 +82,13 @@ class _Writer:
 
     # ------------------------------------------------------------------ layers
     def _Linear(self, m, x, name):
-        w = self.tensor(f"{name}.weight", m.weight.value, np.transpose)  # [out, in]
-        b = self.tensor(f"{name}.bias", m.bias.value)
+        w = self.tensor(self.key(name, "weight"), m.weight.value, np.transpose)  # [out, in]
+        b = self.tensor(self.key(name, "bias"), m.bias.value)
         return self.node("Gemm", [x, w, b], name, transB=1)
 
     def _Conv2d(self, m, x, name):
-        w = self.tensor(f"{name}.weight", m.weight.value)
-        b = self.tensor(f"{name}.bias", m.bias.value)
+        w = self.tensor(self.key(name, "weight"), m.weight.value)
+        b = self.tensor(self.key(name, "bias"), m.bias.value)
         (kh, kw), (ph, pw) = m.kernel, m.padding
         return self.node("Conv", [x, w, b], name, kernel_shape=[kh, kw],
                          strides=list(m.stride), pads=[ph, pw, ph, pw])
@@ -102,7 +109,7 @@ class _Writer:
         return self.node("Flatten", [x], name, axis=1)
 
     def _Reshape(self, m, x, name):
-        shape = self.tensor(f"{name}.shape", np.array(m.shape, dtype=np.int64))
+        shape = self.tensor(self.key(name, "shape"), np.array(m.shape, dtype=np.int64))
         return self.node("Reshape", [x, shape], name)
 
     def _AvgPool2d(self, m, x, name):
@@ -117,11 +124,11 @@ class _Writer:
         return self.node("Gelu", [x], name)
 
     def _Dropout(self, m, x, name):
-        ratio = self.tensor(f"{name}.ratio", np.array(m.p, dtype=np.float32))
+        ratio = self.tensor(self.key(name, "ratio"), np.array(m.p, dtype=np.float32))
         return self.node("Dropout", [x, ratio], name)
 
     def _BatchNorm1d(self, m, x, name):
-        inputs = [x] + [self.tensor(f"{name}.{attr}", getattr(m, attr).value) for attr in
+        inputs = [x] + [self.tensor(self.key(name, attr), getattr(m, attr).value) for attr in
                         ("weight", "bias", "running_mean", "running_var")]
         return self.node("BatchNormalization", inputs, name, epsilon=m.eps,
                          momentum=1.0 - m.momentum)
@@ -129,7 +136,7 @@ class _Writer:
     _BatchNorm2d = _BatchNorm1d
 
     def _LayerNorm(self, m, x, name):
-        inputs = [x] + [self.tensor(f"{name}.{attr}", getattr(m, attr).value) for attr in
+        inputs = [x] + [self.tensor(self.key(name, attr), getattr(m, attr).value) for attr in
                         ("weight", "bias")]
         return self.node("LayerNormalization", inputs, name, epsilon=m.eps,
                          axis=-len(m.normalized_shape))
@@ -139,7 +146,7 @@ class _Writer:
         return pooled if m.keepdims else self.node("Flatten", [pooled], name, axis=1)
 
     def _Residual(self, m, x, name):
-        inner = self.walk(m.module, x, f"{name}.module.")
+        inner = self.walk(m.module, x, "module." if name == self.alone else f"{name}.module.")
         return self.node("Add", [x, inner], name)
 
     def _MaxPool2d(self, m, x, name):

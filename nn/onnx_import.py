@@ -1,436 +1,26 @@
 """nn.from_onnx: an ONNX graph (what torch.onnx.export, tf2onnx and skl2onnx write) becomes
 an nn.Graph with its weights, for private training or private inference.
 
-Two steps. `plan(model)` reads the file in the clear and checks every node: the result is
-a public description (nodes, their layer kinds and settings, every weight's shape) and the
-weights, as arrays in nn's layouts under nn's parameter names. Anything we cannot run is
-refused here, all of it in one OnnxImportError naming each node's op type and name, before
-any party shares anything. Then `from_onnx` builds the layers on every party and shares
-the weights: public (every party reads the same file) or secret-shared by the owner party
-(only it reads the file; the others learn the description, never a weight).
-
-Parameter names follow the weights' initializer names where they end in ".weight" (so a
-PyTorch export keeps its state_dict names: "conv1.weight"), else the ONNX node's name.
+nn.onnx_plan reads and checks the model in the clear (only where the model is); here the
+layers are built on every party and the weights shared: public (every party reads the
+same file), secret-shared by the owner party (only it reads the file; the others receive
+the public description, never a weight), or by an owner who is not a party (it shares
+onnx_to_npz's file with `mpc share`; the parties open the description, never a weight).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 
 import mpc
+from nn.graph import Graph
 from nn.module import Buffer, Parameter
+from nn.onnx_plan import OnnxImportError, plan
 
-OPS = ("Add", "AveragePool", "BatchNormalization", "Concat", "Constant", "Conv", "Dropout",
-       "Flatten", "Gelu", "Gemm", "GlobalAveragePool", "Identity", "LayerNormalization",
-       "LogSoftmax", "MatMul", "MaxPool", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh")
-HINTS = {"Erf": "; a GELU exported below opset 20 is written with Erf: export with opset "
-                "20 or later, which has Gelu",
-         "Shape": "; the shape is computed at run time: export with static shapes, or use "
-                  "Flatten"}
-
-
-class OnnxImportError(ValueError):
-    """An ONNX model (or part of one) that nn cannot run; the message names every node."""
-
-
-class _Upstream(Exception):
-    """A node's input comes from a node already refused (reported there, not again)."""
-
-
-REFUSED = "\0refused"  # the alias of a refused node's outputs
-
-
-def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise ImportError("ONNX import and export need the onnx package: "
-                          "pip install 'mpc-dl[onnx]'") from None
-    return onnx
-
-
-def load_model(source):
-    """An onnx.ModelProto from a path, bytes or a ModelProto; clear errors otherwise."""
-    onnx = _onnx()
-    if isinstance(source, onnx.ModelProto):
-        return source
-    if isinstance(source, (bytes, bytearray)):
-        try:
-            return onnx.load_from_string(bytes(source))
-        except Exception as exc:  # protobuf's DecodeError and friends
-            raise OnnxImportError(f"these bytes are not an ONNX model ({exc})") from None
-    if not isinstance(source, (str, Path)):
-        raise TypeError(f"from_onnx: expected a path, bytes or an onnx.ModelProto, got "
-                        f"{type(source).__name__}")
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"from_onnx: no ONNX file at {str(path)!r}")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:
-        raise OnnxImportError(f"{str(path)!r} is not an ONNX model ({exc})") from None
-
-
-def _attrs(node) -> dict:
-    onnx = _onnx()
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _label(node, index: int) -> str:
-    if node.name:
-        return f"{node.op_type} node {node.name!r}"
-    return f"{node.op_type} node #{index} (unnamed, output {node.output[0]!r})"
-
-
-class _Planner:
-    """Walks the ONNX graph in its (topological) order and writes the plan."""
-
-    def __init__(self, model):
-        onnx = _onnx()
-        self.onnx = onnx
-        graph = model.graph
-        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                          1)
-        self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-        self.problems: list[str] = []
-        self.nodes: list[dict] = []
-        self.arrays: dict[str, np.ndarray] = {}
-        self.alias: dict[str, str] = {}  # ONNX value -> our value (graph input or a node)
-        self.made_by: dict[str, dict] = {}  # our value -> its plan node
-        self.uses: dict[str, int] = {}
-        for node in graph.node:
-            for name in node.input:
-                self.uses[name] = self.uses.get(name, 0) + 1
-        for out in graph.output:
-            self.uses[out.name] = self.uses.get(out.name, 0) + 1
-        self.ranks = self._ranks(model)
-        data_inputs = [i.name for i in graph.input if i.name not in self.consts]
-        outputs = [o.name for o in graph.output]
-        if len(data_inputs) != 1 or len(outputs) != 1:
-            raise OnnxImportError(f"the graph has inputs {data_inputs} and outputs {outputs}:"
-                                  f" nn runs graphs with one data input and one output")
-        self.input, self.output = data_inputs[0], outputs[0]
-        self.alias[self.input] = self.input
-        self.taken = {self.input}
-
-    def _ranks(self, model) -> dict[str, int]:
-        """Each value's rank where ONNX's shape inference knows it."""
-        try:
-            inferred = self.onnx.shape_inference.infer_shapes(model).graph
-        except Exception:  # inference is a help for checks, not a requirement
-            inferred = model.graph
-        ranks = {}
-        for info in list(inferred.input) + list(inferred.value_info) + list(inferred.output):
-            t = info.type.tensor_type
-            if t.HasField("shape"):
-                ranks[info.name] = len(t.shape.dim)
-        return ranks
-
-    # ------------------------------------------------------------------ helpers
-    def _unique(self, want: str) -> str:
-        name, k = want, 1
-        while name in self.taken:
-            k += 1
-            name = f"{want}_{k}"
-        self.taken.add(name)
-        return name
-
-    def _value(self, node, i: int) -> str:
-        """Our name for the computed value at input i of node (ValueError if constant)."""
-        name = node.input[i]
-        if name in self.consts:
-            raise ValueError(f"input {i} ({name!r}) is a constant; nn runs this op on a "
-                             f"computed tensor only")
-        if name not in self.alias:
-            raise ValueError(f"input {name!r} is not computed by a node we run")
-        if self.alias[name] == REFUSED:
-            raise _Upstream
-        return self.alias[name]
-
-    def _const(self, node, i: int, what: str) -> np.ndarray | None:
-        if i >= len(node.input) or node.input[i] == "":
-            return None
-        name = node.input[i]
-        if name not in self.consts:
-            source = "a graph input" if name == self.input else "computed at run time"
-            raise ValueError(f"{what}, {name!r}, is {source}; nn needs a constant there (an "
-                             f"initializer or a Constant node)")
-        return np.asarray(self.consts[name])
-
-    def _emit(self, node, kind: str, inputs: list[str], args: dict | None = None,
-              tensors: dict[str, np.ndarray] | None = None, prefer: str | None = None) -> dict:
-        name = self._unique(prefer or node.name or f"{node.op_type}_{len(self.nodes)}")
-        entry = {"name": name, "kind": kind, "args": args or {}, "inputs": inputs,
-                 "tensors": {}}
-        for attr, array in (tensors or {}).items():
-            key = f"{name}.{attr}"
-            self.arrays[key] = np.asarray(array, dtype=np.float64)
-            entry["tensors"][attr] = [key, list(self.arrays[key].shape)]
-        self.nodes.append(entry)
-        self.made_by[name] = entry
-        self.alias[node.output[0]] = name
-        return entry
-
-    def _weight_prefix(self, node, i: int) -> str | None:
-        """'conv1' when input i is the initializer 'conv1.weight' (a PyTorch export)."""
-        name = node.input[i] if i < len(node.input) else ""
-        return name[:-len(".weight")] if name.endswith(".weight") and len(name) > 7 else None
-
-    @staticmethod
-    def _check(attrs: dict, allowed: dict) -> None:
-        """Refuse attribute values other than the ones in `allowed` (name -> test, text)."""
-        for key, (ok, text) in allowed.items():
-            if key in attrs and not ok(attrs[key]):
-                value = attrs[key]
-                value = value.decode() if isinstance(value, bytes) else value
-                raise ValueError(f"{key}={value!r} is not supported ({text})")
-
-    # ------------------------------------------------------------------ the walk
-    def run(self, graph) -> dict:
-        for index, node in enumerate(graph.node):
-            try:
-                self._node(node)
-            except (ValueError, _Upstream) as exc:
-                if isinstance(exc, ValueError):
-                    self.problems.append(f"{_label(node, index)}: {exc}")
-                self.alias.update({out: REFUSED for out in node.output})
-        if not self.problems and self.output not in self.alias:
-            self.problems.append(f"the graph's output {self.output!r} is not computed")
-        elif not self.problems and self.alias[self.output] == self.input:
-            self.problems.append("the graph's output is its input: nothing to compute")
-        if self.problems:
-            raise OnnxImportError(f"cannot run {len(self.problems)} part(s) of this ONNX "
-                                  f"model:\n  " + "\n  ".join(self.problems) +
-                                  f"\n(nn runs {', '.join(OPS)})")
-        return {"input": self.input, "output": self.alias[self.output], "nodes": self.nodes}
-
-    def _node(self, node) -> None:
-        if node.domain not in ("", "ai.onnx"):
-            raise ValueError(f"operators of domain {node.domain!r} are not supported")
-        handler = getattr(self, f"_op_{node.op_type}", None)
-        if handler is None:
-            raise ValueError(f"operator not supported{HINTS.get(node.op_type, '')}")
-        for extra in node.output[1:]:
-            if extra and self.uses.get(extra):
-                raise ValueError(f"its output {extra!r} is used; nn computes only the first "
-                                 f"output of a node")
-        handler(node, _attrs(node))
-
-    # ------------------------------------------------------------------ operators
-    def _op_Constant(self, node, attrs):
-        if "value" not in attrs:
-            raise ValueError(f"only a tensor 'value' is supported (got {sorted(attrs)})")
-        self.consts[node.output[0]] = self.onnx.numpy_helper.to_array(attrs["value"])
-
-    def _op_Identity(self, node, attrs):
-        if node.input[0] in self.consts:
-            self.consts[node.output[0]] = self.consts[node.input[0]]
-        else:
-            self.alias[node.output[0]] = self._value(node, 0)
-
-    def _simple(kind):
-        def handler(self, node, attrs):
-            self._emit(node, kind, [self._value(node, 0)])
-        return handler
-
-    _op_Relu, _op_Sigmoid, _op_Tanh = _simple("ReLU"), _simple("Sigmoid"), _simple("Tanh")
-    del _simple
-
-    def _op_Gemm(self, node, attrs):
-        self._check(attrs, {"transA": (lambda v: v == 0, "A must not be transposed")})
-        x = self._value(node, 0)
-        b = self._const(node, 1, "B, the weight")
-        if b.ndim != 2:
-            raise ValueError(f"B has shape {b.shape}; a 2-D weight is needed")
-        weight = (b.T if attrs.get("transB", 0) else b) * attrs.get("alpha", 1.0)
-        c = self._const(node, 2, "C, the bias")
-        bias = np.zeros(weight.shape[1]) if c is None else \
-            self._bias_vector(c * attrs.get("beta", 1.0), weight.shape[1], "C")
-        self._linear(node, x, weight, bias)
-
-    def _op_MatMul(self, node, attrs):
-        x = self._value(node, 0)
-        w = self._const(node, 1, "the second operand (the weight)")
-        if w.ndim != 2:
-            raise ValueError(f"the weight has shape {w.shape}; a 2-D weight is needed")
-        self._linear(node, x, w, np.zeros(w.shape[1]))
-
-    def _linear(self, node, x, weight, bias):
-        if self.ranks.get(node.input[0], 2) != 2:
-            raise ValueError(f"the input has rank {self.ranks[node.input[0]]}; nn's Linear "
-                             f"takes [batch, features]")
-        self._emit(node, "Linear", [x], {"in_features": weight.shape[0],
-                                         "out_features": weight.shape[1]},
-                   {"weight": weight, "bias": bias}, self._weight_prefix(node, 1))
-
-    @staticmethod
-    def _bias_vector(c: np.ndarray, out: int, what: str) -> np.ndarray:
-        if c.size == 1:
-            return np.full(out, float(c.reshape(-1)[0]))
-        if c.size == out and c.shape[-1] == out:
-            return c.reshape(out)
-        raise ValueError(f"{what} has shape {c.shape}; a bias of {out} values is needed")
-
-    def _op_Add(self, node, attrs):
-        consts = [i for i in (0, 1) if node.input[i] in self.consts]
-        if not consts:
-            self._emit(node, "Add", [self._value(node, 0), self._value(node, 1)])
-            return
-        if len(consts) == 2:
-            raise ValueError("both operands are constants (fold them before exporting)")
-        x = self._value(node, 1 - consts[0])
-        c = np.asarray(self.consts[node.input[consts[0]]], dtype=np.float64)
-        layer = self.made_by.get(x)
-        if layer is None or layer["kind"] not in ("Linear", "Conv2d") or self.uses.get(
-                node.input[1 - consts[0]], 0) != 1:
-            raise ValueError("adding a constant is supported only as the bias of the single "
-                             "MatMul, Gemm or Conv before it")
-        bias_key = layer["tensors"]["bias"][0]
-        out = self.arrays[bias_key].size
-        if layer["kind"] == "Conv2d" and c.size == out and c.ndim >= 3:
-            if c.shape[-2:] != (1, 1):
-                raise ValueError(f"the constant has shape {c.shape}; a bias per channel "
-                                 f"[C, 1, 1] is needed")
-            c = c.reshape(out)
-        self.arrays[bias_key] = self.arrays[bias_key] + self._bias_vector(c, out, "the constant")
-        self.alias[node.output[0]] = x
-
-    def _op_Conv(self, node, attrs):
-        w = self._const(node, 1, "the weight")
-        if w.ndim != 4:
-            raise ValueError(f"the weight has shape {w.shape}; nn runs 2-D convolutions only")
-        self._check(attrs, {
-            "group": (lambda v: v == 1, "grouped convolutions are not; only group=1"),
-            "dilations": (lambda v: all(d == 1 for d in v), "only 1"),
-            "auto_pad": (lambda v: v in (b"NOTSET", b"VALID"), "only explicit pads"),
-            "kernel_shape": (lambda v: list(v) == list(w.shape[2:]),
-                             f"it must match the weight's {list(w.shape[2:])}")})
-        pads = list(attrs.get("pads", [0, 0, 0, 0]))
-        if attrs.get("auto_pad") == b"VALID":
-            pads = [0, 0, 0, 0]
-        if pads[:2] != pads[2:]:
-            raise ValueError(f"pads={pads} are not symmetric (begin and end must be equal)")
-        b = self._const(node, 2, "the bias")
-        bias = np.zeros(w.shape[0]) if b is None else self._bias_vector(b, w.shape[0], "B")
-        self._emit(node, "Conv2d", [self._value(node, 0)],
-                   {"in_channels": w.shape[1], "out_channels": w.shape[0],
-                    "kernel_size": list(w.shape[2:]),
-                    "stride": list(attrs.get("strides", [1, 1])), "padding": pads[:2]},
-                   {"weight": w, "bias": bias}, self._weight_prefix(node, 1))
-
-    def _pool(self, node, attrs, kind):
-        kernel = list(attrs.get("kernel_shape", []))
-        if len(kernel) != 2:
-            raise ValueError(f"kernel_shape={kernel}: nn pools over 2-D windows only")
-        self._check(attrs, {
-            "pads": (lambda v: not any(v), "nn pools without padding"),
-            "dilations": (lambda v: all(d == 1 for d in v), "only 1"),
-            "ceil_mode": (lambda v: v == 0, "only floor"),
-            "auto_pad": (lambda v: v in (b"NOTSET", b"VALID"), "only explicit pads"),
-            "storage_order": (lambda v: v == 0, "only row major")})
-        self._emit(node, kind, [self._value(node, 0)],
-                   {"kernel_size": kernel, "stride": list(attrs.get("strides", [1, 1]))})
-
-    def _op_MaxPool(self, node, attrs):
-        self._pool(node, attrs, "MaxPool2d")
-
-    def _op_AveragePool(self, node, attrs):
-        self._pool(node, attrs, "AvgPool2d")
-
-    def _op_GlobalAveragePool(self, node, attrs):
-        rank = self.ranks.get(node.input[0], 4)
-        if rank != 4:
-            raise ValueError(f"the input has rank {rank}; nn pools [N, C, H, W]")
-        self._emit(node, "GlobalAvgPool2d", [self._value(node, 0)])
-
-    def _op_Flatten(self, node, attrs):
-        self._check(attrs, {"axis": (lambda v: v == 1, "only axis=1: [batch, features]")})
-        self._emit(node, "Flatten", [self._value(node, 0)])
-
-    def _op_Reshape(self, node, attrs):
-        self._check(attrs, {"allowzero": (lambda v: v == 0, "only 0")})
-        x = self._value(node, 0)
-        shape = self._const(node, 1, "the target shape")
-        self._emit(node, "Reshape", [x], {"shape": [int(d) for d in shape.reshape(-1)]})
-
-    def _op_Softmax(self, node, attrs):
-        axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
-        rank = self.ranks.get(node.input[0])
-        if self.opset < 13 and axis not in (-1, (rank or 0) - 1):
-            raise ValueError(f"before opset 13 Softmax flattens from axis {axis}; nn "
-                             f"supports it on the last axis only (input rank {rank})")
-        self._emit(node, "Softmax", [self._value(node, 0)], {"axis": int(axis)})
-
-    def _op_LogSoftmax(self, node, attrs):
-        axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
-        rank = self.ranks.get(node.input[0])
-        if self.opset < 13 and axis not in (-1, (rank or 0) - 1):
-            raise ValueError(f"before opset 13 LogSoftmax flattens from axis {axis}; nn "
-                             f"supports it on the last axis only (input rank {rank})")
-        self._emit(node, "LogSoftmax", [self._value(node, 0)], {"axis": int(axis)})
-
-    def _op_Gelu(self, node, attrs):
-        self._check(attrs, {"approximate": (lambda v: v in (b"none", b"tanh"),
-                                            "'none' or 'tanh'")})
-        self._emit(node, "GELU", [self._value(node, 0)])
-
-    def _op_LayerNormalization(self, node, attrs):
-        self._check(attrs, {"stash_type": (lambda v: v == 1, "only float32 statistics")})
-        scale = self._const(node, 1, "Scale")
-        bias = self._const(node, 2, "B")
-        axis, rank = int(attrs.get("axis", -1)), self.ranks.get(node.input[0])
-        if (rank is not None and axis % rank != rank - scale.ndim) or \
-                (rank is None and axis != -scale.ndim):
-            raise ValueError(f"axis={axis} with a Scale of shape {scale.shape}: nn normalises "
-                             f"the last dimensions, the Scale's shape")
-        self._emit(node, "LayerNorm", [self._value(node, 0)],
-                   {"normalized_shape": list(scale.shape),
-                    "eps": float(attrs.get("epsilon", 1e-5))},
-                   {"weight": scale, "bias": np.zeros(scale.shape) if bias is None else bias},
-                   self._weight_prefix(node, 1))
-
-    def _op_Concat(self, node, attrs):
-        self._emit(node, "Concat", [self._value(node, i) for i in range(len(node.input))],
-                   {"axis": int(attrs["axis"])})
-
-    def _op_Dropout(self, node, attrs):
-        ratio = self._const(node, 1, "ratio") if len(node.input) > 1 else None
-        mode = self._const(node, 2, "training_mode") if len(node.input) > 2 else None
-        if mode is not None and bool(mode):
-            raise ValueError("training_mode is true; nn imports inference graphs (call "
-                             "model.train() to train with dropout)")
-        p = float(ratio) if ratio is not None else float(attrs.get("ratio", 0.5))
-        self._emit(node, "Dropout", [self._value(node, 0)], {"p": p})
-
-    def _op_BatchNormalization(self, node, attrs):
-        self._check(attrs, {"training_mode": (lambda v: v == 0, "only inference graphs"),
-                            "spatial": (lambda v: v == 1, "only 1")})
-        rank = self.ranks.get(node.input[0])
-        if rank not in (2, 3, 4):
-            raise ValueError(f"the input's rank is {rank if rank else 'unknown'}; nn "
-                             f"normalises [N, C], [N, C, L] or [N, C, H, W] (give the "
-                             f"graph's input a shape)")
-        scale, bias, mean, var = (self._const(node, i, what) for i, what in
-                                  enumerate(["scale", "B", "mean", "var"], start=1))
-        self._emit(node, "BatchNorm2d" if rank == 4 else "BatchNorm1d", [self._value(node, 0)],
-                   {"num_features": int(scale.size), "eps": float(attrs.get("epsilon", 1e-5)),
-                    "momentum": 1.0 - float(attrs.get("momentum", 0.9))},
-                   {"weight": scale, "bias": bias, "running_mean": mean, "running_var": var},
-                   self._weight_prefix(node, 1))
-
-
-def plan(source) -> tuple[dict, dict[str, np.ndarray]]:
-    """(description, weights) of an ONNX model, read in the clear; OnnxImportError naming
-    every node (op type and name) that nn cannot run. The description is public: node
-    names, layer kinds and settings, inputs, and each weight's name and shape. The weights
-    are named as the Graph will name its parameters, in nn's layouts (a Linear's [in, out])."""
-    model = load_model(source)
-    planner = _Planner(model)
-    return planner.run(model.graph), planner.arrays
+DESCRIPTION = "__description__"  # onnx_to_npz's array of the description's JSON bytes
 
 
 NEEDS_CTX = ("Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "LayerNorm")
@@ -455,27 +45,76 @@ def _set(module, attr: str, value) -> None:
         setattr(module, attr, value)
 
 
-def from_onnx(source, ctx, *, owner: int | None = None):
+def from_onnx(source, ctx, *, owner: int | str | None = None):
     """An nn.Graph running the ONNX model `source` (a path, bytes or an onnx.ModelProto),
     in eval mode (Dropout off, BatchNorm on its running statistics; .train() to train).
 
     owner=None: the weights are public; every party passes the same model. owner=k: only
-    party k passes it (the others pass None; nothing else they pass is read) and its
-    weights are secret-shared by party k,
-    so a model's owner can run it on others' data without showing it: the others learn
-    the architecture (layer kinds, settings and weight shapes), never a weight. A model
-    nn cannot run is refused (OnnxImportError naming each node) on every party before
-    anything is shared. Rounds: 0 (public), 1 (owner: the description, a few kB).
+    party k passes it (the others pass None; nothing else they pass is read) and
+    secret-shares its weights, so a model's owner can run it on others' data without
+    showing it: the others learn the architecture (layer kinds, settings and weight
+    shapes), never a weight. A model nn cannot run is refused (OnnxImportError naming each
+    node) on every party before anything is shared. owner="name": an owner who is not a
+    party shared onnx_to_npz's file with `mpc share --owner name` (every party passes
+    None); the parties open the description (public) and take the weights' shares.
+    Rounds: 1 (public: the parties compare digests of their copies), 2 (owner party: the description, then one share of all the
+    weights), 1 (outside owner: the description's opening).
     Example:
         model = nn.from_onnx("cnn.onnx" if ctx.pid == 0 else None, ctx, owner=0)
     """
     if owner is None:
         description, arrays = plan(source)
-    else:
-        if not 0 <= owner < ctx.n_parties:
-            raise ValueError(f"from_onnx: owner {owner} is not a party (0..{ctx.n_parties - 1})")
-        description, arrays = _from_owner(ctx, source, owner)
-    return _build(ctx, description, arrays, owner)
+        mpc.check_same(ctx, "from_onnx(owner=None): the models", json.dumps(
+            description, sort_keys=True), *(arrays[k] for k in sorted(arrays)))
+        return _build(ctx, description, lambda key: mpc.share_public(ctx, arrays[key]))
+    if isinstance(owner, str):
+        return _from_outside(ctx, owner)
+    if not 0 <= owner < ctx.n_parties:
+        raise ValueError(f"from_onnx: owner {owner} is not a party (0..{ctx.n_parties - 1})")
+    description, arrays = _from_owner(ctx, source, owner)
+    shapes = [(key, tuple(shape)) for entry in description["nodes"]
+              for key, shape in entry["tensors"].values()]
+    sizes = [math.prod(shape) for _, shape in shapes]  # one flat vector: one share, 1 round
+    mine = np.concatenate([arrays[key].reshape(-1) for key, _ in shapes] or [np.zeros(0)]) \
+        if ctx.pid == owner else None
+    flat, tensors, start = mpc.share(ctx, mine, owner, shape=(sum(sizes),)), {}, 0
+    for (key, shape), size in zip(shapes, sizes):
+        tensors[key] = flat[start:start + size].reshape(shape)
+        start += size
+    return _build(ctx, description, tensors.__getitem__)
+
+
+def onnx_to_npz(source, path) -> None:
+    """For a model's owner who is not a computing party: check the model (refused as
+    plan refuses it, before anything leaves) and write `path`, an .npz of its weights and
+    its public description, for `mpc share --owner NAME path`; the parties then call
+    nn.from_onnx(None, ctx, owner="NAME").
+    Example:
+        nn.onnx_to_npz("cnn.onnx", "cnn_for_sharing.npz")
+    """
+    description, arrays = plan(source)
+    codes = np.frombuffer(json.dumps(description).encode(), dtype=np.uint8)
+    np.savez(path, **{DESCRIPTION: codes.astype(np.float64)}, **arrays)
+
+
+def _from_outside(ctx, owner: str):
+    """The description opened among the parties, the weights as the owner shared them."""
+    with ctx.operation("onnx-plan"):
+        codes = mpc.input_from(ctx, owner, DESCRIPTION).reveal()  # public by design
+    try:
+        description = json.loads(bytes(np.rint(codes).astype(np.uint8)).decode())
+        shapes = {key: tuple(shape) for entry in description["nodes"]
+                  for key, shape in entry["tensors"].values()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OnnxImportError(f"owner {owner}'s {DESCRIPTION!r} is not a model description "
+                              f"(share the file nn.onnx_to_npz writes): {exc}") from None
+    weights = {key: mpc.input_from(ctx, owner, key) for key in shapes}
+    wrong = [f"{key}: {w.shape}, the description says {shapes[key]}"
+             for key, w in weights.items() if tuple(w.shape) != shapes[key]]
+    if wrong:
+        raise OnnxImportError(f"owner {owner}'s weights do not fit its description: "
+                              + "; ".join(wrong))
+    return _build(ctx, description, weights.__getitem__)
 
 
 def _from_owner(ctx, source, owner: int):
@@ -499,27 +138,13 @@ def _from_owner(ctx, source, owner: int):
     return received["ok"], arrays
 
 
-def _build(ctx, description: dict, arrays, owner: int | None):
-    """The layers, then the weights: public, or shared by the owner as one flat vector
-    (one mpc.share: 1 round, however many tensors)."""
-    from nn.graph import Graph
-    graph, slots = Graph(description["input"]), []
+def _build(ctx, description: dict, tensor):
+    """The Graph of `description`, each weight from tensor(its name)."""
+    graph = Graph(description["input"])
     for entry in description["nodes"]:
         module = _layer(ctx, entry["kind"], entry["args"])
-        slots += [(module, attr, key, tuple(shape))
-                  for attr, (key, shape) in entry["tensors"].items()]
+        for attr, (key, _) in entry["tensors"].items():
+            _set(module, attr, tensor(key))
         graph.add(entry["name"], module, *entry["inputs"])
     graph.output = description["output"]
-    if owner is None:
-        values = [mpc.share_public(ctx, arrays[key]) for _, _, key, _ in slots]
-    else:
-        sizes = [math.prod(shape) for *_, shape in slots]
-        mine = np.concatenate([arrays[key].reshape(-1) for _, _, key, _ in slots]) \
-            if ctx.pid == owner else None
-        flat = mpc.share(ctx, mine, owner, shape=(sum(sizes),))
-        starts = np.cumsum([0] + sizes)
-        values = [flat[a:b].reshape(shape) for a, b, (*_, shape) in
-                  zip(starts[:-1], starts[1:], slots)]
-    for (module, attr, _, _), value in zip(slots, values):
-        _set(module, attr, value)
     return graph.eval()

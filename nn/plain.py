@@ -179,6 +179,34 @@ class MaxPool2d(_Pool):
         return self._spread(self._hit * g[..., None, None])
 
 
+class MaxPool2dStrided:
+    """float64 twin of nn.MaxPool2d(kernel, stride) for any stride (overlapping windows
+    too): on ties every maximal position gets the gradient, as on shares."""
+
+    params: list = []
+
+    def __init__(self, kernel: int, stride: int):
+        self.kernel, self.stride = kernel, stride
+
+    def _offsets(self, shape):
+        k, s = self.kernel, self.stride
+        oh, ow = (shape[2] - k) // s + 1, (shape[3] - k) // s + 1
+        return [np.s_[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+                for i in range(k) for j in range(k)]
+
+    def forward(self, x):
+        self._x = x
+        self._top = np.max([x[win] for win in self._offsets(x.shape)], axis=0)
+        return self._top
+
+    def backward(self, g):
+        self.grads = []
+        gx = np.zeros_like(self._x)
+        for win in self._offsets(self._x.shape):
+            gx[win] += g * (self._x[win] >= self._top)
+        return gx
+
+
 class Flatten:
     """[batch, ...] -> [batch, features]."""
 
@@ -300,3 +328,39 @@ def cnn_accuracy(xtr, ytr, xte, yte, *, channels: int, pool: str, epochs: int,
                        Linear(pooled, ytr.shape[1], seed=1))
     train(model, SGD(lr), xtr, ytr, epochs=epochs, batch_size=batch_size)
     return accuracy(model, xte, yte)
+
+
+def dp_sgd_train(model, xtr, ytr, *, epochs: int, batch_size: int, lr: float,
+                 momentum: float, l2_norm_clip: float, noise_std: float, sampling: str,
+                 seed: int = 0):
+    """float64 twin of nn.DPSGD with one gradient per example and softmax cross-entropy:
+    each example's gradient clipped to l2_norm_clip, summed with N(0, noise_std^2) noise
+    per coordinate, divided by the batch (its expected size under Poisson sampling);
+    v <- momentum v + that, w <- w - lr v. `sampling` as nn.DPSGD's: "public-shuffle"
+    (nn.fit's batches) or "poisson" (ceil(n / batch) steps an epoch, each row in a step
+    with probability batch / n). numpy's generator: a reference, not a private release."""
+    rng, order_rng = np.random.default_rng(seed + 1), np.random.default_rng(seed)
+    n, steps = len(xtr), math.ceil(len(xtr) / batch_size)
+    velocity = None
+    for _ in range(epochs):
+        order = order_rng.permutation(n) if sampling == "public-shuffle" else None
+        for step in range(steps):
+            if sampling == "poisson":
+                rows, divisor = np.flatnonzero(rng.random(n) < batch_size / n), batch_size
+            else:
+                rows = order[step * batch_size:(step + 1) * batch_size]
+                divisor = len(rows)
+            total = [np.zeros_like(p) for p in model.params]
+            for i in rows:
+                z = model.forward(xtr[i:i + 1])
+                p = np.exp(z - z.max(axis=1, keepdims=True))
+                model.backward(p / p.sum(axis=1, keepdims=True) - ytr[i:i + 1])
+                norm = math.sqrt(sum(float((g * g).sum()) for g in model.grads))
+                scale = min(1.0, l2_norm_clip / norm) if norm > 0 else 1.0
+                total = [t + scale * g for t, g in zip(total, model.grads)]
+            grad = [(t + rng.normal(0, noise_std, t.shape)) / divisor for t in total]
+            velocity = grad if velocity is None else [momentum * v + g
+                                                      for v, g in zip(velocity, grad)]
+            for w, v in zip(model.params, velocity):
+                w -= lr * v
+    return model

@@ -5,14 +5,37 @@ Two ways batches can be drawn, and what each proves:
 - "poisson": every example joins each step independently with probability q = batch / n
   and nobody learns who joined. This is what TensorFlow Privacy's compute_dp_sgd_privacy
   and Opacus report (a Poisson-subsampled Gaussian per step), and what `dp_sgd_epsilon`
-  reproduces to 1e-9. It is *not* how nn.fit draws batches.
-- "public-shuffle" (what nn.fit does): a seeded permutation cuts each epoch into
+  reproduces to 1e-9. nn.DPSGD(sampling="poisson") runs exactly this mechanism (below).
+- "public-shuffle" (nn.fit's default): a seeded permutation cuts each epoch into
   fixed-size batches, and the permutation is public to the parties, so everybody knows
   which step used which row and subsampling amplifies nothing. What is proven then:
   replacing one row changes the clipped gradient sum of one step per epoch by at most
   2 * l2_norm_clip, so the release is `epochs` adaptive compositions of a Gaussian
   mechanism with noise multiplier noise_multiplier / 2 (replace-one neighbours).
   Larger batches cost no privacy here, only fewer steps.
+
+Why the Poisson accountant is exactly right for nn.DPSGD(sampling="poisson"). Each step
+releases (to the parties, and through the model to its recipient) only
+    R_t = sum_i b_i clip(g_i) + Z,   b_i ~ Bernoulli(q) independent, Z ~ noise(sigma C),
+where the b_i are fresh secret bits (mpc.bernoulli: the XOR of every party's own random
+words compared with a public threshold; no n - 1 parties and not the dealer learn them,
+and the messages a party receives are distributed the same whatever they are), every
+row's gradient is computed every step, and ||clip(g_i)|| <= C holds for any input,
+fixed-point rounding included (nn.clip). Nothing else depends on the b_i: the batch size
+sum b_i is never revealed (the sum is divided by the public expected size q n), no
+control flow or message size depends on them. That is the sampled Gaussian mechanism of
+Abadi et al. (CCS 2016, the moments accountant) and Mironov, Talwar, Zhang ("Renyi
+Differential Privacy of the Sampled Gaussian Mechanism", 2019), whose RDP dp-accounting's
+PoissonSampledDpEvent(q, GaussianDpEvent(sigma)) computes, under add-or-remove-one
+neighbours, composed adaptively over the steps taken (later steps use the model of
+earlier ones, as those analyses allow). q is the probability the bits actually have:
+mpc.exact_probability(batch / n), an integer over 2^63, equal to batch / n itself for
+q >= 2^-10 (sampling_probability). Neither fixed-size batches nor a shuffle is used, so
+the gap Chua et al. found (shuffled batches accounted as Poisson) does not arise. What
+remains between this and "exact": the bits come from AES-CTR keyed by OS seeds
+(computationally, not perfectly, uniform), the noise is a discrete Gaussian (next
+paragraph), and n is public (shapes of shared data are), as it is in TF Privacy and
+Opacus, whose q = batch / n uses it too.
 
 Shuffled batches with a *secret* order are not covered by either: the Poisson figure is
 commonly quoted for them but can understate epsilon (Chua et al., "How Private are DP-SGD
@@ -37,6 +60,8 @@ import math
 import dp_accounting
 from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
+
+import mpc
 
 SAMPLINGS = ("poisson", "public-shuffle")
 ACCOUNTANTS = ("rdp", "pld")
@@ -66,13 +91,19 @@ def dp_sgd_event(n: int, batch_size: int, noise_multiplier: float, steps: int,
     if noise_multiplier == 0:
         return dp_accounting.NonPrivateDpEvent()
     if sampling == "poisson":
-        step = dp_accounting.PoissonSampledDpEvent(batch_size / n,
+        step = dp_accounting.PoissonSampledDpEvent(sampling_probability(n, batch_size),
                                                    dp_accounting.GaussianDpEvent(noise_multiplier))
         return dp_accounting.SelfComposedDpEvent(step, steps)
     epochs = math.ceil(steps / steps_per_epoch(n, batch_size))  # times each row was used
     # replace-one: sensitivity 2 clip, so the noise is noise_multiplier / 2 sensitivities
     return dp_accounting.SelfComposedDpEvent(
         dp_accounting.GaussianDpEvent(noise_multiplier / 2), epochs)
+
+
+def sampling_probability(n: int, batch_size: int) -> float:
+    """Poisson sampling's q for an expected batch of batch_size out of n, as the secret
+    bits implement it (mpc.exact_probability: batch_size / n itself for q >= 2^-10)."""
+    return mpc.exact_probability(batch_size / n)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 
 from nn import checkpoint, guard
 from nn.module import evaluating
+from nn.run_record import run_record
 
 
 def accuracy(model, x, y) -> float:
@@ -26,7 +27,8 @@ def accuracy(model, x, y) -> float:
     return float(correct) / y.shape[0]
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator):
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list:
+    """One epoch's batches: a public seeded permutation cut into batch_size rows."""
     order = rng.permutation(n)  # public: which rows form a batch reveals nothing of them
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
@@ -61,8 +63,12 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     then revealed each epoch). A progress bar shows them on a terminal.
 
     Batches are drawn by a public seeded permutation each epoch (shuffled, not Poisson
-    sampled). With `checkpoint_dir`, each party saves its shares after every epoch and a
-    new call resumes after the newest epoch all parties saved (nn.checkpoint).
+    sampled), unless the optimiser has a batch_plan (nn.DPSGD's secret Poisson
+    sampling). With `checkpoint_dir`, each party saves its shares after every epoch and a
+    new call resumes after the newest epoch all parties saved (nn.checkpoint), saying so,
+    if the model and settings are those of the checkpoint (else CheckpointMismatch names
+    what differs; only `epochs` may grow); the history returned then covers every epoch,
+    those before the resume too (all of them for a run that had already finished).
 
     The guard (nn.guard) runs after every `guard_every` steps (default: at the end of each
     epoch; 0: never): it reveals how many values of each layer (on the sample) and of each
@@ -83,14 +89,20 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     if private:
         optimizer.track(x.shape[0], batch_size)  # epsilon in every record
     rng = np.random.default_rng(seed)
-    plan = [_batches(x.shape[0], batch_size, rng) for _ in range(epochs)]
+    if hasattr(optimizer, "batch_plan"):  # a DP optimiser's own sampling
+        plan = optimizer.batch_plan(x.shape[0], batch_size, rng, epochs)
+    else:
+        plan = [shuffled_batches(x.shape[0], batch_size, rng) for _ in range(epochs)]
     sample = guard_sample(x.shape[0], guard_rows, seed)
     history, retried = [], set()
     epoch = 0
     if checkpoint_dir is not None:
-        epoch = checkpoint.resume(checkpoint_dir, ctx, _stored(model), optimizer)
+        run = run_record(model, loss, optimizer, x, y, epochs=epochs, batch_size=batch_size,
+                         seed=seed, sampling="public-shuffle")
+        epoch, history = checkpoint.resume(checkpoint_dir, ctx, _stored(model), optimizer,
+                                           run)
         if epoch == 0:  # something to roll back to if the first epoch overflows
-            checkpoint.save(checkpoint_dir, ctx, _stored(model), optimizer, 0)
+            checkpoint.save(checkpoint_dir, ctx, _stored(model), optimizer, 0, run)
     while epoch < epochs:
         first_step = sum(map(len, plan[:epoch])) + 1
         start, before = time.perf_counter(), ctx.stats.snapshot()
@@ -103,7 +115,8 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
             if checkpoint_dir is None or epoch in retried:
                 raise
             retried.add(epoch)
-            epoch = checkpoint.resume(checkpoint_dir, ctx, _stored(model), optimizer)
+            epoch, history = checkpoint.resume(checkpoint_dir, ctx, _stored(model),
+                                               optimizer, run)
             continue
         finally:
             if bar is not None:
@@ -118,10 +131,11 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
                 record.update(evaluate(model))
         if hasattr(optimizer, "metrics"):
             record.update(optimizer.metrics())
-        if checkpoint_dir is not None:
-            checkpoint.save(checkpoint_dir, ctx, _stored(model), optimizer, epoch + 1)
-        _report(ctx, record, progress)
         history.append(record)
+        if checkpoint_dir is not None:
+            checkpoint.save(checkpoint_dir, ctx, _stored(model), optimizer, epoch + 1, run,
+                            history)
+        _report(ctx, record, progress)
         epoch += 1
     return history
 

@@ -59,6 +59,16 @@ def test_mul_public(n, protocol, data):
     check([x], lambda a: a * k, lambda a: a * k, abs(k) / 2 + 0.01)  # no truncation
 
 
+@pytest.mark.parametrize("n, protocol", SETTINGS)
+@given(data=st.data())
+def test_division_by_a_public_integer_of_either_sign(n, protocol, data):
+    """x / -2 raised OverflowError (a negative factor cast to uint64)."""
+    check = checker(n, protocol)
+    x = data.draw(reals(data.draw(shapes())))
+    k = data.draw(st.integers(1, 1000)) * data.draw(st.sampled_from([-1, 1]))
+    check([x], lambda a: a / k, lambda a: a / k, 1.01 + np.max(np.abs(x), initial=0) / 2 ** 9)
+
+
 @pytest.mark.parametrize("n, protocol, provider", PROVIDED_SETTINGS)
 @given(data=st.data())
 def test_matmul(n, protocol, provider, data):

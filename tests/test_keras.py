@@ -9,7 +9,7 @@ import mpc
 import nn
 from nn import plain
 
-EPOCHS, BATCH, LR = 4, 16, 0.1
+EPOCHS, BATCH, LR = 2, 16, 0.1
 
 
 def wine():
@@ -37,11 +37,12 @@ def _train_wine(ctx, data, owner):
     return history, scores, predicted, weights
 
 
-@pytest.mark.parametrize("n, owner", [(2, 1), (3, 2)])
-def test_model_on_wine_matches_float64(n, owner):
+@pytest.mark.parametrize("n, owner, protocol", [(2, 1, "dealer"), (3, 2, "dealer"),
+                                                (3, 0, "replicated")])
+def test_model_on_wine_matches_float64(n, owner, protocol):
     data = wine()
     xtr, xte, ytr, yte = data
-    results = mpc.run_local(_train_wine, n, args=(data, owner))
+    results = mpc.run_local(_train_wine, n, args=(data, owner), protocol=protocol)
     history, scores, predicted, (w, b) = results[owner]
     reference = plain.train(plain.Sequential(plain.Linear(13, 3, seed=0)), plain.SGD(LR),
                             xtr, np.eye(3)[ytr], epochs=EPOCHS, batch_size=BATCH)
@@ -86,16 +87,18 @@ def _secret_inputs(ctx, x, labels):
     ys = mpc.share(ctx, labels if ctx.pid == 1 else None, 1, shape=labels.shape)
     history = model.fit(xs, ys, epochs=2, batch_size=4, progress=False)
     out = model.predict(xs, to="all")
+    called = model(xs).reveal()  # after fit, model(x) is inference too (no dropout)
     w = [p.value.reveal() for p in model.parameters()]
-    return len(history), out, w
+    return len(history), (out, called), w
 
 
 def test_model_on_secret_tensors_with_dropout():
     rng = np.random.default_rng(0)
     x, labels = rng.normal(size=(8, 4)), rng.integers(0, 3, size=8).astype(float)
-    count, out, (w1, b1, w2, b2) = mpc.run_local(_secret_inputs, 2, args=(x, labels))[0]
+    count, outs, (w1, b1, w2, b2) = mpc.run_local(_secret_inputs, 2, args=(x, labels))[0]
     assert count == 2
-    np.testing.assert_allclose(out, np.tanh(x @ w1 + b1) @ w2 + b2, atol=1e-3)  # eval mode
+    for out in outs:  # predict and model(x) after fit: eval mode
+        np.testing.assert_allclose(out, np.tanh(x @ w1 + b1) @ w2 + b2, atol=1e-3)
 
 
 def _dp_model(ctx, x, y, layers, microbatches, batch):
@@ -236,3 +239,18 @@ def test_dp_model_refuses_microbatches_that_do_not_divide_the_batch():
         mpc.run_local(_dp_model, 2, args=(x, y, lambda ctx: [nn.Linear(ctx, 3, 1)], 7, 32))
     with pytest.raises(mpc.PartyFailed, match="num_microbatches must be a positive integer"):
         mpc.run_local(_dp_model, 2, args=(x, y, lambda ctx: [nn.Linear(ctx, 3, 1)], 0, 32))
+
+
+def _ends_in_softmax(ctx):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nn.Model(nn.Linear(ctx, 4, 3), nn.Softmax()).compile("sgd", "categorical_crossentropy")
+        nn.Model(nn.Linear(ctx, 4, 3), nn.Softmax()).compile("sgd", "mse")
+        nn.Model(nn.Linear(ctx, 4, 3)).compile("sgd", "categorical_crossentropy")
+    return [str(w.message) for w in caught]
+
+
+def test_a_softmax_before_a_loss_on_logits_is_warned_about():
+    messages = mpc.run_local(_ends_in_softmax, 2)[0]
+    assert len(messages) == 1 and "ends in Softmax" in messages[0]

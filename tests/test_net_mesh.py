@@ -17,8 +17,9 @@ import pytest
 import zmq
 import zmq.auth
 
-from net import (AuthError, HandshakeRefused, NetError, PeerError, PeerLost, PeerTimeout, ProtocolError, ZmqMesh,
-                 free_tcp_addresses, generate_keypair, load_public, load_secret, write_keypair)
+from net import (AuthError, HandshakeRefused, NetError, PeerError, PeerLost, PeerTimeout,
+                 ProtocolError, ZmqMesh, free_tcp_addresses, generate_keypair, load_public,
+                 load_secret, write_keypair)
 from net import wire
 
 SPAWN = multiprocessing.get_context("spawn")

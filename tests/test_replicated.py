@@ -52,7 +52,7 @@ def _truncate_three_times(ctx, shares, parts, bits):
 def run_truncations(x, bits=F, seed=0):
     rng = np.random.default_rng(seed)
     x = np.asarray(x, dtype=np.int64)
-    results = mpc.run_local(_truncate_three_times, 3, protocol="replicated",
+    results = mpc.run_local(_truncate_three_times, 3, protocol="replicated", check=False,
                             args=(replicated(x, rng), components(x, rng), bits))
     idle = np.array([r[1] for r in results])  # [party, call]
     return results[0][0], idle
@@ -111,14 +111,15 @@ def test_rounds_and_bytes_by_role_match_the_docstrings():
     """Bytes sent and rounds (blocking waits) of each party, sorted by bytes: the roles of
     mpc.protocols.replicated (helper 26 bytes and no wait in a fused product, the other
     two 16 bytes and 2 rounds; the inner dimension of a matrix product free)."""
-    counts = mpc.run_local(_costs, 3, args=(N,), protocol="replicated")
+    counts = mpc.run_local(_costs, 3, args=(N,), protocol="replicated", check=False)
 
     def by_role(name):
         return sorted(c[name] for c in counts)
     fused = [(16 * N, 2), (16 * N, 2), (26 * N, 0)]
-    # input: share's shape agreement (one round, 8 bytes a word to each peer: [-1] held
-    # and (N,) declared by a non-owner, (N,) and (N,) by the owner), then the components
-    assert by_role("input") == [(48, 2), (48, 2), (16 * N + 64, 1)]
+    # input: share's agreement (one round, 8 bytes a word to each peer: [-1] held, (N,)
+    # declared and (owner,) by a non-owner, (N,), (N,), (owner,) by the owner), then the
+    # components
+    assert by_role("input") == [(80, 2), (80, 2), (16 * N + 96, 1)]
     assert by_role("mul") == by_role("square") == by_role("matmul") == by_role("conv2d") == fused
     assert by_role("mul_public") == [(10 * N, 0), (16 * N, 2), (16 * N, 2)]
     assert by_role("mul_bit") == [(8 * N, 1)] * 3

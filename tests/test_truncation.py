@@ -30,7 +30,8 @@ def run_truncation(x, n, protocol="dealer", **options):
 @given(st.lists(st.integers(-LIMIT, LIMIT), min_size=1, max_size=40))
 def test_exact_truncation_within_one_ulp(n, protocol, values):
     x = np.array(values + [0, 1, -1, LIMIT, -LIMIT, 2**61, -2**61], dtype=np.int64)
-    y = run_truncation(x, n, protocol)
+    # check=False: at the very top of the range (LIMIT) checked mode reports the last unit
+    y = run_truncation(x, n, protocol, check=False)
     floor = x >> F
     assert set(np.unique(y - floor)) <= {0, 1}
 
@@ -45,7 +46,8 @@ def test_exact_truncation_is_unbiased(n, protocol):
 def test_local_truncation_fails_at_documented_rate():
     magnitude = 2 ** 60  # predicted failure probability |x| / 2^64 = 1/16
     x = np.full(40_000, magnitude, dtype=np.int64) * np.where(np.arange(40_000) % 2, 1, -1)
-    y = run_truncation(x, 2, truncation="local-probabilistic")
+    # check=False: the failures are the point here (checked mode would refuse them)
+    y = run_truncation(x, 2, truncation="local-probabilistic", check=False)
     wrong = np.abs(y - (x >> F)) > 1
     rate, predicted = wrong.mean(), magnitude / 2.0**64
     assert abs(rate - predicted) < 5 * np.sqrt(predicted * (1 - predicted) / x.size)

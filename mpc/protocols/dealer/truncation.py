@@ -12,6 +12,7 @@ import numpy as np
 from mpc import kernels
 from mpc.protocols.dealer import opening
 from mpc.protocols.dealer.correlations import ItemSpec
+from mpc.protocols import range_check
 from mpc.ring import DTYPE
 
 OFFSET_BITS = 62  # inputs are shifted by 2^62 to be non-negative; |x| < 2^62 is required
@@ -27,12 +28,16 @@ def request(ctx, shape, bits: int | None = None):
 
 
 def truncate(ctx, xs: np.ndarray, ticket=None, bits: int | None = None) -> np.ndarray:
-    """[x] -> [x / 2^bits] (bits = f by default: from 2f fractional bits back to f)."""
+    """[x] -> [x / 2^bits] (bits = f by default: from 2f fractional bits back to f).
+    In checked mode the result is queued for mpc.protocols.range_check."""
     bits = ctx.fixed.frac_bits if bits is None else bits
     if ticket is None:
         ticket = request(ctx, np.shape(xs), bits)
     flat = np.asarray(xs, dtype=DTYPE).reshape(-1)  # 0-d arrays would turn into scalars
-    return TRUNCATIONS[ctx.truncation](ctx, flat, ticket, bits).reshape(np.shape(xs))
+    out = TRUNCATIONS[ctx.truncation](ctx, flat, ticket, bits)
+    if ctx.check:
+        range_check.record(ctx, out, bits)
+    return out.reshape(np.shape(xs))
 
 
 def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:

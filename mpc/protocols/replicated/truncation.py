@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc import kernels
+from mpc.protocols import range_check
 from mpc.protocols.replicated.sharing import zero_share
 from mpc.ring import DTYPE
 
@@ -71,8 +72,10 @@ def truncate(ctx, xs: np.ndarray, bits: int) -> np.ndarray:
         part = flat[0] + flat[1]
     else:  # b holds (x_b, x_h)
         part = flat[1].copy()
-    return _truncate_parts(ctx, seq, h, part, flat.shape[1], bits, "trunc").reshape(
-        (2,) + shape)
+    out = _truncate_parts(ctx, seq, h, part, flat.shape[1], bits, "trunc")
+    if ctx.check:
+        range_check.record(ctx, out, bits)
+    return out.reshape((2,) + shape)
 
 
 def truncate_product(ctx, zs: np.ndarray, bits: int, op: str = "mul") -> np.ndarray:
@@ -84,7 +87,10 @@ def truncate_product(ctx, zs: np.ndarray, bits: int, op: str = "mul") -> np.ndar
     seq = ctx.next_seq()
     flat = zs.reshape(-1) + zero_share(ctx, seq, (zs.size,))
     h = ctx.protocol.next_helper()
-    return _truncate_parts(ctx, seq, h, flat, zs.size, bits, op).reshape((2,) + shape)
+    out = _truncate_parts(ctx, seq, h, flat, zs.size, bits, op)
+    if ctx.check:
+        range_check.record(ctx, out, bits)
+    return out.reshape((2,) + shape)
 
 
 def _truncate_parts(ctx, seq: int, helper: int, part, n: int, bits: int,
