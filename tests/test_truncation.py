@@ -60,5 +60,5 @@ def test_local_truncation_fine_for_small_values():
 
 
 def test_local_truncation_refuses_three_parties():
-    with pytest.raises(ValueError, match="2 parties only"):
+    with pytest.raises(ValueError, match="2 parties only"):  # before any party starts
         run_truncation(np.zeros(3, dtype=np.int64), 3, truncation="local-probabilistic")
