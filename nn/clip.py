@@ -46,7 +46,8 @@ def ghost_plan(shapes, l2_norm_clip: float, activation_bound: float) -> dict:
     y = Y (1 +- u) +- H; z = inv_sqrt(y) <=
     (1 + 5e-5) / sqrt(y) + 4 u; w = min(1, c z) with c <= C' 2^-j (encoded rounding down)
     is <= c z + u (the product; the mask's product is exact: b w is 0 or w 2^f before its
-    truncation, and an exact multiple of 2^f truncates exactly). An example's contribution x (w delta + r)
+    truncation, and an exact multiple of 2^f truncates exactly). An example's contribution
+    x (w delta + r)
     with |r| < u per coordinate has norm <= w sqrt(s) + u sqrt(sum a_max out); the single
     rounding of the summed weight gradient adds u sqrt(sum in out) under the coupling
     that shares the truncation's mask (floor(S + U) moves by floor or ceil of a shift).

@@ -57,8 +57,9 @@ def from_onnx(source, ctx, *, owner: int | str | None = None):
     node) on every party before anything is shared. owner="name": an owner who is not a
     party shared onnx_to_npz's file with `mpc share --owner name` (every party passes
     None); the parties open the description (public) and take the weights' shares.
-    Rounds: 1 (public: the parties compare digests of their copies), 2 (owner party: the description, then one share of all the
-    weights), 1 (outside owner: the description's opening).
+    Rounds: 1 (public: the parties compare digests of their copies, mpc.check_same), 2
+    (owner party: the description, then one share of all the weights), 1 (outside owner:
+    the description's opening).
     Example:
         model = nn.from_onnx("cnn.onnx" if ctx.pid == 0 else None, ctx, owner=0)
     """
