@@ -8,6 +8,7 @@ same order: each call takes the next sequence number, which labels its messages.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -135,6 +136,20 @@ class Context:
         if self.check:
             from mpc.protocols import range_check
             range_check.check(self)
+
+    @contextmanager
+    def unchecked(self):
+        """A block in which checked mode is off (what is queued is checked first). For
+        computations whose range counts must not be opened: a DP-SGD step on training
+        data (nn.fit uses it with a differentially private optimiser), where the counts
+        would depend on the data and be revealed without noise. Every party must enter
+        the same blocks (they run the same code)."""
+        self.check_range()
+        saved, self.check = self.check, False
+        try:
+            yield self
+        finally:
+            self.check = saved
 
     def close(self) -> None:
         """Check what is still queued (checked mode), then release what the protocol holds

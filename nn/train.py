@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -108,9 +109,12 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
         start, before = time.perf_counter(), ctx.stats.snapshot()
         bar = _progress(ctx, len(plan[epoch]), progress)
         try:
-            train_loss = _run_epoch(model, loss, optimizer, x, y, plan[epoch], first_step,
-                                    sample, guard_every, bar,
-                                    {"report_loss": report_loss, "outputs": not private})
+            # with DP, checked mode (mpc.Context.unchecked) is off during training: its
+            # range counts would reveal something of the data without noise
+            with ctx.unchecked() if private else nullcontext():
+                train_loss = _run_epoch(model, loss, optimizer, x, y, plan[epoch],
+                                        first_step, sample, guard_every, bar,
+                                        {"report_loss": report_loss, "outputs": not private})
         except guard.FixedPointOverflow:
             if checkpoint_dir is None or epoch in retried:
                 raise

@@ -310,3 +310,23 @@ def test_step_view_is_the_same_whatever_the_sample(n_parties):
     assert np.all(np.abs(freq[0] - 0.5) < 6 * sigma), "a received bit is biased"
     assert np.all(np.abs(freq[0] - freq[1]) < 6 * sigma * np.sqrt(2)), \
         "the view depends on the sample"
+
+
+def _checked_dp_fit(ctx):
+    x = mpc.share(ctx, X[:12] if ctx.pid == 0 else None, 0, shape=(12, 5))
+    y = mpc.share(ctx, Y[:12] if ctx.pid == 0 else None, 0, shape=(12, 1))
+    (x * 1.0).reveal()  # a checked product before training: the range check runs
+    before = ctx.stats.by_op["range-check"].rounds
+    model = nn.DPModel(nn.Linear(ctx, 5, 1, seed=0))
+    model.compile(optimizer=nn.DPSGD(1.0, 1.0, learning_rate=0.5), loss="binary_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=4, progress=False)
+    during = ctx.stats.by_op["range-check"].rounds - before
+    (x * 1.0).reveal()  # checked mode is back on after fit
+    return ctx.check, during, ctx.stats.by_op["range-check"].rounds - before
+
+
+def test_checked_mode_opens_no_range_count_during_dp_training():
+    """The range counts of a DP step's clipping and norms depend on the training data and
+    would be opened without noise: nn.fit turns checked mode off while it trains."""
+    for checked, during, after in mpc.run_local(_checked_dp_fit, 2):
+        assert checked and during == 0 and after > 0
