@@ -99,7 +99,7 @@ def fit(model, loss, optimizer, x, y, *, epochs: int, batch_size: int, seed: int
     epoch = 0
     if checkpoint_dir is not None:
         run = run_record(model, loss, optimizer, x, y, epochs=epochs, batch_size=batch_size,
-                         seed=seed, sampling="public-shuffle")
+                         seed=seed, sampling=getattr(optimizer, "sampling", "public-shuffle"))
         epoch, history = checkpoint.resume(checkpoint_dir, ctx, _stored(model), optimizer,
                                            run)
         if epoch == 0:  # something to roll back to if the first epoch overflows

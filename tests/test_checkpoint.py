@@ -130,3 +130,21 @@ def test_a_checkpoint_without_a_record_is_refused(trained, tmp_path):
         np.savez(path, **arrays)
     with pytest.raises(mpc.PartyFailed, match="holds no record of the model and settings"):
         run(directory)
+
+
+def _dp_fit(ctx, directory, sampling):
+    rng = np.random.default_rng(0)
+    x = mpc.share(ctx, rng.normal(size=(12, 3)) if ctx.pid == 0 else None, 0, shape=(12, 3))
+    y = mpc.share(ctx, (rng.random((12, 1)) > 0.5) * 1.0 if ctx.pid == 0 else None, 0,
+                  shape=(12, 1))
+    model = nn.DPModel(nn.Linear(ctx, 3, 1, seed=0))
+    model.compile(optimizer=nn.DPSGD(1.0, 1.0, learning_rate=0.5, sampling=sampling),
+                  loss="binary_crossentropy")
+    return model.fit(x, y, epochs=1, batch_size=6, progress=False, checkpoint_dir=directory)
+
+
+def test_another_batch_sampling_is_refused(tmp_path):
+    mpc.run_local(_dp_fit, 2, args=(str(tmp_path), "public-shuffle"), timeout=60)
+    with pytest.raises(mpc.PartyFailed, match="CheckpointMismatch") as failed:
+        mpc.run_local(_dp_fit, 2, args=(str(tmp_path), "poisson"), timeout=60)
+    assert "\n  sampling: public-shuffle in the checkpoint, poisson now" in failed.value.detail
