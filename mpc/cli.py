@@ -89,6 +89,29 @@ def check_party(args) -> str | None:
     return ScriptTarget(args.script).problem()
 
 
+def check_keys(args) -> str | None:
+    """Why `mpc keys` with these arguments cannot work, before any key is written."""
+    try:
+        check_settings(args.protocol, args.parties if args.parties is not None else 3)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def check_bench(args) -> str | None:
+    """Why `mpc bench` with these arguments cannot work, before anything starts."""
+    if args.scale and args.protocol != "dealer":
+        return (f"--scale measures the dealer protocol (at 2 to 8 parties, the dealer's "
+                f"memory included), not {args.protocol}: leave out --scale")
+    if args.scale:
+        return None
+    try:
+        check_settings(args.protocol, args.parties, args.truncation)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def cmd_run(args) -> int:
     from mpc.launcher import ScriptTarget, run_processes
     start = time.perf_counter()
@@ -164,7 +187,6 @@ def cmd_keys(args) -> int:
     out = Path(args.out)
     owners = [o for o in args.owners.split(",") if o]
     parties = args.parties if args.parties is not None else 3
-    check_settings(args.protocol, parties)
     with_dealer = needs_dealer(args.protocol)
     addresses = [f"tcp://{args.host}:{args.port + i}"
                  for i in range(parties + with_dealer + len(owners))]
@@ -187,10 +209,6 @@ def cmd_bench(args) -> int:
         print(f"unknown workload {unknown}; choose from {', '.join(WORKLOADS)} or all",
               file=sys.stderr)
         return 2
-    if args.scale and args.protocol != "dealer":
-        print(f"--scale measures the dealer protocol (at 2 to 8 parties, the dealer's memory "
-              f"included), not {args.protocol}: leave out --scale", file=sys.stderr)
-        return 2
     if args.scale:
         not_elementwise = [n for n in names if n not in SCALE_WORKLOADS]
         if not_elementwise:
@@ -203,7 +221,6 @@ def cmd_bench(args) -> int:
             print(json.dumps(line), flush=True)
         return 0
     reps = args.reps or 5
-    check_settings(args.protocol, args.parties, args.truncation)
     for name in names:
         ours = run_workload(name, args.parties, reps=reps, truncation=args.truncation,
                             protocol=args.protocol)
@@ -311,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to wait for the parties (default a day)")
     p.add_argument("data", help=".npz file: every array in it is shared under its name")
 
-    p = command("keys", "make key pairs and a cluster.toml template", cmd_keys)
+    p = command("keys", "make key pairs and a cluster.toml template", cmd_keys, check_keys)
     p.add_argument("--parties", type=int, help="computing parties (default 3)")
     _protocol(p)
     p.add_argument("--owners", default="", help="comma-separated names of data owners "
@@ -322,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7000, help="first port; members get "
                                                           "consecutive ports")
 
-    p = command("bench", "benchmark workloads (JSON lines)", cmd_bench)
+    p = command("bench", "benchmark workloads (JSON lines)", cmd_bench, check_bench)
     p.add_argument("--workload", help="comma-separated ids or all (default W1; with --scale "
                                       "W1,W3,W7)")
     p.add_argument("--parties", type=int, default=2, help="number of parties")

@@ -142,14 +142,14 @@ def test_keys_command_writes_a_replicated_cluster(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mpc", "keys", "--protocol", "replicated",
                           "--parties", "4", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "exactly 3 parties, not 4" in bad.stderr
+    assert bad.returncode == 2 and "exactly 3 parties, not 4" in bad.stderr  # a usage error
 
 
 def test_refused_before_anything_runs(tmp_path):
     start = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "mpc", "run", "-n", "2", "--protocol",
                           "replicated", SCRIPT], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2 and "exactly 3 parties, not 2" in run.stderr
+    assert run.returncode == 2 and "exactly 3 parties, not 2" in run.stderr  # a usage error
     assert "result" not in run.stdout
     trunc = subprocess.run([sys.executable, "-m", "mpc", "run", "-n", "3", "--protocol",
                             "replicated", "--truncation", "local-probabilistic", SCRIPT],
