@@ -348,7 +348,9 @@ def _digits_cnn_onnx(xtr):
 def _train_imported(ctx, model_bytes, data):
     xtr, xte, ytr, yte = data
     model = nn.from_onnx(model_bytes, ctx)
-    share = (lambda a: mpc.share(ctx, a if ctx.pid == 0 else None, 0, shape=a.shape))
+
+    def share(a):
+        return mpc.share(ctx, a if ctx.pid == 0 else None, 0, shape=a.shape)
     nn.fit(model, nn.SoftmaxCrossEntropyLoss(), nn.SGD(model.parameters(), lr=LR),
            share(xtr), share(ytr), epochs=EPOCHS, batch_size=BATCH, progress=False)
     return nn.accuracy(model, share(xte), share(yte))
