@@ -138,6 +138,7 @@ def test_the_relay_keeps_lines_whole_and_a_progress_bar_in_place(capsys):
     os.write(bar_w, b"\r 20%|##")
     time.sleep(0.3)
     os.write(line_w, b"world\n")
+    time.sleep(0.3)  # two pipes, two relay threads: the test orders their writes itself
     os.write(bar_w, b"\r        \rno newline at the end")
     os.close(bar_w)
     os.close(line_w)
