@@ -197,7 +197,6 @@ def test_refused_connections_are_logged_once_per_address_and_cause(caplog):
             with a, b:
                 garbage = socket.create_connection((host, int(port)), timeout=5)
                 garbage.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                garbage_port = garbage.getsockname()[1]
                 clients += [curve_client(ctx, peers[0][0], peers[0][1]) for _ in range(30)]
                 clients.append(curve_client(ctx, peers[0][0], generate_keypair()[0], keys[1]))
                 with pytest.raises(PeerTimeout):
@@ -215,7 +214,9 @@ def test_refused_connections_are_logged_once_per_address_and_cause(caplog):
                "not in its peers config" in m for m in lines), lines   # counted, at close
     garbage_lines = [m for m in lines if "it closed the connection before any handshake" in m]
     assert garbage_lines, lines   # from 127.0.0.1:<port> if read before libzmq hung up
-    assert any(f"from 127.0.0.1:{garbage_port}:" in m or "from an unknown address:" in m
+    # one line per host and cause: the first such connection is named (ours, or a client
+    # socket that libzmq closed before its handshake), the rest counted
+    assert any("from 127.0.0.1:" in m or "from an unknown address:" in m
                for m in garbage_lines), lines
     assert any("party 0 refused a connection from " in m and "its CURVE handshake failed to "
                "decrypt" in m for m in lines), lines   # (the address if read in time)
