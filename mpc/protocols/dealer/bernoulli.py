@@ -36,9 +36,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from mpc import kernels
 from mpc.prg import Prg, new_seed
-from mpc.protocols.dealer import compare, opening
+from mpc.protocols.dealer import compare
 from mpc.ring import DTYPE
 
 TWO63 = 1 << 63
@@ -101,10 +100,4 @@ def _batch(ctx, u_xor: np.ndarray, c: np.uint64) -> np.ndarray:
     for level in range(6):
         words = (a0, b0, c0) if level == 0 else (ar, br, cr)
         gt, eq = compare._and_level(ctx, level, gt, eq, *words)
-    packed = kernels.pack_narrow(gt ^ beta, 1)
-    e = kernels.unpack_narrow(opening.open_xor(ctx, packed, "bern-b2a"), 1, n)
-    flip = e.astype(bool)
-    bit = np.where(flip, np.negative(beta_arith), beta_arith)
-    if first:
-        bit += e
-    return bit
+    return compare.bit_to_arithmetic(ctx, gt, beta, beta_arith, "bern-b2a")[0]

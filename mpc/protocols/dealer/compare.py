@@ -87,9 +87,22 @@ def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK
     return bit, picked
 
 
+def bit_to_arithmetic(ctx, bit_xor, beta, beta_arith, op: str):
+    """The XOR-shared bits b (one per uint64 word's low bit) as arithmetic 0/1 shares, with
+    the dealer's bit beta shared both ways: open e = b XOR beta (packed, one bit per
+    element), then [b] = e + (1 - 2e) [beta]. Returns ([b], e). Rounds: 1. Comm: n/8
+    bytes to each peer."""
+    n = bit_xor.size
+    packed = kernels.pack_narrow(bit_xor ^ beta, 1)
+    e = kernels.unpack_narrow(opening.open_xor(ctx, packed, op), 1, n)
+    bit = np.where(e.astype(bool), np.negative(beta_arith), beta_arith)
+    if ctx.pid == 0:
+        bit += e
+    return bit, e
+
+
 def _batch(ctx, zs: np.ndarray, ticket, select: bool):
     """less_than_zero on one batch with its requested dealer item (module docstring)."""
-    n = zs.size
     free = ctx.protocol.provider.take_free(ticket)
     r, a0, ar, b0, br, beta = free[:6]
     first = ctx.pid == 0
@@ -111,13 +124,8 @@ def _batch(ctx, zs: np.ndarray, ticket, select: bool):
     if first:
         msb ^= c >> np.uint64(63)
 
-    packed = kernels.pack_narrow(msb ^ beta, 1)
-    e = kernels.unpack_narrow(opening.open_xor(ctx, packed, "cmp-b2a"), 1, n)
-    flip = e.astype(bool)
-    bit = np.where(flip, np.negative(beta_arith), beta_arith)
-    if first:
-        bit += e
+    bit, e = bit_to_arithmetic(ctx, msb, beta, beta_arith, "cmp-b2a")
     if not select:
         return bit, None
     z_beta = z_minus_u * beta_arith + derived[4]
-    return bit, np.where(flip, zs - z_beta, z_beta)
+    return bit, np.where(e.astype(bool), zs - z_beta, z_beta)
