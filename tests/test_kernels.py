@@ -270,6 +270,29 @@ def test_trunc_finish_matches_reference(data):
 
 
 @given(data=st.data())
+def test_split_truncation_kernels_match_references(data):
+    n = data.draw(st.integers(0, 50))
+    c, t, m = data.draw(ring_arrays((n,), (n,), (n,)))
+    bits = data.draw(st.integers(1, 40))
+    packed = K.top_bits_packed(c)
+    np.testing.assert_array_equal(packed, K.top_bits_packed_reference(c))
+    assert packed.dtype == np.uint8 and packed.size == (n + 7) // 8
+    got = K.trunc_finish_bits(packed, t, m, bits)
+    assert_ring_equal(got, K.trunc_finish_bits_reference(packed, t, m, bits))
+    assert_ring_equal(got, K.trunc_finish_reference(c, t, m, bits, False))
+    out = np.zeros(n + 2, dtype=np.uint64)
+    K.trunc_finish(c, t, m, bits, True, out=out[1:n + 1])
+    assert_ring_equal(out[1:n + 1], K.trunc_finish_reference(c, t, m, bits, True))
+    assert out[0] == out[-1] == 0
+
+
+def test_trunc_finish_bits_refuses_a_wrong_bit_count():
+    t = np.zeros(9, dtype=np.uint64)
+    with pytest.raises(ValueError, match="packed bytes"):
+        K.trunc_finish_bits(np.zeros(1, dtype=np.uint8), t, t, 16)
+
+
+@given(data=st.data())
 def test_comparison_level_kernels_match_references(data):
     n = data.draw(st.integers(1, 40))
     lt, eq, a, b, c = data.draw(ring_arrays(*[(n,)] * 5))

@@ -111,7 +111,7 @@ class DealerProtocol(Protocol):
         triple = arithmetic.request(ctx, kind, xs.shape, ys.shape, params)
         pair = truncation.request(ctx, out_shape, bits) if bits else None
         out = arithmetic.bilinear(ctx, kind, xs, ys, params, triple).reshape(out_shape)
-        return truncation.truncate(ctx, out, pair, bits) if bits else out
+        return truncation.truncate(ctx, out, pair, bits, xs.size + ys.size) if bits else out
 
     def _mul_in_batches(self, ctx, xs, ys, bits, chunk: int):
         """x * y of equal shapes in batches of `chunk` elements, one after the other, so
@@ -132,7 +132,8 @@ class DealerProtocol(Protocol):
             if start + chunk < xs.size:
                 ahead = items(start + chunk)
             product = arithmetic.bilinear(ctx, "mul", xs[part], ys[part], None, triple)
-            out[part] = truncation.truncate(ctx, product, pair, bits) if bits else product
+            out[part] = truncation.truncate(ctx, product, pair, bits, 2 * product.size) \
+                if bits else product
         return out.reshape(shape)
 
     def products(self, ctx, kind, operands, bits):
@@ -146,7 +147,8 @@ class DealerProtocol(Protocol):
         products = arithmetic.bilinear_many(ctx, kind, operands, triples)
         flat = np.concatenate([p.reshape(-1) for p in products])
         if bits:
-            flat = truncation.truncate(ctx, flat, pair, bits)
+            flat = truncation.truncate(ctx, flat, pair, bits,
+                                       sum(xs.size + ys.size for xs, ys in operands))
         out, start = [], 0
         for shape in shapes:
             size = int(np.prod(shape))
@@ -159,7 +161,7 @@ class DealerProtocol(Protocol):
         Rounds: 1 (+ 1 with bits). Comm: size(x) elements to each peer (+ truncation)."""
         ticket = truncation.request(ctx, xs.shape, bits) if bits else None
         out = arithmetic.square(ctx, np.atleast_1d(xs)).reshape(xs.shape)
-        return truncation.truncate(ctx, out, ticket, bits) if bits else out
+        return truncation.truncate(ctx, out, ticket, bits, xs.size) if bits else out
 
     def truncate(self, ctx, xs, bits):
         return truncation.truncate(ctx, xs, bits=bits)
