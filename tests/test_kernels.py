@@ -320,3 +320,17 @@ def test_pack_narrow_round_trip(n, width, seed):
     packed = K.pack_narrow(values, width)
     assert packed.dtype == np.uint8 and packed.size == -(-n * width // 8)
     assert_ring_equal(K.unpack_narrow(packed, width, n), values)
+
+
+@given(data=st.data())
+def test_trunc_pair_matches_reference(data):
+    n = data.draw(st.integers(0, 50))
+    (r,) = data.draw(ring_arrays((n,)))
+    bits = data.draw(st.integers(1, 61))
+    for got, want in zip(DK.trunc_pair(r, bits), DK.trunc_pair_reference(r, bits)):
+        assert_ring_equal(got, want)
+
+
+def test_keep_freed_memory_is_idempotent():
+    from mpc.kernels.memory import keep_freed_memory
+    assert keep_freed_memory() == keep_freed_memory()
