@@ -117,6 +117,10 @@ def test_products_split_by_size_only_where_they_should():
         calls.clear()  # a product's output no larger than its operands: one round
         mpc.run_local(_reveal, 2, args=([a, a], lambda u, v: u * v))
         assert calls == []
+        big = np.ones(truncation.SPLIT_ALWAYS)  # unless it is large
+        mpc.run_local(_reveal, 2, args=([big, big], lambda u, v: u * v))
+        assert sorted(calls) == [0, 1]
+        calls.clear()
         mpc.run_local(_reveal, 3, args=([a, a], lambda u, v: u * v))  # 3 parties: split
         assert sorted(calls) == [0, 1, 2]
 
