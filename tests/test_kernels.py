@@ -185,6 +185,23 @@ def test_conv_adjoints(data, case):
     assert ring_dot(y, g) == ring_dot(x, gi) == ring_dot(w, gw)
 
 
+@given(st.data(), conv_cases)
+def test_conv2d_pair_accumulate(data, case):
+    x_shape, w_shape, out_shape, stride, padding = conv_shapes(case)
+    x1, x2, w1, w2, out = data.draw(ring_arrays(x_shape, x_shape, w_shape, w_shape, out_shape))
+    want = out + K.conv2d_reference(x1, w1, stride, padding) \
+        + K.conv2d_reference(x2, w2, stride, padding)
+    got = K.conv2d_pair_accumulate(x1, w1, x2, w2, out, stride, padding)
+    assert got is out
+    assert_ring_equal(out, want)
+
+
+def test_conv2d_pair_accumulate_refuses_a_wrong_output():
+    x, w = np.zeros((1, 1, 4, 4), np.uint64), np.zeros((2, 1, 3, 3), np.uint64)
+    with pytest.raises(ValueError, match="output"):
+        K.conv2d_pair_accumulate(x, w, x, w, np.zeros((1, 2, 3, 3), np.uint64))
+
+
 @settings(max_examples=3)
 @given(ring_arrays((4, 3, 12, 10), (32, 3, 3, 5), (4, 32, 6, 10)))
 def test_conv_large_enough_for_the_dot_kernel(xwg):
