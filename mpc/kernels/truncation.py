@@ -30,11 +30,9 @@ def _trunc_finish(c, t, m, bits, first, out):
     offset = np.uint64(1) << (np.uint64(62) - shift)
     wrap = np.uint64(64) - shift
     low_mask = (np.uint64(1) << np.uint64(63)) - np.uint64(1)
-    for i in range(out.shape[0]):
+    for i in range(out.shape[0]):  # branch-free: the top bits are random
         top = c[i] >> np.uint64(63)
-        y = t[i]
-        if top:
-            y -= m[i] << wrap
+        y = t[i] - (m[i] << wrap) * top
         if first:
             y += ((c[i] & low_mask) >> shift) + top * scale - offset
         out[i] = y
@@ -73,14 +71,18 @@ def top_bits_packed_reference(c: np.ndarray) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def _top_bits_packed(c, out):
     n, top = c.shape[0], np.uint64(63)
-    for j in range(out.shape[0]):
+    full = n // 8
+    for j in range(full):
+        i = 8 * j
+        out[j] = np.uint8((c[i] >> top) << np.uint64(7) | (c[i + 1] >> top) << np.uint64(6)
+                          | (c[i + 2] >> top) << np.uint64(5) | (c[i + 3] >> top) << np.uint64(4)
+                          | (c[i + 4] >> top) << np.uint64(3) | (c[i + 5] >> top) << np.uint64(2)
+                          | (c[i + 6] >> top) << np.uint64(1) | (c[i + 7] >> top))
+    if full < out.shape[0]:
         byte = np.uint64(0)
-        for k in range(8):
-            i = 8 * j + k
-            byte <<= np.uint64(1)
-            if i < n:
-                byte |= c[i] >> top
-        out[j] = np.uint8(byte)
+        for i in range(8 * full, n):
+            byte |= (c[i] >> top) << np.uint64(7 - (i - 8 * full))
+        out[full] = np.uint8(byte)
 
 
 def top_bits_packed(c: np.ndarray) -> np.ndarray:
@@ -101,11 +103,9 @@ def trunc_finish_bits_reference(packed, t, m, bits: int) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def _trunc_finish_bits(packed, t, m, bits, out):
     wrap = np.uint64(64) - np.uint64(bits)
-    for i in range(out.shape[0]):
-        y = t[i]
-        if (packed[i >> 3] >> (7 - (i & 7))) & 1:
-            y -= m[i] << wrap
-        out[i] = y
+    for i in range(out.shape[0]):  # branch-free: the bits are random
+        bit = np.uint64((packed[i >> 3] >> (7 - (i & 7))) & 1)
+        out[i] = t[i] - (m[i] << wrap) * bit
 
 
 def trunc_finish_bits(packed: np.ndarray, t: np.ndarray, m: np.ndarray, bits: int,
