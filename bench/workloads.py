@@ -11,14 +11,11 @@ the exact truncation's bound.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import platform
 import resource
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -321,33 +318,3 @@ def scale(workloads=SCALE_WORKLOADS, sizes=SCALE_SIZES, party_counts=SCALE_PARTI
                 count = reps if reps is not None else (3 if size < 10**7 else 1)
                 with ProcessPoolExecutor(1, mp_context=spawn) as pool:
                     yield pool.submit(run_scale_point, name, n, size, count).result()
-
-
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "crypten"
-CRYPTEN_PYTHON = Path("/tmp/crypten-venv/bin/python")  # made by the anchors' setup.sh
-
-
-def crypten_line(name: str, n_parties: int, reps: int = 5) -> dict | None:
-    """CrypTen's figures for the same workload, measured now by the anchors' script with
-    its trusted third party; None (with a note on stderr) if it is not set up."""
-    if not (CRYPTEN_PYTHON.exists() and (ANCHORS / "bench.py").exists()):
-        print(f"CrypTen not set up: run bash {ANCHORS / 'setup.sh'}", file=sys.stderr)
-        return None
-    out = subprocess.run([str(CRYPTEN_PYTHON), "bench.py", "--parties", str(n_parties),
-                          "--workload", name, "--provider", "TTP", "--reps", str(reps)],
-                         cwd=ANCHORS, capture_output=True, text=True, timeout=1800)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0 or not lines:
-        print(f"CrypTen bench failed:\n{out.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return json.loads(lines[-1])
-
-
-def comparison(ours: dict, theirs: dict) -> dict:
-    """Our time and bytes as fractions of CrypTen's (its actual TCP bytes)."""
-    tcp = theirs.get("tcp_bytes_sent_party0") or theirs.get("bytes_sent_party0")
-    return {"system": "ratio mpc-dl/crypten", "workload": ours["workload"],
-            "parties": ours["parties"],
-            "time_ratio": round(ours["median_s"] / theirs["median_s"], 3),
-            "bytes_ratio": round(ours["bytes_sent_party0"] / tcp, 3) if tcp else None,
-            "rounds": [ours["rounds"], theirs.get("rounds")]}
