@@ -11,8 +11,9 @@ gives `ratio` (the median of our runs' medians over the median of theirs) only w
 load recorded for it was below QUIET_LOAD and both systems were correct; otherwise
 `"ratio": null`, `"quiet"`, `"load"` and `why`. A loaded machine slows a PyTorch or XLA
 process with its threads far more than ours (issue 11: CrypTen up to ten times), so a
-ratio from one is not a figure. `bytes_ratio` (our party 0's bytes over theirs) is given
-either way: the byte counts do not depend on the load.
+ratio from one is not a figure. `bytes_ratio` (the fewest bytes our party 0 sent in a run
+over the fewest of theirs: SPU's count moves between runs) is given either way: the byte
+counts do not depend on the load.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def comparison(ours: list[dict], theirs: list[dict], label: str, bytes_field: st
             "parties": first["parties"], "ours": f"{OURS} {first['protocol']}",
             "theirs": label, "quiet": all(value < QUIET_LOAD for value in loads),
             "load": [round(value, 2) for value in loads], "cpu": cpu, "ratio": None}
-    ours_bytes, their_bytes = first.get("bytes_sent_party0"), theirs[0].get(bytes_field)
+    ours_bytes, their_bytes = (min((one.get(field) or 0 for one in lines), default=0)
+                               for field, lines in (("bytes_sent_party0", ours),
+                                                    (bytes_field, theirs)))
     line["bytes_ratio"] = round(ours_bytes / their_bytes, 3) if ours_bytes and their_bytes \
         else None
     line["rounds"] = [first.get("rounds"), theirs[0].get("rounds")]
@@ -113,6 +116,7 @@ def compare(name: str, parties: int, anchors: list, run_ours: Callable[[], dict]
     for skipped in (a for a in anchors if a.unsupported(name, parties)):
         yield {"system": f"ratio {OURS}/{skipped.label}", "workload": name,
                "parties": parties, "theirs": skipped.label, "ratio": None, "cpu": cpu,
+               "quiet": None,
                "load": [round(load(), 2)], "why": skipped.unsupported(name, parties)}
     if not runnable:
         return
