@@ -3,8 +3,9 @@
 For each workload the systems run in turn, `runs` times each (ours, theirs, ours, theirs,
 ...), so that a change of load during the invocation falls on both. The 1-minute load
 average (os.getloadavg) is recorded just before every run; while all of the workload's
-loads so far are below QUIET_LOAD, each run first waits (up to `cooldown` s) for the
-load to fall below it again, since a run's own processes raise it for a minute after.
+loads so far are below QUIET_LOAD, each run first waits (up to `cooldown` s, and not at
+all if the load cannot decay that far in that time) for the load to fall below it again,
+since a run's own processes raise it for a minute after.
 
 Every line carries the CPU model and its load. After a workload's runs, a comparison line
 gives `ratio` (the median of our runs' medians over the median of theirs) only when every
@@ -18,9 +19,11 @@ counts do not depend on the load.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,9 +48,14 @@ def load_1min() -> float:
 
 def wait_for_quiet(load: Callable[[], float], sleep: Callable[[float], None],
                    cooldown: float, every: float = 5.0) -> float:
-    """The load once it is below QUIET_LOAD, or after `cooldown` s of waiting for it."""
+    """The load once it is below QUIET_LOAD, or when `cooldown` s of waiting cannot get it
+    there: with nothing running, the 1-minute load decays as exp(-t / 60), no faster."""
     waited, now = 0.0, load()
-    while now >= QUIET_LOAD and waited < cooldown:
+    hopeless = lambda: now * math.exp(-(cooldown - waited) / 60) >= QUIET_LOAD  # noqa: E731
+    if now >= QUIET_LOAD and not hopeless():
+        print(f"waiting up to {cooldown:g} s for the 1-minute load ({now:.2f}) to fall "
+              f"below {QUIET_LOAD}", file=sys.stderr, flush=True)
+    while now >= QUIET_LOAD and not hopeless():
         sleep(every)
         waited += every
         now = load()

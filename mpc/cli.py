@@ -239,13 +239,13 @@ def cmd_bench(args) -> int:
         for line in scale(names, sizes, counts, reps=args.reps):
             print(json.dumps(line), flush=True)
         return 0
+    from bench.fair import compare, cpu_model, load_1min
     reps = args.reps or 5
     anchors = _anchors(args)
     for name in names:
         def ours(name=name):
             return run_workload(name, args.parties, reps=reps, truncation=args.truncation,
                                 protocol=args.protocol)
-        from bench.fair import compare, cpu_model, load_1min
         if not anchors:
             load = round(load_1min(), 2)
             print(json.dumps({**ours(), "load": load, "cpu": cpu_model()}), flush=True)

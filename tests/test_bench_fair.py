@@ -66,18 +66,21 @@ def test_waits_for_the_load_to_fall_but_not_past_the_cooldown():
     assert fair.wait_for_quiet(_loads(0.9, 0.7, 0.4), sleeps.append, 60) == 0.4
     assert sleeps == [5.0, 5.0]
     sleeps.clear()
-    assert fair.wait_for_quiet(_loads(0.9, 0.8, 0.7), sleeps.append, 10) == 0.7
-    assert sleeps == [5.0, 5.0]
+    assert fair.wait_for_quiet(_loads(0.55, 0.55), sleeps.append, 10) == 0.55
+    assert sleeps == [5.0]  # then 5 s more could not bring 0.55 below 0.5
+    sleeps.clear()
+    assert fair.wait_for_quiet(_loads(3.0), sleeps.append, 60) == 3.0  # hopeless: no wait
     assert fair.wait_for_quiet(_loads(0.9), sleeps.append, 0) == 0.9
+    assert sleeps == []
 
 
 def test_no_more_waiting_once_a_workload_was_loud():
     sleeps = []
     runners = [("ours", dict), ("theirs", dict)]
-    lines = list(fair.interleave(runners, 2, CPU, load=lambda: 2.0, sleep=sleeps.append,
+    lines = list(fair.interleave(runners, 2, CPU, load=lambda: 0.55, sleep=sleeps.append,
                                  cooldown=20))
     assert len(lines) == 4
-    assert sleeps == [5.0] * 4  # only before the first run
+    assert sleeps == [5.0] * 3  # only before the first run
 
 
 def test_ratio_only_when_every_load_was_quiet():
