@@ -19,9 +19,10 @@ dropped):
 
 evaluated on the replay's own values at each step. Over several steps the bound is the sum
 of the per-step bounds: it assumes that an error already in the weights is not amplified
-by later steps (SGD at a stable rate contracts it), which the measurements bear out (the
-error after 60 steps is a fifth to a tenth of the summed bound). The check takes the
-largest element of that sum as the bound for every weight.
+by later steps (SGD at a stable rate contracts it), which the measurements bear out: at
+W4's scales the bound is about 81 units a step (81, 806, 1622, 5101 after 1, 10, 20, 60
+steps) and the largest error measured, dealer and replicated, 3, 38-65, 120-170 and 535
+units. The check takes the largest element of the bound for every weight.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ operation is inside the timed region (the dealer is a separate process serving r
 on demand). Times are party 0's wall seconds; bytes and rounds are party 0's, counted by
 the transport for one repetition. `max_abs_err` compares the revealed output with float64
 numpy on the same (fixed-point) inputs; `correct` means it is below one unit of 2^-16,
-the exact truncation's bound.
+the exact truncation's bound (W4: the weights after every step against a float64 replay,
+within a derived bound, w4_check; W6: test accuracy within a point of float64's).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def w4_check(fixed, got: list[np.ndarray], steps: int) -> dict:
     """`correct` and `max_abs_err` of the weights `got` after `steps` SGD steps of W4,
     against the float64 replay of those steps on the same fixed-point inputs, within the
     bound that bench.mlp_reference derives (about 80 units of 2^-16 a step at W4's
-    scales, summed over the steps; the measured error is a tenth of it)."""
+    scales, summed over the steps; the errors measured are 3 to 10% of it)."""
     quantize = lambda v: fixed.decode(fixed.encode(v))  # noqa: E731
     images, labels, params = w4_problem()
     want, bound = sgd_replay([quantize(p) for p in params], quantize(images), labels,
