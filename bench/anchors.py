@@ -56,7 +56,8 @@ class Anchor:
     def unsupported(self, workload: str, parties: int) -> str | None:
         """Why its script has no figure for this workload and party count, if it has none."""
         if workload not in self.workloads:
-            return f"{self.system}'s bench.py has no {workload} (it has {', '.join(self.workloads)})"
+            return (f"{self.system}'s bench.py has no {workload} (it has "
+                    f"{', '.join(self.workloads)})")
         if self.system == "crypten" and workload == "W6" and parties != 2:
             return "crypten's bench.py runs W6 with 2 parties only (WORKLOADS.md)"
         return None
