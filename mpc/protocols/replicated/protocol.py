@@ -34,6 +34,13 @@ class ReplicatedProtocol(Protocol):
 
     def __init__(self):
         self._helped = 0  # truncations so far: the k-th has helper k mod 3
+        self._common = None  # the three parties' common seed, agreed on first use
+
+    def common_seed(self, ctx):
+        """The Prg of the seed all three parties hold (sharing.agree_common_seed)."""
+        if self._common is None:
+            self._common = sharing.agree_common_seed(ctx)
+        return self._common
 
     def next_helper(self) -> int:
         """The helper of the next helper-assisted step: each party in turn."""
