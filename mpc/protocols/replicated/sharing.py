@@ -38,7 +38,7 @@ def reshare(ctx, zs: np.ndarray, op: str) -> np.ndarray:
 
     1. z_i' = z_i + alpha_i (a zero-sharing: z_i' alone is uniform).
     2. Send z_i' to party i - 1; receive z_{i+1}' from party i + 1; hold (z_i', z_{i+1}').
-    Rounds: 1. Comm: one ring element per element, to one peer.
+    Rounds: 1. Comm: one ring element (8 bytes) per element, to one peer.
     """
     seq = ctx.next_seq()
     mine = np.asarray(zs + zero_share(ctx, seq, zs.shape), dtype=DTYPE, order="C")
@@ -117,7 +117,7 @@ def input_all(ctx, mine: np.ndarray) -> np.ndarray:
 
 def open_all(ctx, share: np.ndarray, op: str = "open") -> np.ndarray:
     """x to every party: each sends its x_i to party i + 1, who lacks it.
-    Rounds: 1. Comm: one ring element per element, to one peer."""
+    Rounds: 1. Comm: one ring element (8 bytes) per element, to one peer."""
     first = np.asarray(share[0, ...], dtype=DTYPE, order="C")
     seq = ctx.next_seq()
     got = ctx.transport.exchange(seq, op, {nxt(ctx): first}, {prv(ctx): (DTYPE, first.shape)})
@@ -126,7 +126,8 @@ def open_all(ctx, share: np.ndarray, op: str = "open") -> np.ndarray:
 
 def open_to(ctx, share: np.ndarray, receiver: int, op: str = "reveal") -> np.ndarray | None:
     """x to party `receiver` only (None elsewhere): party receiver - 1 sends it the one
-    component it lacks. Rounds: 1. Comm: one ring element per element, from one party."""
+    component it lacks. Rounds: 1. Comm: one ring element (8 bytes) per element, from one
+    party."""
     seq = ctx.next_seq()
     sender = (receiver + 2) % 3
     if ctx.pid == sender:
