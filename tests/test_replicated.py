@@ -8,6 +8,8 @@ Test inputs are split here into replicated shares (party i holds (x_i, x_{i+1}))
 from the protocol's own input step.
 """
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -50,31 +52,37 @@ def _truncate_three_times(ctx, shares, parts, bits):
     return out, idle
 
 
-def run_truncations(x, bits=F, seed=0):
+ONE_RECEIVER = [truncation.ONE_RECEIVER_FROM, 1]  # the fused product's two variants
+
+
+def run_truncations(x, bits=F, seed=0, one_receiver_from=truncation.ONE_RECEIVER_FROM):
     rng = np.random.default_rng(seed)
     x = np.asarray(x, dtype=np.int64)
     # check=False: at the very top of the range (LIMIT) checked mode reports the last unit
-    results = mpc.run_local(_truncate_three_times, 3, protocol="replicated", check=False,
-                            args=(replicated(x, rng), components(x, rng), bits))
+    with mock.patch.object(truncation, "ONE_RECEIVER_FROM", one_receiver_from):
+        results = mpc.run_local(_truncate_three_times, 3, protocol="replicated", check=False,
+                                args=(replicated(x, rng), components(x, rng), bits))
     idle = np.array([r[1] for r in results])  # [party, call]
     return results[0][0], idle
 
 
+@pytest.mark.parametrize("one_receiver_from", ONE_RECEIVER)
 @given(st.lists(st.integers(-LIMIT, LIMIT), min_size=0, max_size=40))
-def test_truncation_within_one_ulp_for_every_helper(values):
+def test_truncation_within_one_ulp_for_every_helper(one_receiver_from, values):
     """Every size: the three ranges (some empty) with their own helpers."""
     x = np.array(values + EDGES[:len(values) % len(EDGES)], dtype=np.int64)
-    outs, _ = run_truncations(x)
+    outs, _ = run_truncations(x, one_receiver_from=one_receiver_from)
     for y in outs:
         assert set(np.unique(y - (x >> F))) <= {0, 1}
 
 
+@pytest.mark.parametrize("one_receiver_from", ONE_RECEIVER)
 @given(st.integers(2 ** 62 - 2 ** 20, LIMIT), st.sampled_from([1, -1]), st.integers(0, 5))
-def test_truncation_at_the_edges_of_the_range(magnitude, sign, extra):
+def test_truncation_at_the_edges_of_the_range(one_receiver_from, magnitude, sign, extra):
     """|x| next to 2^62, the largest value the contract covers, among ordinary ones."""
     x = np.array([sign * magnitude, -sign * magnitude] + [1, -1, 0][:extra % 4] * 3,
                  dtype=np.int64)
-    for y in run_truncations(x, seed=extra)[0]:
+    for y in run_truncations(x, seed=extra, one_receiver_from=one_receiver_from)[0]:
         assert set(np.unique(y - (x >> F))) <= {0, 1}
 
 
@@ -86,16 +94,18 @@ def test_a_one_element_call_rotates_its_helper_who_receives_nothing():
     assert not idle.any()  # six elements: every party plays every role in every call
 
 
-@pytest.mark.parametrize("bits", [1, 8, 24, 30, 61])
-def test_truncation_by_other_widths(bits):
+@pytest.mark.parametrize("one_receiver_from", ONE_RECEIVER)
+@pytest.mark.parametrize("bits", [1, 7, 8, 24, 30, 61])
+def test_truncation_by_other_widths(bits, one_receiver_from):
     x = np.array(EDGES + list(np.random.default_rng(bits).integers(-LIMIT, LIMIT, 200)))
-    for y in run_truncations(x, bits)[0]:
+    for y in run_truncations(x, bits, one_receiver_from=one_receiver_from)[0]:
         assert set(np.unique(y - (x >> bits))) <= {0, 1}
 
 
-def test_truncation_is_unbiased():
+@pytest.mark.parametrize("one_receiver_from", ONE_RECEIVER)
+def test_truncation_is_unbiased(one_receiver_from):
     x = np.full(100_000, 12345 * 2**16 + 2**14, dtype=np.int64)  # frac part 1/4
-    for y in run_truncations(x)[0]:
+    for y in run_truncations(x, one_receiver_from=one_receiver_from)[0]:
         assert abs(np.mean(y - x / 2.0**F)) < 0.01  # E[y] = x / 2^f
 
 
@@ -122,6 +132,29 @@ def _costs(ctx, n):
         after = ctx.stats.snapshot()
         counts[name] = (after.bytes_sent - before.bytes_sent, after.rounds - before.rounds)
     return counts
+
+
+def _large_product_costs(ctx, n):
+    x = mpc.share(ctx, np.ones(n) if ctx.pid == 0 else None, 0, shape=(n,))
+    y = mpc.share(ctx, np.ones(n) if ctx.pid == 1 else None, 1, shape=(n,))
+    before = ctx.stats.snapshot()
+    z = x * y
+    after = ctx.stats.snapshot()
+    return after.bytes_sent - before.bytes_sent, after.rounds - before.rounds, z.reveal()
+
+
+def test_a_large_fused_product_opens_to_one_receiver_in_three_rounds():
+    """From ONE_RECEIVER_FROM elements: 30.375 bytes per element in all (f = 16), 10.125 a
+    party, 3 rounds (mpc.protocols.replicated.truncation)."""
+    n = truncation.ONE_RECEIVER_FROM + 8  # a multiple of 24
+    third = n // 3
+    helper = 8 * third + kernels.packed_size(third, F + 1) + 2 * third
+    a, b = 8 * third + third // 8, 8 * third + kernels.packed_size(third, F + 1)
+    assert helper + a + b == 10.125 * n
+    for sent, rounds, z in mpc.run_local(_large_product_costs, 3, args=(n,),
+                                         protocol="replicated", check=False):
+        assert (sent, rounds) == (10.125 * n, 3)
+        assert np.max(np.abs(z - 1.0)) <= 2.0**-F
 
 
 def test_rounds_and_bytes_by_role_match_the_docstrings():
@@ -171,16 +204,18 @@ def _bit_frequencies(raw: np.ndarray) -> np.ndarray:
     return np.unpackbits(raw.reshape(-1, 1), axis=1).mean(axis=0)
 
 
+@pytest.mark.parametrize("one_receiver_from", ONE_RECEIVER)
 @pytest.mark.parametrize("op", ["mul", "truncation", "matmul"])
-def test_each_partys_view_is_independent_of_the_secret(op):
+def test_each_partys_view_is_independent_of_the_secret(op, one_receiver_from):
     """Per party (every party plays the helper, a and b on a third of the elements each),
     the received bytes have every bit set half the time, for a zero secret and a large one
     alike."""
     ops = {"mul": lambda x, y: x * y, "truncation": lambda x, y: x * 0.37,
            "matmul": lambda x, y: x.reshape(40, 500) @ y.reshape(500, 40)}
     small, large = np.zeros(20_000), np.random.default_rng(0).uniform(-1000, 1000, 20_000)
-    views = [mpc.run_local(_recorded_views, 3, args=(s, ops[op]), protocol="replicated")
-             for s in (small, large)]
+    with mock.patch.object(truncation, "ONE_RECEIVER_FROM", one_receiver_from):
+        views = [mpc.run_local(_recorded_views, 3, args=(s, ops[op]), protocol="replicated")
+                 for s in (small, large)]
     sizes = [[v.size for v in run] for run in views]
     assert sizes[0] == sizes[1] and min(sizes[0]) > 0
     for pid in range(3):

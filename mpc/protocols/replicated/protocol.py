@@ -13,7 +13,8 @@ Costs per element, f = 16 (rounds: the most any party waits; bytes: sent by each
   reveal: 1 round; 8 bytes each (to one peer). reveal to one party: 8 bytes from one.
   x * y, x @ y, conv2d, x^2 truncated: 2 rounds (the truncation fused in); 13.46 bytes per
     output element a party (40.375 in all: each party the helper for a third of the
-    elements, mpc.protocols.replicated.truncation).
+    elements); from 2^16 output elements 3 rounds and 10.125 bytes a party
+    (mpc.protocols.replicated.truncation: one receiver opens).
   the same without truncation: 1 round; 8 bytes each.
   truncation alone (x * public): 2 rounds; 10 bytes each.
   comparison ([x < 0], x < y, sign): 7 rounds a batch of 2^20; 23.625 bytes each.
@@ -129,8 +130,9 @@ class ReplicatedProtocol(Protocol):
     # ------------------------------------------------------------ protocols
     def product(self, ctx, kind, xs, ys, params, bits):
         """Local terms (mpc.protocols.replicated.arithmetic), then with `bits` the fused
-        truncation (2 rounds, 13.46 bytes per output element a party for bits = 16), else a
-        reshare (1 round, 8 bytes each); the inner dimension costs nothing on the wire."""
+        truncation (bits = 16: 2 rounds, 13.46 bytes per output element a party; from 2^16
+        outputs 3 rounds, 10.125), else a reshare (1 round, 8 bytes each); the inner
+        dimension costs nothing on the wire."""
         product_shape(kind, xs.shape[1:], ys.shape[1:], params)
         return self._finish(ctx, arithmetic.local_product(kind, xs, ys, params), bits, kind)
 
@@ -147,7 +149,8 @@ class ReplicatedProtocol(Protocol):
 
     def square(self, ctx, xs, bits):
         """Local x_i^2 + 2 x_i x_{i+1}, then as a product: the cost of one product (2 rounds
-        and 13.46 bytes per element a party truncated, 1 round and 8 bytes not)."""
+        and 13.46 bytes per element a party truncated, or 3 and 10.125 from 2^16 elements;
+        1 round and 8 bytes not)."""
         return self._finish(ctx, arithmetic.local_square(xs), bits, "square")
 
     def _finish(self, ctx, part, bits, op):

@@ -4,7 +4,7 @@ other two, fused with a product where there is one.
 Roles: for a helper h, a = h + 1 and b = h + 2 (mod 3). The elements of one call are cut
 into three near-equal ranges whose helpers are k, k + 1, k + 2 (mod 3) for the protocol's
 k-th truncation (ReplicatedProtocol.next_helper: every party counts the same calls), all
-three in the same two rounds, the messages to each peer concatenated: so every party plays
+three in the same rounds, the messages to each peer concatenated: so every party plays
 every role on a third of the elements and sends about the average (a call of one or two
 elements still rotates its helper from call to call). The helper plays a dealer for a and
 b, seed-compressed, and never receives anything.
@@ -35,32 +35,40 @@ corrections T_b = t - T_a (64 bits; T_a from its seed with a) and m_b; k = 0.
      e_a = k_a - 2^(w-f) c63 m_a - s_a mod 2^w and b sends a e_b likewise: w bits each,
      not a ring element, because both know pub(c). Then Y_b = pub(c) + 2^(64-w)(e_a + e_b)
      and y = Y_a + Y_b + Y_h: a holds (Y_a, Y_b), b (Y_b, Y_h), h (Y_h, Y_a).
+One receiver (a fused product of ONE_RECEIVER_FROM elements or more, where bytes cost more
+than a round): h sends w_h to a only and b only its corrections, b sends w_b to a, and
+a alone gets c (round 1). a sends b d_a = pub(c) + 2^(64-w) e_a and the packed bit c63
+(round 2); b, which needs only c63 of c, computes e_b, so Y_b = d_a + 2^(64-w) e_b, and
+sends a e_b (round 3).
 Why it is private: h receives nothing. a sees w_b and w_h (masked by b's and h's
 zero-sharing streams, their sum by 2^f A_b + rho, uniform) or w_b alone, then e_b (masked by
-s_b); b sees w_a and w_h likewise, the corrections (masked by a's seed with h) and e_a
-(masked by s_a). What each sees is uniform whatever the secrets (tests/test_replicated.py,
-per role). Its outputs Y_b and Y_h are functions of c (uniform) and its seeds.
+s_b); b sees w_a and w_h likewise (with one receiver: neither, but c63 and d_a, functions of
+c, uniform to it, and s_a), the corrections (masked by a's seed with h) and e_a (masked by
+s_a). What each sees is uniform whatever the secrets (tests/test_replicated.py, per role;
+tests/test_security.py). Its outputs Y_b and Y_h are functions of c and of its seeds.
 Error and range: as the dealer's exact truncation: floor(z/2^f) or floor(z/2^f) + 1
 (unbiased), no failure for |z| < 2^62; outside that range the result is meaningless.
-Rounds: 2. Comm per element (f = 16; w bits travel as w // 8 bytes plus w mod 8 bits packed):
-  fused with a product: h sends 8 to a and 8 + 2.125 + 2 to b (20.125), a and b 8 + 2.125
-    each (10.125): 40.375 in all, 13.46 a party with the roles rotating inside the call
-    (against 8 a party for the product and 10 for the truncation apart: 3 rounds).
-  alone: h sends b 8 + 2, a and b send 8 + 2 each: 30 in all, 10 a party.
+Comm per element (f = 16; w bits travel as w // 8 bytes, the w mod 8 left packed):
+  fused with a product, 2 rounds (fewer than ONE_RECEIVER_FROM elements): h sends 8 to a
+    and 8 + 2.125 + 2 to b (20.125), a and b 8 + 2.125 each (10.125): 40.375 in all, 13.46
+    a party with the roles rotating inside the call (against 8 a party for the product and
+    10 for the truncation apart, in 3 rounds).
+  fused, one receiver, 3 rounds: h sends 8 to a and 2.125 + 2 to b (12.125), b 8 + 2.125
+    (10.125), a 8 + 0.125 (8.125): 30.375 in all, 10.125 a party.
+  alone, 2 rounds: h sends b 8 + 2, a and b send 8 + 2 each: 30 in all, 10 a party.
 Against SecretFlow SPU 0.9.5's ABY3 (libspu/mpc/aby3/arithmetic.cc; protocol.cc registers
 TruncAPr2 by default, Guo et al., USENIX Security 2025, Algorithm 4): SPU reshares the
 product (8 bytes each, 1 round), then converts to 2-out-of-2, computes the wrap bit by a
 helper-assisted private multiplication in a 32-bit ring (4 bytes each, 1 round) and
 reshares the result (8 bytes from each of the two, 1 round): 3 rounds and 8 + 12 = 20
-bytes a party for two of them (8 + 4 = 12 for its helper; the roles change per call, drawn
-from a common seed, not inside a call), 52 in all. It is exact too (one-bit error, no
-catastrophic failure for |x| < 2^62: hasMsbError false), so its fewer bytes for a truncation
-alone (28 against our 30) do not come from a probabilistic truncation; ABY3's Trunc1
-(SPU's TruncA, compiled in only without ENABLE_PRECISE_ABY3_TRUNCPR) fails with probability
-about 2^(l+1-64) and is not offered here.
-Considered and not adopted: a one-receiver opening (b and h send to a only, a sends b c63
-with its reshare piece, b answers in a third round): 8 + 4.125 + 8 + 2.125 + 8.25 = 30.5
-bytes in all for a fused product, 10.2 a party, but 3 rounds.
+bytes a party for two of them, 8 + 4 = 12 for its helper (the roles drawn per call from a
+common seed, not rotated inside a call), 52 in all: its party 0 sends 12 or 20 bytes per
+element depending on the draw (0.79 or 1.31 MB for a 256 x 256 matrix product). It is
+exact too (one-bit error, no catastrophic failure for |x| < 2^62: hasMsbError false), so
+its fewer bytes for a truncation alone (28 in all against our 30) do not come from a
+probabilistic truncation. ABY3's Trunc1 (SPU's TruncA, compiled in only without
+ENABLE_PRECISE_ABY3_TRUNCPR: 1 round, 8 bytes from one party) fails catastrophically with
+probability about 2^(l+1-64) per element for l-bit values and is not offered here.
 References: Escudero, Ghosh, Keller, Rachuri and Scholl, "Improved Primitives for MPC over
 Mixed Arithmetic-Binary Circuits", CRYPTO 2020, Sec. 5 (truncation with the mask's top bit
 shared; a helper among the servers); Dalskov, Escudero and Keller, "Secure Evaluation of
@@ -80,6 +88,9 @@ from mpc.protocols.replicated.sharing import zero_share
 from mpc.ring import DTYPE
 
 OFFSET = np.uint64(1 << 62)  # inputs are shifted by 2^62 to be non-negative
+# Fused products of this many elements open to a only: 3.3 bytes per element a party less
+# for one round more (on this machine a round costs about what 2^16 x 3.3 bytes do)
+ONE_RECEIVER_FROM = 1 << 16
 
 
 def roles(h: int) -> tuple[int, int, int]:
@@ -100,8 +111,9 @@ def truncate(ctx, xs: np.ndarray, bits: int) -> np.ndarray:
 
 def truncate_product(ctx, zs: np.ndarray, bits: int, op: str = "mul") -> np.ndarray:
     """Replicated [z / 2^bits] from this party's additive part z_i of a product (z = z_0 +
-    z_1 + z_2: the local terms before a reshare). 2 rounds, 13.46 bytes a party per element
-    for bits = 16 (module docstring). `op` names the product in the messages' tags, so
+    z_1 + z_2: the local terms before a reshare). For bits = 16: 2 rounds and 13.46 bytes
+    a party per element, or from ONE_RECEIVER_FROM elements 3 rounds and 10.125 (module
+    docstring). `op` names the product in the messages' tags, so
     parties running different products fail with a ProtocolError instead of computing
     garbage."""
     seq = ctx.next_seq()
@@ -125,7 +137,7 @@ def ranges(n: int, first_helper: int) -> list[tuple[int, int, int]]:
 
 
 def _truncate(ctx, seq: int, data: np.ndarray, n: int, bits: int, op: str) -> np.ndarray:
-    """The two rounds for `n` flat elements, every range at once. `data`: this party's
+    """The rounds for `n` flat elements, every range at once. `data`: this party's
     masked additive part (a product's, shape (n,)) or its replicated share (op "trunc",
     shape (2, n))."""
     if not 1 <= bits <= 61:
@@ -133,9 +145,10 @@ def _truncate(ctx, seq: int, data: np.ndarray, n: int, bits: int, op: str) -> np
     if n == 0:
         return np.zeros((2, 0), DTYPE)
     product = op != "trunc"
+    one = product and n >= ONE_RECEIVER_FROM
     label = f"{op}:trunc" if product else op
     first = ctx.protocol.next_helper()
-    nonces = [ctx.next_seq() for _ in range(3)]  # streams of each range; [0] labels round 2
+    nonces = [ctx.next_seq() for _ in range(3)]  # each range's streams; round 2's, 3's labels
     steps = []
     for (start, stop, helper), nonce in zip(ranges(n, first), nonces):
         role = (ctx.pid - helper) % 3
@@ -144,15 +157,15 @@ def _truncate(ctx, seq: int, data: np.ndarray, n: int, bits: int, op: str) -> np
         else:  # a holds (x_a, x_b), b holds (x_b, x_h); the helper's part is 0
             part = (None, data[0, start:stop] + data[1, start:stop], data[1, start:stop])[role]
         steps.append((_Helper, _PartyA, _PartyB)[role](ctx, helper, nonce, part, stop - start,
-                                                       bits, product))
-    for round_seq, rnd in ((seq, 1), (nonces[0], 2)):
+                                                       bits, product, one))
+    for round_seq, rnd in ((seq, 1), (nonces[0], 2), (nonces[1], 3))[:3 if one else 2]:
         outgoing, expected = {}, {}
         for step in steps:
             for peer, arrays in step.sends(rnd).items():
                 outgoing.setdefault(peer, []).extend(arrays)
             for peer, nbytes in step.expects(rnd).items():
                 expected.setdefault(peer, []).append(nbytes)
-        tag = label if rnd == 1 else f"{label}:2"
+        tag = label if rnd == 1 else f"{label}:{rnd}"
         messages = {p: np.concatenate([a.reshape(-1).view(np.uint8) for a in arrays])
                     for p, arrays in outgoing.items()}
         if not expected:  # the helper of every range (a call of one element): no wait
@@ -169,7 +182,10 @@ def _truncate(ctx, seq: int, data: np.ndarray, n: int, bits: int, op: str) -> np
                 mine[peer] = got[peer][offsets[peer]:offsets[peer] + nbytes]
                 offsets[peer] += nbytes
             step.receive(rnd, mine)
-    return np.concatenate([step.result() for step in steps], axis=1)
+    out = np.empty((2, n), DTYPE)
+    for (start, stop, _), step in zip(ranges(n, first), steps):
+        step.result(out[:, start:stop])
+    return out
 
 
 # ---------------------------------------------------------------- the three roles
@@ -183,9 +199,9 @@ def _ring(raw: np.ndarray) -> np.ndarray:
 class _Role:
     """One range's part at this party: what it sends and expects in each round."""
 
-    def __init__(self, ctx, helper, nonce, part, n, bits, product):
+    def __init__(self, ctx, helper, nonce, part, n, bits, product, one):
         self.h, self.a, self.b = roles(helper)
-        self.n, self.f, self.product = n, bits, product
+        self.n, self.f, self.product, self.one = n, bits, product, one
         self.w = bits + 1 if product else bits
         self.fmask = np.uint64((1 << bits) - 1)
         self.wmask = np.uint64((1 << self.w) - 1)
@@ -214,10 +230,11 @@ class _Role:
                                  self.w, out)
         return out
 
-    def _own(self, t):
-        """This party's seed-known component T + 2^(64-w) s."""
+    def _own(self, t, out):
+        """This party's seed-known component T + 2^(64-w) s, into `out`."""
         with np.errstate(over="ignore"):
-            return t + (self.s << self.top)
+            np.left_shift(self.s, self.top, out=self.s)
+            np.add(t, self.s, out=out)
 
 
 _NONE = np.zeros(0, DTYPE)
@@ -234,7 +251,8 @@ class _Helper(_Role):
             rho = Prg(new_seed()).ring(0, n)  # private: the low bits of the mask
             kernels.helper_product(ra, rb, ka, ma, sa, sb, np.ascontiguousarray(part), rho,
                                    self.f, self.w, w_h, k_b, m_b, self.comps)
-            self.out = {self.a: [w_h], self.b: [w_h, pack(k_b, self.w)]}
+            self.out = {self.a: [w_h], self.b: [pack(k_b, self.w)] if self.one else
+                        [w_h, pack(k_b, self.w)]}
         else:
             t_b = np.empty(n, DTYPE)
             kernels.helper_alone(ra, rb, ka, ma, sa, sb, self.f, t_b, m_b, self.comps)
@@ -244,8 +262,8 @@ class _Helper(_Role):
     def sends(self, rnd):
         return self.out if rnd == 1 else {}
 
-    def result(self):
-        return self.comps
+    def result(self, out):
+        out[...] = self.comps  # (Y_h, Y_a)
 
 
 class _PartyA(_Role):
@@ -261,22 +279,32 @@ class _PartyA(_Role):
                 self.w_mine = part + ra + OFFSET
 
     def sends(self, rnd):
+        if self.one:  # round 2: d_a and the packed c63 to b
+            return {self.b: [self.d, pack(self.c >> np.uint64(63), 1)]} if rnd == 2 else {}
         return {self.b: [self.w_mine] if rnd == 1 else [pack(self.e, self.w)]}
 
     def expects(self, rnd):
-        if rnd == 2:
+        if rnd == 1:
+            return {self.b: 8 * self.n, **({self.h: 8 * self.n} if self.product else {})}
+        if rnd == (3 if self.one else 2):
             return {self.b: packed_size(self.n, self.w)}
-        return {self.b: 8 * self.n, **({self.h: 8 * self.n} if self.product else {})}
+        return {}
 
     def receive(self, rnd, got):
         if rnd == 1:
             w_h = _ring(got[self.h]) if self.product else _NONE
             self._open(self.w_mine, _ring(got[self.b]), w_h, self.k, self.m)
-        else:
+            if self.one:  # d_a = pub(c) + 2^(64-w) e_a: Y_b less b's piece
+                self.d = self._shared(pack(np.zeros(self.n, DTYPE), self.w))
+        elif self.one and rnd == 3:
+            with np.errstate(over="ignore"):
+                self.y_b = self.d + (unpack(got[self.b], self.n, self.w) << self.top)
+        elif rnd == 2 and not self.one:
             self.y_b = self._shared(got[self.b])
 
-    def result(self):
-        return np.stack([self._own(self.t), self.y_b])  # (Y_a, Y_b)
+    def result(self, out):  # (Y_a, Y_b)
+        self._own(self.t, out[0])
+        out[1] = self.y_b
 
 
 class _PartyB(_Role):
@@ -291,32 +319,48 @@ class _PartyB(_Role):
                 self.w_mine = part + rb
 
     def _sizes(self):
-        """Bytes from the helper: w_h, then k_b (a product) or T_b (alone), then m_b."""
+        """Bytes from the helper: w_h (not with one receiver), then k_b (a product) or
+        T_b (alone), then m_b."""
         n = self.n
         if self.product:
-            return 8 * n, packed_size(n, self.w), packed_size(n, self.f)
+            return 0 if self.one else 8 * n, packed_size(n, self.w), packed_size(n, self.f)
         return 0, 8 * n, packed_size(n, self.f)
 
     def sends(self, rnd):
-        return {self.a: [self.w_mine] if rnd == 1 else [pack(self.e, self.w)]}
+        if rnd == 1:
+            return {self.a: [self.w_mine]}
+        return {self.a: [pack(self.e, self.w)]} if rnd == (3 if self.one else 2) else {}
 
     def expects(self, rnd):
+        if rnd == 1:
+            return {self.h: sum(self._sizes()), **({} if self.one else {self.a: 8 * self.n})}
         if rnd == 2:
-            return {self.a: packed_size(self.n, self.w)}
-        return {self.a: 8 * self.n, self.h: sum(self._sizes())}
+            return {self.a: 8 * self.n + packed_size(self.n, 1) if self.one else
+                    packed_size(self.n, self.w)}
+        return {}
 
     def receive(self, rnd, got):
-        if rnd == 2:
+        if rnd == 1:
+            w_h, second, _ = self._sizes()
+            raw = got[self.h]
+            if self.product:
+                self.w_h, self.k = _ring(raw[:w_h]), unpack(raw[w_h:w_h + second], self.n,
+                                                            self.w)
+            else:
+                self.t, self.w_h, self.k = _ring(raw[:second]), _NONE, _NONE
+            self.m = unpack(raw[sum(self._sizes()[:2]):], self.n, self.f)
+            if not self.one:
+                self._open(self.w_mine, _ring(got[self.a]), self.w_h, self.k, self.m)
+        elif rnd == 2 and self.one:  # d_a and c63 from a
+            raw = got[self.a]
+            d_a = _ring(raw[:8 * self.n])
+            c63 = unpack(raw[8 * self.n:], self.n, 1)
+            self._open(c63 << np.uint64(63), np.zeros(self.n, DTYPE), _NONE, self.k, self.m)
+            with np.errstate(over="ignore"):
+                self.y_b = d_a + (self.e << self.top)
+        elif rnd == 2:
             self.y_b = self._shared(got[self.a])
-            return
-        w_h, second, _ = self._sizes()
-        raw = got[self.h]
-        if self.product:
-            w_h, k = _ring(raw[:w_h]), unpack(raw[w_h:w_h + second], self.n, self.w)
-        else:
-            self.t, w_h, k = _ring(raw[:second]), _NONE, _NONE
-        m = unpack(raw[sum(self._sizes()[:2]):], self.n, self.f)
-        self._open(self.w_mine, _ring(got[self.a]), w_h, k, m)
 
-    def result(self):
-        return np.stack([self.y_b, self._own(self.t)])  # (Y_b, Y_h)
+    def result(self, out):  # (Y_b, Y_h)
+        out[0] = self.y_b
+        self._own(self.t, out[1])
