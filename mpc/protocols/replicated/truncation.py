@@ -113,9 +113,8 @@ def truncate_product(ctx, zs: np.ndarray, bits: int, op: str = "mul") -> np.ndar
     """Replicated [z / 2^bits] from this party's additive part z_i of a product (z = z_0 +
     z_1 + z_2: the local terms before a reshare). For bits = 16: 2 rounds and 13.46 bytes
     a party per element, or from ONE_RECEIVER_FROM elements 3 rounds and 10.125 (module
-    docstring). `op` names the product in the messages' tags, so
-    parties running different products fail with a ProtocolError instead of computing
-    garbage."""
+    docstring). `op` names the product in the messages' tags, so parties running
+    different products fail with a ProtocolError instead of computing garbage."""
     seq = ctx.next_seq()
     flat = zs.reshape(-1) + zero_share(ctx, seq, (zs.size,))
     out = _truncate(ctx, seq, flat, zs.size, bits, op)
@@ -223,11 +222,10 @@ class _Role:
         kernels.open_and_top(w_mine, w_peer, w_h, k, m, self.s, self.f, self.w, self.c,
                              self.e)
 
-    def _shared(self, raw):
-        """Y_b from c, this party's piece and the peer's (raw bytes)."""
+    def _shared(self, e_peer):
+        """Y_b = pub(c) + 2^(64-w) (e + e_peer) (kernels.shared_component)."""
         out = np.empty(self.n, DTYPE)
-        kernels.shared_component(self.c, self.e, unpack(raw, self.n, self.w), self.f,
-                                 self.w, out)
+        kernels.shared_component(self.c, self.e, e_peer, self.f, self.w, out)
         return out
 
     def _own(self, t, out):
@@ -295,12 +293,12 @@ class _PartyA(_Role):
             w_h = _ring(got[self.h]) if self.product else _NONE
             self._open(self.w_mine, _ring(got[self.b]), w_h, self.k, self.m)
             if self.one:  # d_a = pub(c) + 2^(64-w) e_a: Y_b less b's piece
-                self.d = self._shared(pack(np.zeros(self.n, DTYPE), self.w))
+                self.d = self._shared(np.zeros(self.n, DTYPE))
         elif self.one and rnd == 3:
             with np.errstate(over="ignore"):
                 self.y_b = self.d + (unpack(got[self.b], self.n, self.w) << self.top)
         elif rnd == 2 and not self.one:
-            self.y_b = self._shared(got[self.b])
+            self.y_b = self._shared(unpack(got[self.b], self.n, self.w))
 
     def result(self, out):  # (Y_a, Y_b)
         self._own(self.t, out[0])
@@ -355,11 +353,11 @@ class _PartyB(_Role):
             raw = got[self.a]
             d_a = _ring(raw[:8 * self.n])
             c63 = unpack(raw[8 * self.n:], self.n, 1)
-            self._open(c63 << np.uint64(63), np.zeros(self.n, DTYPE), _NONE, self.k, self.m)
-            with np.errstate(over="ignore"):
-                self.y_b = d_a + (self.e << self.top)
+            with np.errstate(over="ignore"):  # e_b = k_b - 2 c63 m_b - s_b mod 2^w
+                e = (self.k - ((c63 * self.m) << np.uint64(1)) - self.s) & self.wmask
+                self.e, self.y_b = e, d_a + (e << self.top)
         elif rnd == 2:
-            self.y_b = self._shared(got[self.a])
+            self.y_b = self._shared(unpack(got[self.a], self.n, self.w))
 
     def result(self, out):  # (Y_b, Y_h)
         out[0] = self.y_b
