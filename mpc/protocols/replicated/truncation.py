@@ -148,6 +148,7 @@ def _truncate(ctx, seq: int, data: np.ndarray, n: int, bits: int, op: str) -> np
     label = f"{op}:trunc" if product else op
     first = ctx.protocol.next_helper()
     nonces = [ctx.next_seq() for _ in range(3)]  # each range's streams; round 2's, 3's labels
+    out = np.empty((2, n), DTYPE)  # each range's components are written in place
     steps = []
     for (start, stop, helper), nonce in zip(ranges(n, first), nonces):
         role = (ctx.pid - helper) % 3
@@ -155,8 +156,9 @@ def _truncate(ctx, seq: int, data: np.ndarray, n: int, bits: int, op: str) -> np
             part = data[start:stop]
         else:  # a holds (x_a, x_b), b holds (x_b, x_h); the helper's part is 0
             part = (None, data[0, start:stop] + data[1, start:stop], data[1, start:stop])[role]
-        steps.append((_Helper, _PartyA, _PartyB)[role](ctx, helper, nonce, part, stop - start,
-                                                       bits, product, one))
+        steps.append((_Helper, _PartyA, _PartyB)[role](ctx, helper, nonce, part,
+                                                       out[:, start:stop], bits, product,
+                                                       one))
     for round_seq, rnd in ((seq, 1), (nonces[0], 2), (nonces[1], 3))[:3 if one else 2]:
         outgoing, expected = {}, {}
         for step in steps:
@@ -181,9 +183,6 @@ def _truncate(ctx, seq: int, data: np.ndarray, n: int, bits: int, op: str) -> np
                 mine[peer] = got[peer][offsets[peer]:offsets[peer] + nbytes]
                 offsets[peer] += nbytes
             step.receive(rnd, mine)
-    out = np.empty((2, n), DTYPE)
-    for (start, stop, _), step in zip(ranges(n, first), steps):
-        step.result(out[:, start:stop])
     return out
 
 
@@ -196,11 +195,13 @@ def _ring(raw: np.ndarray) -> np.ndarray:
 
 
 class _Role:
-    """One range's part at this party: what it sends and expects in each round."""
+    """One range's part at this party: what it sends and expects in each round; its two
+    components go to `dest` (shape (2, n)) once known."""
 
-    def __init__(self, ctx, helper, nonce, part, n, bits, product, one):
+    def __init__(self, ctx, helper, nonce, part, dest, bits, product, one):
         self.h, self.a, self.b = roles(helper)
-        self.n, self.f, self.product, self.one = n, bits, product, one
+        self.n, self.dest = dest.shape[1], dest
+        self.f, self.product, self.one = bits, product, one
         self.w = bits + 1 if product else bits
         self.fmask = np.uint64((1 << bits) - 1)
         self.wmask = np.uint64((1 << self.w) - 1)
@@ -222,17 +223,17 @@ class _Role:
         kernels.open_and_top(w_mine, w_peer, w_h, k, m, self.s, self.f, self.w, self.c,
                              self.e)
 
-    def _shared(self, e_peer):
-        """Y_b = pub(c) + 2^(64-w) (e + e_peer) (kernels.shared_component)."""
-        out = np.empty(self.n, DTYPE)
+    def _shared(self, e_peer, out=None):
+        """Y_b = pub(c) + 2^(64-w) (e + e_peer) (kernels.shared_component), into `out`."""
+        out = np.empty(self.n, DTYPE) if out is None else out
         kernels.shared_component(self.c, self.e, e_peer, self.f, self.w, out)
         return out
 
     def _own(self, t, out):
         """This party's seed-known component T + 2^(64-w) s, into `out`."""
         with np.errstate(over="ignore"):
-            np.left_shift(self.s, self.top, out=self.s)
-            np.add(t, self.s, out=out)
+            np.left_shift(self.s, self.top, out=out)
+            np.add(out, t, out=out)
 
 
 _NONE = np.zeros(0, DTYPE)
@@ -243,25 +244,22 @@ class _Helper(_Role):
         n = self.n
         ra, ka, ma, sa = ctx.pairwise_ring(self.a, nonce, (4, n))  # ka: T_a alone
         rb, sb = ctx.pairwise_ring(self.b, nonce, (2, n))
-        m_b, self.comps = np.empty(n, DTYPE), np.empty((2, n), DTYPE)  # (Y_h, Y_a)
+        m_b, comps = np.empty(n, DTYPE), self.dest  # (Y_h, Y_a)
         if self.product:
             w_h, k_b = np.empty(n, DTYPE), np.empty(n, DTYPE)
             rho = Prg(new_seed()).ring(0, n)  # private: the low bits of the mask
             kernels.helper_product(ra, rb, ka, ma, sa, sb, np.ascontiguousarray(part), rho,
-                                   self.f, self.w, w_h, k_b, m_b, self.comps)
+                                   self.f, self.w, w_h, k_b, m_b, comps)
             self.out = {self.a: [w_h], self.b: [pack(k_b, self.w)] if self.one else
                         [w_h, pack(k_b, self.w)]}
         else:
             t_b = np.empty(n, DTYPE)
-            kernels.helper_alone(ra, rb, ka, ma, sa, sb, self.f, t_b, m_b, self.comps)
+            kernels.helper_alone(ra, rb, ka, ma, sa, sb, self.f, t_b, m_b, comps)
             self.out = {self.b: [t_b]}
         self.out[self.b].append(pack(m_b, self.f))
 
     def sends(self, rnd):
         return self.out if rnd == 1 else {}
-
-    def result(self, out):
-        out[...] = self.comps  # (Y_h, Y_a)
 
 
 class _PartyA(_Role):
@@ -289,20 +287,18 @@ class _PartyA(_Role):
         return {}
 
     def receive(self, rnd, got):
-        if rnd == 1:
+        if rnd == 1:  # (Y_a, Y_b) to dest
             w_h = _ring(got[self.h]) if self.product else _NONE
             self._open(self.w_mine, _ring(got[self.b]), w_h, self.k, self.m)
+            self._own(self.t, self.dest[0])
             if self.one:  # d_a = pub(c) + 2^(64-w) e_a: Y_b less b's piece
                 self.d = self._shared(np.zeros(self.n, DTYPE))
         elif self.one and rnd == 3:
             with np.errstate(over="ignore"):
-                self.y_b = self.d + (unpack(got[self.b], self.n, self.w) << self.top)
+                np.add(self.d, unpack(got[self.b], self.n, self.w) << self.top,
+                       out=self.dest[1])
         elif rnd == 2 and not self.one:
-            self.y_b = self._shared(unpack(got[self.b], self.n, self.w))
-
-    def result(self, out):  # (Y_a, Y_b)
-        self._own(self.t, out[0])
-        out[1] = self.y_b
+            self._shared(unpack(got[self.b], self.n, self.w), self.dest[1])
 
 
 class _PartyB(_Role):
@@ -338,7 +334,7 @@ class _PartyB(_Role):
         return {}
 
     def receive(self, rnd, got):
-        if rnd == 1:
+        if rnd == 1:  # (Y_b, Y_h) to dest
             w_h, second, _ = self._sizes()
             raw = got[self.h]
             if self.product:
@@ -347,6 +343,7 @@ class _PartyB(_Role):
             else:
                 self.t, self.w_h, self.k = _ring(raw[:second]), _NONE, _NONE
             self.m = unpack(raw[sum(self._sizes()[:2]):], self.n, self.f)
+            self._own(self.t, self.dest[1])
             if not self.one:
                 self._open(self.w_mine, _ring(got[self.a]), self.w_h, self.k, self.m)
         elif rnd == 2 and self.one:  # d_a and c63 from a
@@ -354,11 +351,7 @@ class _PartyB(_Role):
             d_a = _ring(raw[:8 * self.n])
             c63 = unpack(raw[8 * self.n:], self.n, 1)
             with np.errstate(over="ignore"):  # e_b = k_b - 2 c63 m_b - s_b mod 2^w
-                e = (self.k - ((c63 * self.m) << np.uint64(1)) - self.s) & self.wmask
-                self.e, self.y_b = e, d_a + (e << self.top)
+                self.e = (self.k - ((c63 * self.m) << np.uint64(1)) - self.s) & self.wmask
+                np.add(d_a, self.e << self.top, out=self.dest[0])
         elif rnd == 2:
-            self.y_b = self._shared(unpack(got[self.a], self.n, self.w))
-
-    def result(self, out):  # (Y_b, Y_h)
-        out[0] = self.y_b
-        self._own(self.t, out[1])
+            self._shared(unpack(got[self.a], self.n, self.w), self.dest[0])
