@@ -44,7 +44,6 @@ class DealerProvider(Provider):
     """Party side of the dealer: derives shares locally, fetches its corrections."""
 
     def __init__(self, pid: int, n_parties: int, transport, dealer_id: int):
-        keep_freed_memory()  # every item's streams are fresh tensors of the same sizes
         self._transport = transport
         self._dealer = dealer_id
         with transport.stats.operation("setup"):
