@@ -21,12 +21,13 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from net import wire
+from net import bulk, wire
 from net.errors import (AuthError, HandshakeRefused, NetError, PeerLost, PeerTimeout,
                         PeerUnreachable, ProtocolError)
 from net.gate import ROUTER_EVENTS, Gatekeeper
@@ -39,6 +40,7 @@ from net.transport import Transport
 CONTROL_PREFIX = "__"
 _HELLO = "__hello"
 _GOODBYE = "__goodbye"
+_BULK_SENT = "__bulk_sent"   # before a goodbye: its seq is the number of bulk frames sent
 _NOTHING = np.zeros(0, np.uint8)
 MAX_REASON = 500  # bytes of a goodbye's reason (why a member left: an error, or nothing)
 
@@ -70,6 +72,13 @@ holds a wrong key for this member (instead of finding nobody at the address)."""
 CHECK_EVERY = 1.0
 """Seconds between two looks at the links while waiting for nothing else."""
 
+BULK_BYTES = 1 << 16
+"""Payloads from this size on go on the bulk channel (see the module docstring)."""
+
+BULK_GRACE = 1.0
+"""Seconds start() waits, after the hellos, for the bulk links to come up; a message
+sent while a peer's bulk link is not up goes on the CURVE link instead."""
+
 
 class ZmqMesh(Transport):
     """The Transport over ZeroMQ. `peers` maps every party id, this one included, to
@@ -100,7 +109,8 @@ class ZmqMesh(Transport):
                  talks_to: Iterable[int] | None = None, late_peers: Iterable[int] = (),
                  late_timeout: float = 600.0, heartbeat: float | None = None,
                  key_file: str | None = None, peers_file: str | None = None,
-                 mailbox_bytes: int = MAX_BYTES, names: Mapping[int, str] | None = None):
+                 mailbox_bytes: int = MAX_BYTES, names: Mapping[int, str] | None = None,
+                 bulk_from: int | None = BULK_BYTES):
         if my_id not in peers:
             raise ValueError(f"party {my_id} is not in the peers config (ids {sorted(peers)})")
         talks = set(peers) if talks_to is None else set(talks_to)
@@ -121,6 +131,7 @@ class ZmqMesh(Transport):
         self._key_file = key_file
         self._peers_file = peers_file
         self._names = dict(names or {})
+        self._bulk_from = bulk_from if curve and peers[my_id][0].startswith("tcp://") else None
         if curve:
             self._check_keys()
         else:
@@ -141,6 +152,13 @@ class ZmqMesh(Transport):
         self._routes: dict[int, bytes] = {}    # peer -> routing id of its link to us
         self._gone: dict[int, tuple[str, int]] = {}   # peers that said goodbye -> (why, culprit)
         self._links: dict[int, Link] = {}      # peer -> what we know of our link to it
+        self._bulk_router: zmq.Socket | None = None
+        self._bulk_port = 0
+        self._openers: dict[int, bulk.Opener] = {}   # peer -> its frames to us
+        self._bulk_keys: dict[int, bytes] = {}       # peer -> the key it is to send on
+        self._bulk_out: dict[int, _BulkLink] = {}    # peer -> our bulk link to it
+        self._bulk_monitors: dict[zmq.Socket, _BulkLink] = {}
+        self._bulk_due: dict[int, int] = {}          # departed peer -> frames it sent us
         self._closed = False
 
     def _party(self, member: int) -> str:
@@ -214,8 +232,10 @@ class ZmqMesh(Transport):
             self._router.curve_secretkey = secret
             self._router.curve_publickey = public
         self._gate.watch(self._router.get_monitor_socket(ROUTER_EVENTS))
-        self._gate.start()   # its ZAP handler is bound: without one CURVE admits anyone
         address = self._peers[me][0]
+        if self._bulk_from is not None:
+            self._open_bulk_router(address.rpartition(":")[0])
+        self._gate.start()   # its ZAP handler is bound: without one CURVE admits anyone
         try:
             self._router.bind(address)
         except zmq.ZMQError as e:
@@ -248,9 +268,33 @@ class ZmqMesh(Transport):
                 raise NetError(f"{self._party(me)}: cannot connect to {self._party(p)} at "
                                f"{self._peers[p][0]}: {e.strerror}", culprit=me) from None
 
+    def _open_bulk_router(self, host: str) -> None:
+        """Listen for bulk frames on an ephemeral port of `host` (plaintext ZMTP: every
+        frame is sealed on its own, see net.bulk), and draw each peer's sending key."""
+        me = self.my_id
+        self._bulk_router = self._socket(zmq.ROUTER)
+        monitor = self._bulk_router.get_monitor_socket(ROUTER_EVENTS)
+        try:
+            self._bulk_router.bind(f"{host}:*")
+        except zmq.ZMQError as e:
+            raise NetError(f"{self._party(me)}: cannot listen on {host}:* for bulk frames: "
+                           f"{e.strerror}", culprit=me) from None
+        endpoint = self._bulk_router.last_endpoint.decode()
+        self._bulk_port = int(endpoint.rpartition(":")[2])
+        self._gate.watch(monitor, endpoint)
+        self._poller.register(self._bulk_router, zmq.POLLIN)
+        for p in self.peer_ids:
+            self._bulk_keys[p] = bulk.new_key()
+            self._openers[p] = bulk.Opener(self._bulk_keys[p])
+
+    def _hello_payload(self, peer: int) -> np.ndarray:
+        if self._bulk_router is None:
+            return _NOTHING
+        return bulk.hello_payload(self._bulk_port, self._bulk_keys[peer])
+
     def _handshake(self) -> None:
         for p in self.peer_ids:
-            self._send(p, 0, _HELLO, _NOTHING)
+            self._send(p, 0, _HELLO, self._hello_payload(p))
         deadline = time.monotonic() + self.connect_timeout
         while missing := [p for p in self.peer_ids if p not in self.late_peers
                           and (p not in self._hello or not self._links[p].up)]:
@@ -262,6 +306,10 @@ class ZmqMesh(Transport):
             if left <= 0:
                 raise self._not_connected(missing)
             self._pump(min(left, CHECK_EVERY))
+        grace = time.monotonic() + BULK_GRACE
+        while (left := grace - time.monotonic()) > 0 and any(
+                not link.up for p, link in self._bulk_out.items() if p not in self.late_peers):
+            self._pump(left)
 
     def _not_connected(self, missing: list[int]) -> PeerTimeout:
         me, parts = self.my_id, []
@@ -308,6 +356,7 @@ class ZmqMesh(Transport):
                 and not self._hopeless(p)):
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
+        self._flush_bulk(time.monotonic() + self.timeout)
         queued = {p: self._goodbye(p, reason, culprit) for p in self._dealers
                   if self._links[p].up and p not in self._gone}
         back = [self._goodbye(p, reason, culprit, back=True) for p in self._routes
@@ -335,8 +384,26 @@ class ZmqMesh(Transport):
             self._router.send(header, zmq.SNDMORE)
             return self._router.send(payload, copy=False, track=True)
         dealer = self._dealers[peer]
+        out = self._bulk_out.get(peer)
+        if out is not None and out.sealer.counter:   # the frames it must wait for
+            dealer.send_multipart(wire.encode(self.my_id, out.sealer.counter, _BULK_SENT,
+                                              _NOTHING))
         dealer.send(header, zmq.SNDMORE)
         return dealer.send(payload, copy=False, track=True)
+
+    def _flush_bulk(self, deadline: float) -> None:
+        """Wait (until `deadline`, or while the link is up) until every bulk frame has
+        been handed to TCP: a goodbye, on the other connection, must not overtake them."""
+        while any(out.last is not None and not out.last.done and out.up
+                  for out in self._bulk_out.values()) and time.monotonic() < deadline:
+            for monitor, _ in self._bulk_poller().poll(10):
+                self._read_bulk_monitor(monitor)
+
+    def _bulk_poller(self) -> zmq.Poller:
+        poller = zmq.Poller()
+        for monitor in self._bulk_monitors:
+            poller.register(monitor, zmq.POLLIN)
+        return poller
 
     def __enter__(self) -> "ZmqMesh":
         return self if self._ctx is not None else self.start()
@@ -362,12 +429,19 @@ class ZmqMesh(Transport):
 
     def _send(self, to: int, seq: int, op: str, array: np.ndarray) -> int:
         header, payload = wire.encode(self.my_id, seq, op, array)
-        dealer = self._dealers[to]
+        out = self._bulk_out.get(to)
         zero_copy = payload.nbytes >= ZERO_COPY_BYTES
         if zero_copy and isinstance(array, np.ndarray):
-            array.flags.writeable = False  # the I/O thread reads it after we return
+            array.flags.writeable = False  # the I/O thread reads it after we return (the
+            # same contract whichever link it takes: on bulk it is sealed into a copy)
         try:
-            dealer.send_multipart((header, payload), copy=not zero_copy)
+            if out is not None and out.up and payload.nbytes >= self._bulk_from:
+                counter, body = out.sealer.seal(header, payload)
+                out.dealer.send(header, zmq.SNDMORE)
+                out.dealer.send(counter, zmq.SNDMORE)
+                out.last = out.dealer.send(body, copy=False, track=True)
+                return len(header) + payload.nbytes
+            self._dealers[to].send_multipart((header, payload), copy=not zero_copy)
         except zmq.Again:
             raise PeerTimeout(to, f"{self._party(self.my_id)}: could not queue message {seq} for "
                                   f"{self._party(to)} within {self.timeout:g} s") from None
@@ -391,7 +465,10 @@ class ZmqMesh(Transport):
         while (item := self._mailbox.take(frm, seq)) is None:
             now = time.monotonic()
             if frm in self._gone:
-                raise self._left(frm, f"before sending message {seq}")
+                if not self._owes_bulk(frm) or now >= deadline:
+                    raise self._left(frm, f"before sending message {seq}")
+                self._pump(min(deadline - now, CHECK_EVERY))   # its last frames are on the way
+                continue
             link = self._links[frm]
             lost = link.down_since
             if lost is not None and (now - lost >= LOSS_GRACE or now >= deadline):
@@ -409,6 +486,11 @@ class ZmqMesh(Transport):
         op, array, nbytes = item
         self.stats.received(nbytes)
         return op, array
+
+    def _owes_bulk(self, peer: int) -> bool:
+        """A departed peer's bulk frames to us have not all arrived yet."""
+        opener = self._openers.get(peer)
+        return opener is not None and opener.due < self._bulk_due.get(peer, 0)
 
     def _liveness(self, peer: int) -> str:
         link = self._links[peer]
@@ -431,8 +513,13 @@ class ZmqMesh(Transport):
             if sock is self._router:
                 while (frames := self._recv_nowait(sock)) is not None:
                     self._file(frames)
+            elif sock is self._bulk_router:
+                while (frames := self._recv_nowait(sock)) is not None:
+                    self._file_bulk(frames)
             elif sock in self._monitors:
                 self._read_monitor(sock)
+            elif sock in self._bulk_monitors:
+                self._read_bulk_monitor(sock)
             else:
                 while (frames := self._recv_nowait(sock)) is not None:
                     self._file_back(self._backs[sock], frames)
@@ -473,6 +560,48 @@ class ZmqMesh(Transport):
             nbytes = len(header) + len(payload)
             self._mailbox.put(who, seq, op, (op, array, nbytes), nbytes)
 
+    def _file_bulk(self, frames: list[zmq.Frame]) -> None:
+        """Open one bulk frame and put it in the mailbox; refuse (log and drop) one that
+        does not open or repeats a counter; fail on a gap in a peer's authentic frames."""
+        me = self.my_id
+        if len(frames) != 4:
+            return self._refuse_bulk(frames, f"{len(frames) - 1} parts, expected 3")
+        _, header, counter, body = frames
+        try:
+            claimed = wire.sender_of(header.buffer)
+        except ProtocolError as e:
+            return self._refuse_bulk(frames, str(e))
+        opener = self._openers.get(claimed)
+        if opener is None:
+            return self._refuse_bulk(frames, f"its header names {self._party(claimed)}, "
+                                             f"not a peer of {self._party(me)}")
+        try:
+            plain = opener.open(header.buffer, counter.buffer, body.buffer)
+        except bulk.Refused as e:
+            return self._refuse_bulk(frames, f"claimed to be from {self._party(claimed)}: {e}")
+        except bulk.Gap as e:
+            raise ProtocolError(f"{self._party(me)}: bulk frame {e.got} from "
+                                f"{self._party(claimed)} arrived when frame {e.due} was due: "
+                                f"frames were lost (its bulk link reconnected) or withheld "
+                                f"on the network", culprit=claimed) from None
+        try:
+            _, seq, op, array = wire.decode(header.buffer, plain)
+        except ProtocolError as e:
+            raise ProtocolError(f"{self._party(me)}: malformed bulk frame from "
+                                f"{self._party(claimed)}: {e}", culprit=claimed) from None
+        if op.startswith(CONTROL_PREFIX):
+            raise ProtocolError(f"{self._party(me)}: {self._party(claimed)} sent control "
+                                f"message '{op}' as a bulk frame", culprit=claimed)
+        nbytes = len(header) + plain.nbytes
+        self._mailbox.put(claimed, seq, op, (op, array, nbytes), nbytes)
+
+    def _refuse_bulk(self, frames: list[zmq.Frame], cause: str) -> None:
+        try:
+            source = frames[-1].get("Peer-Address")
+        except zmq.ZMQError:
+            source = "an unknown address"
+        self._gate.log.refused(source, cause, what="a bulk frame")
+
     def _file_back(self, peer: int, frames: list[zmq.Frame]) -> None:
         """A message on our own link to `peer`: only a goodbye may come back that way."""
         me = self.my_id
@@ -510,6 +639,15 @@ class ZmqMesh(Transport):
         if op == _HELLO:
             self._hello.setdefault(who, time.monotonic())
             self._gone.pop(who, None)
+            try:
+                offer = bulk.parse_hello(payload)
+            except ProtocolError as e:
+                raise ProtocolError(f"{self._party(self.my_id)}: {self._party(who)}'s {e}",
+                                    culprit=who) from None
+            if offer is not None and self._bulk_router is not None:
+                self._open_bulk(who, *offer)
+        elif op == _BULK_SENT:
+            self._bulk_due[who] = seq
         elif op == _GOODBYE:
             text = bytes(payload[:MAX_REASON]).decode("utf-8", "replace")
             culprit = seq - 1 if seq - 1 in self._peers else who
@@ -517,6 +655,44 @@ class ZmqMesh(Transport):
         else:
             raise ProtocolError(f"{self._party(self.my_id)}: unknown control message '{op}' from "
                                 f"{self._party(who)}", culprit=who)
+
+    def _open_bulk(self, peer: int, port: int, key: bytes) -> None:
+        """Our bulk link to `peer`, at its port on its host, sealing with `key` (a peer
+        that greets again, restarted, has drawn a new key: the link is made anew)."""
+        old = self._bulk_out.pop(peer, None)
+        if old is not None:
+            for sock in (old.monitor, old.dealer):
+                self._poller.unregister(sock)
+                self._sockets.remove(sock)
+                sock.close()
+            del self._bulk_monitors[old.monitor]
+        dealer = self._socket(zmq.DEALER)
+        silence = max(1, int(self.heartbeat * 1000))
+        dealer.heartbeat_ivl = max(1, silence // 4)
+        dealer.heartbeat_timeout = silence
+        dealer.heartbeat_ttl = silence
+        monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED
+                                            | zmq.EVENT_DISCONNECTED)
+        self._sockets.append(monitor)
+        link = self._bulk_out[peer] = _BulkLink(dealer, monitor, bulk.Sealer(key))
+        self._bulk_monitors[monitor] = link
+        self._poller.register(monitor, zmq.POLLIN)
+        host = self._peers[peer][0].rpartition(":")[0]
+        try:
+            dealer.connect(f"{host}:{port}")
+        except zmq.ZMQError as e:
+            raise NetError(f"{self._party(self.my_id)}: cannot connect to "
+                           f"{self._party(peer)}'s bulk port at {host}:{port}: {e.strerror}",
+                           culprit=self.my_id) from None
+
+    def _read_bulk_monitor(self, monitor: zmq.Socket) -> None:
+        link = self._bulk_monitors[monitor]
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            link.up = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
 
     def _read_monitor(self, monitor: zmq.Socket) -> None:
         """Track the state of our link to one peer from its DEALER's socket events."""
@@ -589,6 +765,17 @@ class ZmqMesh(Transport):
             f"though {self._party(p)} "
             f"is running (it connected to {self._party(me)}): the address of {self._party(p)} in "
             f"{self._config()} is wrong, or {self._party(p)} listens elsewhere"), culprit=me)
+
+
+@dataclass
+class _BulkLink:
+    """Our bulk link to one peer: its socket, whether it is up, and its last frame."""
+
+    dealer: zmq.Socket
+    monitor: zmq.Socket
+    sealer: bulk.Sealer
+    up: bool = False
+    last: zmq.MessageTracker | None = None
 
 
 def _release(ctx: zmq.Context, sockets: list[zmq.Socket], gate: Gatekeeper) -> None:
