@@ -436,9 +436,9 @@ class ZmqMesh(Transport):
             # same contract whichever link it takes: on bulk it is sealed into a copy)
         try:
             if out is not None and out.up and payload.nbytes >= self._bulk_from:
-                counter, body = out.sealer.seal(header, payload)
-                out.dealer.send(header, zmq.SNDMORE)
-                out.dealer.send(counter, zmq.SNDMORE)
+                prefix, sealed_header, body = out.sealer.seal(header, payload)
+                out.dealer.send(prefix, zmq.SNDMORE)
+                out.dealer.send(sealed_header, zmq.SNDMORE)
                 out.last = out.dealer.send(body, copy=False, track=True)
                 return len(header) + payload.nbytes
             self._dealers[to].send_multipart((header, payload), copy=not zero_copy)
@@ -566,17 +566,17 @@ class ZmqMesh(Transport):
         me = self.my_id
         if len(frames) != 4:
             return self._refuse_bulk(frames, f"{len(frames) - 1} parts, expected 3")
-        _, header, counter, body = frames
+        _, prefix, sealed_header, body = frames
         try:
-            claimed = wire.sender_of(header.buffer)
-        except ProtocolError as e:
+            claimed = bulk.sender_of(prefix.buffer)
+        except bulk.Refused as e:
             return self._refuse_bulk(frames, str(e))
         opener = self._openers.get(claimed)
         if opener is None:
-            return self._refuse_bulk(frames, f"its header names {self._party(claimed)}, "
+            return self._refuse_bulk(frames, f"its prefix names {self._party(claimed)}, "
                                              f"not a peer of {self._party(me)}")
         try:
-            plain = opener.open(header.buffer, counter.buffer, body.buffer)
+            header, plain = opener.open(prefix.buffer, sealed_header.buffer, body.buffer)
         except bulk.Refused as e:
             return self._refuse_bulk(frames, f"claimed to be from {self._party(claimed)}: {e}")
         except bulk.Gap as e:
@@ -585,10 +585,14 @@ class ZmqMesh(Transport):
                                 f"frames were lost (its bulk link reconnected) or withheld "
                                 f"on the network", culprit=claimed) from None
         try:
-            _, seq, op, array = wire.decode(header.buffer, plain)
+            sender, seq, op, array = wire.decode(header, plain)
         except ProtocolError as e:
             raise ProtocolError(f"{self._party(me)}: malformed bulk frame from "
                                 f"{self._party(claimed)}: {e}", culprit=claimed) from None
+        if sender != claimed:
+            raise ProtocolError(f"{self._party(me)}: refused bulk message {seq} ('{op}') from "
+                                f"{self._party(claimed)}, whose header claims it is from "
+                                f"{self._party(sender)}", culprit=claimed)
         if op.startswith(CONTROL_PREFIX):
             raise ProtocolError(f"{self._party(me)}: {self._party(claimed)} sent control "
                                 f"message '{op}' as a bulk frame", culprit=claimed)
@@ -674,7 +678,7 @@ class ZmqMesh(Transport):
         monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED
                                             | zmq.EVENT_DISCONNECTED)
         self._sockets.append(monitor)
-        link = self._bulk_out[peer] = _BulkLink(dealer, monitor, bulk.Sealer(key))
+        link = self._bulk_out[peer] = _BulkLink(dealer, monitor, bulk.Sealer(self.my_id, key))
         self._bulk_monitors[monitor] = link
         self._poller.register(monitor, zmq.POLLIN)
         host = self._peers[peer][0].rpartition(":")[0]

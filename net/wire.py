@@ -56,19 +56,6 @@ def encode(sender: int, seq: int, op: str, array: np.ndarray) -> tuple[bytes, me
     return header, memoryview(array.reshape(-1)).cast("B")
 
 
-def sender_of(header) -> int:
-    """The sender field of a header (magic and version checked, nothing else)."""
-    header = memoryview(header).cast("B")
-    if len(header) < _FIXED.size:
-        raise ProtocolError(f"truncated header: {len(header)} bytes, need at least "
-                            f"{_FIXED.size}")
-    magic, version, sender = _FIXED.unpack_from(header)[:3]
-    if magic != MAGIC or version != VERSION:
-        raise ProtocolError(f"bad magic/version {magic!r}/{version}, expected "
-                            f"{MAGIC!r}/{VERSION}: not a message of this protocol")
-    return sender
-
-
 def decode(header: bytes, payload) -> tuple[int, int, str, np.ndarray]:
     """(sender, seq, op, array) from a header and a payload buffer, without copying: the
     array is a view of `payload` (writable if the buffer is). Raises ProtocolError for
