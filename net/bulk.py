@@ -42,14 +42,12 @@ from net.errors import ProtocolError
 
 KEY_BYTES = 32
 TAG_BYTES = 16
+PREFIX = struct.Struct("<HQ")      # sender, counter
 _HELLO = struct.Struct("<H32s")   # bulk port, the key the peer is to send on
 
 
 def new_key() -> bytes:
     return os.urandom(KEY_BYTES)
-
-
-PREFIX = struct.Struct("<HQ")
 
 
 def _nonce(counter: int, part: int) -> bytes:

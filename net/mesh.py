@@ -6,9 +6,31 @@ its ROUTER. A ZAP handler admits only the peers' public keys and labels each con
 with the id of the peer owning the key; that label, not the header's sender field, says
 who sent a message, so a party with a valid key cannot speak for another.
 
+Bulk channel: payloads from `bulk_from` bytes on (BULK_BYTES, 64 KiB) skip CurveZMQ's
+cipher, the larger part of a party's CPU on large multiplications. Each member also binds
+a plaintext (NULL mechanism) ROUTER on an ephemeral port of its own host and, once a peer
+has said hello, connects a second DEALER to that peer's bulk port. Every bulk message is
+sealed on its own with AES-256-GCM (net.bulk: only the sender id and a per-direction
+counter are in clear; the header is sealed and binds the payload). The key a peer is to
+send on is drawn at random by the receiver and travels, with its bulk port, in the hello
+over the CURVE link: confidential, bound to the peer's CURVE identity, used by one process
+from counter 0. The receiver takes exactly the next counter from each sender: a frame that
+does not open (a stranger's, a wrong key, any flipped bit) or repeats a counter (a
+replay) is logged on the `net` logger and dropped, so the honest traffic goes on; an
+authentic frame that skips counters (frames lost or reordered) fails the wait with a
+ProtocolError naming the sender. Small messages, control messages and everything sent
+while a peer's bulk link is not up (not yet, or unreachable: a proxied address) go on the
+CURVE link. Loss diagnoses come from the CURVE link alone: a message lost on the bulk link
+with its sender ends in the PeerLost or PeerTimeout of that link. close() hands every bulk
+frame to TCP before its goodbye and tells the peer how many it sent ("__bulk_sent"): a
+wait on a peer that said goodbye goes on while its bulk frames are still on the way.
+Without CURVE (`curve=False`) or with `bulk_from=None` there is no bulk channel.
+
 Control messages (a hello handshake in start(), a goodbye in close()) use op names that
 start with "__"; they never enter the data mailbox, so they cannot collide with user seqs.
-Byte counters count data messages (header + payload) when they are taken by recv.
+Byte counters count data messages (header + payload) when they are taken by recv, on
+either link: the bulk link's 42 bytes a message (prefix, two tags) are not counted, nor
+are ZMTP's or CURVE's framing and tags.
 
 A mesh is used by one thread at a time (ZeroMQ sockets are not thread-safe).
 """
@@ -101,7 +123,8 @@ class ZmqMesh(Transport):
     key and the peers config came from) and `names` (members that are not called "party
     N" in messages: "dealer", "owner x") only make the messages more precise. Refused
     connections are logged on the `net` logger (see net.gate). The mailbox is bounded
-    (net.mailbox): `mailbox_bytes` per sender."""
+    (net.mailbox): `mailbox_bytes` per sender. Payloads from `bulk_from` bytes on take the
+    bulk channel (module docstring; None: never)."""
 
     def __init__(self, my_id: int, peers: Mapping[int, tuple[str, bytes]],
                  secret_key: bytes, public_key: bytes, *, timeout: float = 30.0,
@@ -415,8 +438,9 @@ class ZmqMesh(Transport):
 
     def send(self, to: int, seq: int, op: str, array: np.ndarray) -> None:
         """Queue `array` for peer `to`. Payloads under ZERO_COPY_BYTES are copied, so the
-        caller may reuse them at once; larger arrays go out without a copy and are made
-        read-only (do not write to them, or to their base, after sending)."""
+        caller may reuse them at once; larger arrays go out without a copy (or are sealed
+        into a fresh buffer, on the bulk link) and are made read-only either way (do not
+        write to them, or to their base, after sending)."""
         if op.startswith(CONTROL_PREFIX):
             raise ValueError(f"op names starting with {CONTROL_PREFIX!r} are reserved "
                              f"for the mesh: {op!r}")
@@ -665,8 +689,8 @@ class ZmqMesh(Transport):
         that greets again, restarted, has drawn a new key: the link is made anew)."""
         old = self._bulk_out.pop(peer, None)
         if old is not None:
+            self._poller.unregister(old.monitor)
             for sock in (old.monitor, old.dealer):
-                self._poller.unregister(sock)
                 self._sockets.remove(sock)
                 sock.close()
             del self._bulk_monitors[old.monitor]

@@ -18,9 +18,9 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from net import ProtocolError, bulk, wire
+from net import PeerLost, ProtocolError, bulk, wire
 from net.mesh import BULK_BYTES
-from test_net_mesh import cluster, in_threads, mesh, started, wire_bytes
+from test_net_mesh import SPAWN, cluster, in_threads, mesh, started, wire_bytes
 
 LONG, MORE, COMMAND = 0x02, 0x01, 0x04
 
@@ -348,3 +348,34 @@ def test_without_curve_or_below_the_threshold_everything_stays_on_the_curve_link
         np.testing.assert_array_equal(b.recv(0, 1, "x"), x)
         np.testing.assert_array_equal(a.recv(1, 1, "small"), x[:BULK_BYTES // 8 - 1])
         assert not a._bulk_out and not b._bulk_out
+
+
+def sending_party(i, peers, key, ready, n):
+    with mesh(i, peers, {i: key}, connect_timeout=20.0, timeout=30.0) as m:
+        for seq in range(n):
+            m.send(0, seq, "x", secret(1 << 20, seq))
+        ready.set()   # the frames may still be on their way
+        time.sleep(60)
+
+
+def test_a_peer_killed_with_bulk_frames_on_the_way_is_said_to_have_died():
+    peers, keys = cluster(2)
+    ready = SPAWN.Event()
+    child = SPAWN.Process(target=sending_party, args=(1, peers, keys[1], ready, 4), daemon=True)
+    child.start()
+    outcomes = []
+    try:
+        with mesh(0, peers, keys, timeout=30.0, connect_timeout=20.0) as m:
+            assert ready.wait(20)
+            child.kill()
+            for seq in (0, 1, 2, 3, 99):   # delivered whole, or lost with the peer
+                try:
+                    np.testing.assert_array_equal(m.recv(1, seq, "x"), secret(1 << 20, seq))
+                    outcomes.append("delivered")
+                except PeerLost as e:
+                    outcomes.append((e.how, e.culprit))
+    finally:
+        child.kill()
+        child.join(10)
+    assert outcomes[-1] == ("died", 1), outcomes
+    assert set(outcomes) <= {"delivered", ("died", 1)}, outcomes
