@@ -9,7 +9,10 @@ who sent a message, so a party with a valid key cannot speak for another.
 Bulk channel: payloads from `bulk_from` bytes on (BULK_BYTES, 64 KiB) skip CurveZMQ's
 cipher, the larger part of a party's CPU on large multiplications. Each member also binds
 a plaintext (NULL mechanism) ROUTER on an ephemeral port of its own host and, once a peer
-has said hello, connects a second DEALER to that peer's bulk port. Every bulk message is
+has said hello, connects a second DEALER to that peer's bulk port (on the host of the
+peer's address, so a proxied or translated address may lead elsewhere: the link's first
+frame is a probe, and the link carries data only once the peer has said over CURVE that
+it opened it; start() gives both ways BULK_GRACE s to come up). Every bulk message is
 sealed on its own with AES-256-GCM (net.bulk: only the sender id and a per-direction
 counter are in clear; the header is sealed and binds the payload). The key a peer is to
 send on is drawn at random by the receiver and travels, with its bulk port, in the hello
@@ -19,8 +22,8 @@ does not open (a stranger's, a wrong key, any flipped bit) or repeats a counter 
 replay) is logged on the `net` logger and dropped, so the honest traffic goes on; an
 authentic frame that skips counters (frames lost or reordered) fails the wait with a
 ProtocolError naming the sender. Small messages, control messages and everything sent
-while a peer's bulk link is not up (not yet, or unreachable: a proxied address) go on the
-CURVE link. Loss diagnoses come from the CURVE link alone: a message lost on the bulk link
+while a peer's bulk link does not work (not yet up, unreachable, or leading elsewhere) go
+on the CURVE link. Loss diagnoses come from the CURVE link alone: a message lost on the bulk link
 with its sender ends in the PeerLost or PeerTimeout of that link. close() hands every bulk
 frame to TCP before its goodbye and tells the peer how many it sent ("__bulk_sent"): a
 wait on a peer that said goodbye goes on while its bulk frames are still on the way.
@@ -63,6 +66,8 @@ CONTROL_PREFIX = "__"
 _HELLO = "__hello"
 _GOODBYE = "__goodbye"
 _BULK_SENT = "__bulk_sent"   # before a goodbye: its seq is the number of bulk frames sent
+_BULK_PROBE = "__bulk_probe"   # the first frame on a bulk link, answered on CURVE by:
+_BULK_OK = "__bulk_ok"         # the peer opened our probe: the link reaches it
 _NOTHING = np.zeros(0, np.uint8)
 MAX_REASON = 500  # bytes of a goodbye's reason (why a member left: an error, or nothing)
 
@@ -329,9 +334,10 @@ class ZmqMesh(Transport):
             if left <= 0:
                 raise self._not_connected(missing)
             self._pump(min(left, CHECK_EVERY))
-        grace = time.monotonic() + BULK_GRACE
+        grace = time.monotonic() + BULK_GRACE   # both ways: each answers the other's probe
         while (left := grace - time.monotonic()) > 0 and any(
-                not link.up for p, link in self._bulk_out.items() if p not in self.late_peers):
+                not link.usable or not self._openers[p].due
+                for p, link in self._bulk_out.items() if p not in self.late_peers):
             self._pump(left)
 
     def _not_connected(self, missing: list[int]) -> PeerTimeout:
@@ -459,11 +465,8 @@ class ZmqMesh(Transport):
             array.flags.writeable = False  # the I/O thread reads it after we return (the
             # same contract whichever link it takes: on bulk it is sealed into a copy)
         try:
-            if out is not None and out.up and payload.nbytes >= self._bulk_from:
-                prefix, sealed_header, body = out.sealer.seal(header, payload)
-                out.dealer.send(prefix, zmq.SNDMORE)
-                out.dealer.send(sealed_header, zmq.SNDMORE)
-                out.last = out.dealer.send(body, copy=False, track=True)
+            if out is not None and out.usable and payload.nbytes >= self._bulk_from:
+                out.send(header, payload)
                 return len(header) + payload.nbytes
             self._dealers[to].send_multipart((header, payload), copy=not zero_copy)
         except zmq.Again:
@@ -617,6 +620,9 @@ class ZmqMesh(Transport):
             raise ProtocolError(f"{self._party(me)}: refused bulk message {seq} ('{op}') from "
                                 f"{self._party(claimed)}, whose header claims it is from "
                                 f"{self._party(sender)}", culprit=claimed)
+        if op == _BULK_PROBE and plain.nbytes == 0:
+            self._send(claimed, 0, _BULK_OK, _NOTHING)
+            return
         if op.startswith(CONTROL_PREFIX):
             raise ProtocolError(f"{self._party(me)}: {self._party(claimed)} sent control "
                                 f"message '{op}' as a bulk frame", culprit=claimed)
@@ -676,6 +682,9 @@ class ZmqMesh(Transport):
                 self._open_bulk(who, *offer)
         elif op == _BULK_SENT:
             self._bulk_due[who] = seq
+        elif op == _BULK_OK:
+            if who in self._bulk_out:
+                self._bulk_out[who].verified = True
         elif op == _GOODBYE:
             text = bytes(payload[:MAX_REASON]).decode("utf-8", "replace")
             culprit = seq - 1 if seq - 1 in self._peers else who
@@ -702,7 +711,7 @@ class ZmqMesh(Transport):
         monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED
                                             | zmq.EVENT_DISCONNECTED)
         self._sockets.append(monitor)
-        link = self._bulk_out[peer] = _BulkLink(dealer, monitor, bulk.Sealer(self.my_id, key))
+        link = self._bulk_out[peer] = _BulkLink(peer, dealer, monitor, bulk.Sealer(self.my_id, key))
         self._bulk_monitors[monitor] = link
         self._poller.register(monitor, zmq.POLLIN)
         host = self._peers[peer][0].rpartition(":")[0]
@@ -721,6 +730,11 @@ class ZmqMesh(Transport):
             except zmq.Again:
                 return
             link.up = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+            if link.up and not link.probed:   # does this port reach the peer? (a proxied
+                # address may lead elsewhere, even to another member's bulk port)
+                link.probed = True
+                header, _ = wire.encode(self.my_id, 0, _BULK_PROBE, _NOTHING)
+                link.send(header, memoryview(b""))
 
     def _read_monitor(self, monitor: zmq.Socket) -> None:
         """Track the state of our link to one peer from its DEALER's socket events."""
@@ -797,13 +811,27 @@ class ZmqMesh(Transport):
 
 @dataclass
 class _BulkLink:
-    """Our bulk link to one peer: its socket, whether it is up, and its last frame."""
+    """Our bulk link to one peer: its socket, whether it is up and known to reach the
+    peer (it answered our probe), and its last frame."""
 
+    peer: int
     dealer: zmq.Socket
     monitor: zmq.Socket
     sealer: bulk.Sealer
     up: bool = False
+    probed: bool = False
+    verified: bool = False
     last: zmq.MessageTracker | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.up and self.verified
+
+    def send(self, header: bytes, payload: memoryview) -> None:
+        prefix, sealed_header, body = self.sealer.seal(header, payload)
+        self.dealer.send(prefix, zmq.SNDMORE)
+        self.dealer.send(sealed_header, zmq.SNDMORE)
+        self.last = self.dealer.send(body, copy=False, track=True)
 
 
 def _release(ctx: zmq.Context, sockets: list[zmq.Socket], gate: Gatekeeper) -> None:

@@ -27,9 +27,17 @@ LONG, MORE, COMMAND = 0x02, 0x01, 0x04
 
 class ZmtpProxy:
     """Forwards one TCP port to another, parsing the client's ZMTP 3 stream: its data
-    messages (lists of frames) pass through `tamper(index, parts)`, which returns the
-    messages to forward in their place; greeting and commands pass unchanged. `wire`
-    holds every byte the client sent."""
+    messages (lists of frames) pass through `tamper(index, parts)` (index: messages seen
+    since tamper was set), which returns the messages to forward in their place;
+    greeting and commands pass unchanged. `wire` holds every byte the client sent."""
+
+    @property
+    def tamper(self):
+        return self._tamper
+
+    @tamper.setter
+    def tamper(self, hook) -> None:
+        self._tamper, self._since = hook, None
 
     def __init__(self, target: int):
         self.target = target
@@ -87,7 +95,8 @@ class ZmtpProxy:
                 parts.append(body)
                 if flags & MORE:
                     continue
-                for message in self.tamper(index, parts):
+                self._since = index if self._since is None else self._since
+                for message in self._tamper(index - self._since, parts):
                     server.sendall(b"".join(_frame(MORE if k < len(message) - 1 else 0, p)
                                             for k, p in enumerate(message)))
                 parts, index = [], index + 1
@@ -127,7 +136,7 @@ def proxied(monkeypatch):
     peers, keys = cluster(2)
     a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
     try:
-        assert a._bulk_out[1].up and b._bulk_out[0].up
+        assert a._bulk_out[1].usable and b._bulk_out[0].usable
         yield a, b, proxies[b._bulk_port]
     finally:
         in_threads(a.close, b.close)
@@ -208,7 +217,7 @@ def test_large_arrays_round_trip_bit_exactly_on_the_bulk_link_with_the_same_coun
             for member, frm in ((b, 0), (a, 1)):
                 got = member.recv(frm, seq, "x", array.dtype, array.shape)
                 assert got.tobytes() == np.ascontiguousarray(array).tobytes()
-        assert a._bulk_out[1].sealer.counter == 2 and b._openers[0].due == 2  # not the last
+        assert a._bulk_out[1].sealer.counter == 3 and b._openers[0].due == 3  # probe, 2 of 3
         cost = sum(wire_bytes("x", array) for array in arrays)
         for member in (a, b):
             assert member.stats.total.bytes_sent == member.stats.total.bytes_received == cost
@@ -240,16 +249,16 @@ def test_a_replayed_frame_is_refused_and_logged_and_the_traffic_goes_on(proxied,
         pump_until(b, lambda: bulk_refusals(caplog))
     [line] = bulk_refusals(caplog)
     assert "party 1 refused a bulk frame from 127.0.0.1" in line
-    assert "claimed to be from party 0: frame 0 again" in line and "a replay" in line
+    assert "claimed to be from party 0: frame 1 again" in line and "a replay" in line
 
 
-@pytest.mark.parametrize("part, at, expected", [
-    (0, 0, "its prefix names party 1, not a peer of party 1"),   # the sender field
-    (0, 2, "frame 1 does not authenticate"),                       # the counter
-    (1, 0, "frame 0 does not authenticate"),                       # the sealed header
-    (1, -1, "frame 0 does not authenticate"),                      # the header's tag
-    (2, 0, "frame 0 does not authenticate"),                       # the ciphertext
-    (2, -1, "frame 0 does not authenticate"),                      # the payload's tag
+@pytest.mark.parametrize("part, at, expected", [   # frame 0 was the link's probe
+    (0, 0, "its prefix names party 2, not a peer of party 1"),   # the sender field
+    (0, 2, "frame 3 does not authenticate"),                       # the counter
+    (1, 0, "frame 1 does not authenticate"),                       # the sealed header
+    (1, -1, "frame 1 does not authenticate"),                      # the header's tag
+    (2, 0, "frame 1 does not authenticate"),                       # the ciphertext
+    (2, -1, "frame 1 does not authenticate"),                      # the payload's tag
 ])
 def test_a_forged_frame_is_refused_and_logged_and_the_honest_one_is_taken(proxied, caplog, part,
                                                                           at, expected):
@@ -257,7 +266,7 @@ def test_a_forged_frame_is_refused_and_logged_and_the_honest_one_is_taken(proxie
 
     def forge(index, parts):
         forged = [bytearray(p) for p in parts]
-        forged[part][at] ^= 1
+        forged[part][at] ^= 2
         return [forged, parts]
 
     proxy.tamper = forge
@@ -283,8 +292,8 @@ def test_reordered_frames_fail_naming_the_sender_and_nothing_is_delivered(proxie
     proxy.tamper = swap
     a.send(1, 1, "x", secret(BULK_BYTES, 4))
     a.send(1, 2, "y", secret(BULK_BYTES, 5))
-    with pytest.raises(ProtocolError, match="party 1: bulk frame 1 from party 0 arrived when "
-                                            "frame 0 was due") as info:
+    with pytest.raises(ProtocolError, match="party 1: bulk frame 2 from party 0 arrived when "
+                                            "frame 1 was due") as info:
         b.recv(0, 1, "x")
     assert info.value.culprit == 0
     assert (0, 1) not in b._mailbox and (0, 2) not in b._mailbox
@@ -299,15 +308,17 @@ def test_a_frame_sealed_with_a_wrong_key_by_a_stranger_is_refused(proxied, caplo
         try:
             stranger.connect(f"tcp://127.0.0.1:{b._bulk_port}")
             header, payload = wire.encode(0, 1, "x", np.zeros_like(x))
-            stranger.send_multipart(bulk.Sealer(0, bulk.new_key()).seal(header, payload))
+            forger = bulk.Sealer(0, bulk.new_key())
+            forger.counter = 1   # the one due (0 was the probe)
+            stranger.send_multipart(forger.seal(header, payload))
             stranger.send_multipart([b"garbage"] * 3)
             pump_until(b, lambda: len(bulk_refusals(caplog)) == 2)
         finally:
             stranger.close()
         a.send(1, 1, "x", x)
-        np.testing.assert_array_equal(b.recv(0, 1, "x"), x)   # frame 0 was still due
+        np.testing.assert_array_equal(b.recv(0, 1, "x"), x)   # frame 1 was still due
     forged, garbage = bulk_refusals(caplog)
-    assert "claimed to be from party 0: frame 0 does not authenticate" in forged
+    assert "claimed to be from party 0: frame 1 does not authenticate" in forged
     assert "a prefix of 7 bytes" in garbage
 
 
@@ -379,3 +390,26 @@ def test_a_peer_killed_with_bulk_frames_on_the_way_is_said_to_have_died():
         child.join(10)
     assert outcomes[-1] == ("died", 1), outcomes
     assert set(outcomes) <= {"delivered", ("died", 1)}, outcomes
+
+
+def test_a_bulk_port_that_leads_elsewhere_is_never_used(monkeypatch):
+    """A peer's address may lead to another program (a proxy, a NAT, another member's
+    bulk port): the link comes up there, but nobody answers its probe over CURVE."""
+    elsewhere = zmq.Context.instance().socket(zmq.ROUTER)
+    elsewhere.linger = 0
+    port = elsewhere.bind_to_random_port("tcp://127.0.0.1")
+    real = bulk.hello_payload
+    monkeypatch.setattr(bulk, "hello_payload", lambda _, key: real(port, key))
+    peers, keys = cluster(2)
+    try:
+        a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
+        with a, b:
+            assert a._bulk_out[1].up and not a._bulk_out[1].usable
+            x = secret(BULK_BYTES, 8)
+            a.send(1, 1, "x", x)
+            np.testing.assert_array_equal(b.recv(0, 1, "x"), x)
+            assert a._bulk_out[1].sealer.counter == 1   # the probe alone
+        assert elsewhere.poll(5000)
+        assert len(elsewhere.recv_multipart()) == 4   # the probe, sealed
+    finally:
+        elsewhere.close()
