@@ -23,8 +23,8 @@ replay) is logged on the `net` logger and dropped, so the honest traffic goes on
 authentic frame that skips counters (frames lost or reordered) fails the wait with a
 ProtocolError naming the sender. Small messages, control messages and everything sent
 while a peer's bulk link does not work (not yet up, unreachable, or leading elsewhere) go
-on the CURVE link. Loss diagnoses come from the CURVE link alone: a message lost on the bulk link
-with its sender ends in the PeerLost or PeerTimeout of that link. close() hands every bulk
+on the CURVE link. Loss diagnoses come from the CURVE link alone: a message lost on the
+bulk link with its sender ends in the PeerLost or PeerTimeout of that link. close() hands every bulk
 frame to TCP before its goodbye and tells the peer how many it sent ("__bulk_sent"): a
 wait on a peer that said goodbye goes on while its bulk frames are still on the way.
 Without CURVE (`curve=False`) or with `bulk_from=None` there is no bulk channel.
@@ -103,8 +103,8 @@ BULK_BYTES = 1 << 16
 """Payloads from this size on go on the bulk channel (see the module docstring)."""
 
 BULK_GRACE = 1.0
-"""Seconds start() waits, after the hellos, for the bulk links to come up; a message
-sent while a peer's bulk link is not up goes on the CURVE link instead."""
+"""Seconds start() waits, after the hellos, for the bulk links to come up and answer their
+probes; a message sent while a peer's bulk link does not work goes on the CURVE link."""
 
 
 class ZmqMesh(Transport):
@@ -711,7 +711,7 @@ class ZmqMesh(Transport):
         monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED
                                             | zmq.EVENT_DISCONNECTED)
         self._sockets.append(monitor)
-        link = self._bulk_out[peer] = _BulkLink(peer, dealer, monitor, bulk.Sealer(self.my_id, key))
+        link = self._bulk_out[peer] = _BulkLink(dealer, monitor, bulk.Sealer(self.my_id, key))
         self._bulk_monitors[monitor] = link
         self._poller.register(monitor, zmq.POLLIN)
         host = self._peers[peer][0].rpartition(":")[0]
@@ -814,7 +814,6 @@ class _BulkLink:
     """Our bulk link to one peer: its socket, whether it is up and known to reach the
     peer (it answered our probe), and its last frame."""
 
-    peer: int
     dealer: zmq.Socket
     monitor: zmq.Socket
     sealer: bulk.Sealer
