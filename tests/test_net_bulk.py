@@ -122,8 +122,8 @@ def _frame(flags: int, body: bytes) -> bytes:
 
 @pytest.fixture
 def proxied(monkeypatch):
-    """Two started meshes whose bulk links run through ZmtpProxy; yields (a, b, proxy of
-    a's frames to b, caplog-free log lines list)."""
+    """Two started meshes whose bulk links run through ZmtpProxy; yields (a, b, the proxy
+    that carries a's bulk frames to b)."""
     proxies: dict[int, ZmtpProxy] = {}
     real = bulk.hello_payload
 
