@@ -9,6 +9,7 @@
     mpc keys --protocol replicated --out cluster/   the same for 3 parties and no dealer
     mpc bench --workload W1 --parties 2   benchmark workloads as JSON lines
     mpc bench --scale                     W1, W3, W7 from 10^4 to 10^7 elements, 2 to 8 parties
+    mpc bench --crypten --workload W2b    ours and CrypTen interleaved, the ratio if quiet
 
 A script defines `main(ctx)`; the launcher decides where the parties live.
 """
@@ -100,16 +101,35 @@ def check_keys(args) -> str | None:
 
 def check_bench(args) -> str | None:
     """Why `mpc bench` with these arguments cannot work, before anything starts."""
+    if args.scale and (args.crypten or args.spu):
+        return "--scale measures ours alone: leave out --crypten and --spu"
     if args.scale and args.protocol != "dealer":
         return (f"--scale measures the dealer protocol (at 2 to 8 parties, the dealer's "
                 f"memory included), not {args.protocol}: leave out --scale")
     if args.scale:
         return None
+    if args.runs < 2:
+        return f"--runs {args.runs}: at least 2 runs of each system, to interleave them"
+    if args.cooldown < 0:
+        return f"--cooldown {args.cooldown:g}: must be 0 or more"
     try:
         check_settings(args.protocol, args.parties, args.truncation)
+        for anchor in _anchors(args):
+            if anchor.problem():
+                return anchor.problem()
     except ValueError as e:
         return str(e)
     return None
+
+
+def _anchors(args) -> list:
+    """The other systems that --crypten and --spu ask for (ValueError if none fits)."""
+    from bench.anchors import anchor, anchors_dir
+    systems = [s for s in ("crypten", "spu") if getattr(args, s)]
+    if not systems:
+        return []
+    directory = anchors_dir(args.anchors)
+    return [anchor(system, args.protocol, directory) for system in systems]
 
 
 def cmd_run(args) -> int:
@@ -200,8 +220,7 @@ def cmd_keys(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from bench.workloads import (SCALE_WORKLOADS, WORKLOADS, comparison, crypten_line, run_workload,
-                           scale)
+    from bench.workloads import SCALE_WORKLOADS, WORKLOADS, run_workload, scale
     default = ",".join(SCALE_WORKLOADS) if args.scale else "W1"
     names = list(WORKLOADS) if args.workload == "all" else (args.workload or default).split(",")
     unknown = [n for n in names if n not in WORKLOADS]
@@ -220,15 +239,20 @@ def cmd_bench(args) -> int:
         for line in scale(names, sizes, counts, reps=args.reps):
             print(json.dumps(line), flush=True)
         return 0
+    from bench.fair import compare, cpu_model, load_1min
     reps = args.reps or 5
+    anchors = _anchors(args)
     for name in names:
-        ours = run_workload(name, args.parties, reps=reps, truncation=args.truncation,
-                            protocol=args.protocol)
-        print(json.dumps(ours), flush=True)
-        theirs = crypten_line(name, args.parties, reps) if args.crypten else None
-        if theirs:
-            print(json.dumps(theirs), flush=True)
-            print(json.dumps(comparison(ours, theirs)), flush=True)
+        def ours(name=name):
+            return run_workload(name, args.parties, reps=reps, truncation=args.truncation,
+                                protocol=args.protocol)
+        if not anchors:
+            load = round(load_1min(), 2)
+            print(json.dumps({**ours(), "load": load, "cpu": cpu_model()}), flush=True)
+            continue
+        for line in compare(name, args.parties, anchors, ours, reps, args.runs,
+                            args.cooldown):
+            print(json.dumps(line), flush=True)
     return 0
 
 
@@ -351,8 +375,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="1e4,1e5,1e6,1e7", help="elements, with --scale")
     p.add_argument("--party-counts", default="2,3,5,8", help="party counts, with --scale")
     p.add_argument("--crypten", action="store_true",
-                   help="also measure CrypTen (TTP) now with ../shared/anchors/crypten and print "
-                        "the ratios")
+                   help="interleave runs of CrypTen with its trusted third party (beside the "
+                        "dealer protocol; ANCHORS/crypten, venv /tmp/crypten-venv) with ours, "
+                        "and print the ratio if the machine was quiet")
+    p.add_argument("--spu", action="store_true",
+                   help="the same with SecretFlow SPU (ANCHORS/spu, venv /tmp/spu-venv): "
+                        "SEMI2K beside the dealer protocol, ABY3 beside replicated")
+    p.add_argument("--runs", type=int, default=2,
+                   help="with --crypten or --spu: runs of each system per workload, "
+                        "alternating (ours, theirs, ours, theirs, ...)")
+    p.add_argument("--cooldown", type=float, default=120.0, metavar="SECONDS",
+                   help="with --crypten or --spu: before each run, wait up to this long for "
+                        "the 1-minute load to fall below 0.5 (no wait once a workload's "
+                        "load was above it: its ratio is withheld anyway)")
+    p.add_argument("--anchors", metavar="DIR",
+                   help="the other systems' scripts (default the first of ../shared/anchors "
+                        "beside the checkout and /work/shared/anchors)")
     _protocol(p)
     _common(p)
     return parser

@@ -48,6 +48,6 @@ def main(ctx):
         line = {"workload": name, "median_s": statistics.median(result["times"]),
                 "reps": len(result["times"])}
         line.update({k: result[k] for k in ("bytes_sent", "bytes_received", "rounds")})
-        if "max_abs_err" in result:
-            line["correct"] = result["max_abs_err"] < 2.0 ** -16
+        if "max_abs_err" in result:  # W4 says itself (bench.workloads.w4_check)
+            line["correct"] = result.get("correct", result["max_abs_err"] < 2.0 ** -16)
         print(json.dumps(line), flush=True)

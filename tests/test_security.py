@@ -5,9 +5,10 @@ the roles, the helper of a comparison or a truncation and the parties it deals f
 between them; per-role views are also in test_replicated); party 0 holds the secret. For
 two very different secrets, the messages the corrupt party receives during a
 multiplication, a matrix product, a truncation, a comparison, a ReLU and a training step
-must be distributed the same: every one of the 64 bits of every received ring element is
-set with the same frequency (two-proportion z-test, 6 sigma), and each is set half the time
-(a uniform element).
+must be distributed the same: every one of the 64 bits of every received ring element (and
+each of the 8 bits of every byte of the byte strings, the replicated truncation's packed
+corrections) is set with the same frequency (two-proportion z-test, 6 sigma), and each is
+set half the time (a uniform element).
 """
 
 import numpy as np
@@ -19,13 +20,15 @@ N = 20_000
 
 
 def _recorded(ctx, secret, op):
-    seen = []
+    seen, seen_bytes = [], []
     original = ctx.transport._wait
 
     def recording(frm, seq):
         got_op, array = original(frm, seq)
         if array.dtype == np.uint64:
             seen.append(array.reshape(-1).copy())
+        elif array.dtype == np.uint8 and "trunc" in got_op:  # packed corrections
+            seen_bytes.append(array.reshape(-1).copy())
         return got_op, array
 
     ctx.transport._wait = recording
@@ -33,15 +36,17 @@ def _recorded(ctx, secret, op):
     y = mpc.share(ctx, np.full(secret.shape, 1.5) if ctx.pid == 2 % ctx.n_parties else None,
                   owner=2 % ctx.n_parties, shape=secret.shape)
     op(x, y)
-    return np.concatenate(seen) if seen else np.zeros(0, np.uint64)
+    return (np.concatenate(seen) if seen else np.zeros(0, np.uint64),
+            np.concatenate(seen_bytes) if seen_bytes else np.zeros(0, np.uint8))
 
 
 def view_of(secret, op, n_parties, protocol="dealer", party=1):
     return mpc.run_local(_recorded, n_parties, args=(secret, op), protocol=protocol)[party]
 
 
-def bit_frequencies(values):
-    return ((values[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)).mean(axis=0)
+def bit_frequencies(values, bits=64):
+    shifts = np.arange(bits, dtype=values.dtype)
+    return ((values[:, None] >> shifts) & values.dtype.type(1)).mean(axis=0)
 
 
 OPS = {
@@ -74,13 +79,17 @@ VIEWS = [pytest.param(n, "dealer", 1, id=f"dealer-{n}p") for n in (2, 3)] + \
 def test_view_independent_of_secret(n_parties, protocol, party, op):
     small = np.zeros(N)
     large = np.random.default_rng(0).uniform(-1000, 1000, N)
-    view_a = view_of(small, OPS[op], n_parties, protocol, party)
-    view_b = view_of(large, OPS[op], n_parties, protocol, party)
-    assert view_a.size == view_b.size > 0
-    fa, fb = bit_frequencies(view_a), bit_frequencies(view_b)
-    sigma = np.sqrt(0.5 / view_a.size)
-    assert np.all(np.abs(fa - 0.5) < 6 * sigma), "a received bit is biased"
-    assert np.all(np.abs(fa - fb) < 6 * sigma), "received bits depend on the secret"
+    views_a = view_of(small, OPS[op], n_parties, protocol, party)
+    views_b = view_of(large, OPS[op], n_parties, protocol, party)
+    assert views_a[0].size + views_a[1].size > 0
+    for view_a, view_b, bits in zip(views_a, views_b, (64, 8)):
+        assert view_a.size == view_b.size
+        if view_a.size == 0:
+            continue
+        fa, fb = bit_frequencies(view_a, bits), bit_frequencies(view_b, bits)
+        sigma = np.sqrt(0.5 / view_a.size)
+        assert np.all(np.abs(fa - 0.5) < 6 * sigma), "a received bit is biased"
+        assert np.all(np.abs(fa - fb) < 6 * sigma), "received bits depend on the secret"
 
 
 def test_non_owner_share_is_uniform_and_owner_free():

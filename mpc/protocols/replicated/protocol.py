@@ -1,18 +1,26 @@
 """The replicated protocol: exactly 3 parties, 2-out-of-3 replicated shares over Z_2^64,
 semi-honest with an honest majority (at most one party corrupt), no dealer. Party i holds
 (x_i, x_{i+1}) as one uint64 array of shape (2, *S). Correlated randomness comes from the
-pairwise seeds, or from one of the three playing the helper for the other two, the role
-rotating from call to call. Any two parties' shares together reveal x, so every link must
-be encrypted (the launcher refuses a plaintext one).
+pairwise seeds, or from one of the three playing the helper for the other two (each party
+for a third of the elements of a call). Any two parties' shares together reveal x, so every
+link must be encrypted (the launcher refuses a plaintext one).
 
-Costs per element, f = 16 (rounds: the most any party waits; bytes sent, by role):
-  input: 1 round; the owner sends 8 bytes to each other party.
+Costs per element, f = 16 (rounds: the most any party waits; bytes: sent by each party):
+  input: 1 round; the owner sends 8 bytes to one party (the other derives both its
+    components). The first input of a run adds a round of set-up: 32 bytes a party for
+    the common seed (booked under "setup").
+  add_private (every party's input at once, for DP noise): 1 round; 8 bytes each.
   reveal: 1 round; 8 bytes each (to one peer). reveal to one party: 8 bytes from one.
-  x * y, x @ y, conv2d, x^2 truncated: 2 rounds (the truncation fused in); the helper 26
-    bytes per output element, the other two 16 each.
+  x * y, x @ y, conv2d, x^2 truncated: 2 rounds (the truncation fused in); 13.46 bytes per
+    output element a party (40.375 in all: each party the helper for a third of the
+    elements); from 2^16 output elements 3 rounds and 10.125 bytes a party
+    (mpc.protocols.replicated.truncation: one receiver opens).
   the same without truncation: 1 round; 8 bytes each.
-  truncation alone: 2 rounds; helper 10, the others 16 (mpc.protocols.replicated.truncation).
-  comparison: mpc.protocols.replicated.compare.
+  truncation alone (x * public): 2 rounds; 10 bytes each.
+  comparison ([x < 0], x < y, sign): 7 rounds a batch of 2^20; 23.625 bytes each.
+  ReLU (the bit and x [x < 0] at once): 7 rounds; 31.625 bytes each
+    (mpc.protocols.replicated.compare).
+  Bernoulli bits: 7 rounds; 23.625 bytes each (mpc.protocols.replicated.bernoulli).
 References: Araki, Furukawa, Lindell, Nof and Ohara, CCS 2016; Mohassel and Rindal, "ABY3",
 CCS 2018.
 """
@@ -34,6 +42,13 @@ class ReplicatedProtocol(Protocol):
 
     def __init__(self):
         self._helped = 0  # truncations so far: the k-th has helper k mod 3
+        self._common = None  # the three parties' common seed, agreed on first use
+
+    def common_seed(self, ctx):
+        """The Prg of the seed all three parties hold (sharing.agree_common_seed)."""
+        if self._common is None:
+            self._common = sharing.agree_common_seed(ctx)
+        return self._common
 
     def next_helper(self) -> int:
         """The helper of the next helper-assisted step: each party in turn."""
@@ -81,16 +96,20 @@ class ReplicatedProtocol(Protocol):
 
     # ------------------------------------------------------------ input and output
     def input(self, ctx, encoded, owner, shape):
+        """sharing.input_share: 1 round, 8 bytes per element from the owner to one party."""
         return sharing.input_share(ctx, encoded, owner, shape)
 
     def add_private(self, ctx, share, mine):
-        """Every party's array input in one round (sharing.input_all) and added."""
+        """Every party's array input in one round (sharing.input_all) and added: 8 bytes per
+        element each."""
         return share + sharing.input_all(ctx, np.asarray(mine, dtype=DTYPE))
 
     def open(self, ctx, share, op="open"):
+        """sharing.open_all: 1 round, 8 bytes per element each."""
         return sharing.open_all(ctx, share, op)
 
     def open_to(self, ctx, share, receiver, op="reveal"):
+        """sharing.open_to: 1 round, 8 bytes per element from one party."""
         return sharing.open_to(ctx, share, receiver, op)
 
     @staticmethod
@@ -111,7 +130,9 @@ class ReplicatedProtocol(Protocol):
     # ------------------------------------------------------------ protocols
     def product(self, ctx, kind, xs, ys, params, bits):
         """Local terms (mpc.protocols.replicated.arithmetic), then with `bits` the fused
-        truncation (2 rounds), else a reshare (1 round, 1 element a party)."""
+        truncation (bits = 16: 2 rounds, 13.46 bytes per output element a party; from 2^16
+        outputs 3 rounds, 10.125), else a reshare (1 round, 8 bytes each); the inner
+        dimension costs nothing on the wire."""
         product_shape(kind, xs.shape[1:], ys.shape[1:], params)
         return self._finish(ctx, arithmetic.local_product(kind, xs, ys, params), bits, kind)
 
@@ -127,7 +148,9 @@ class ReplicatedProtocol(Protocol):
         return out
 
     def square(self, ctx, xs, bits):
-        """Local x_i^2 + 2 x_i x_{i+1}, then as a product: the cost of one product."""
+        """Local x_i^2 + 2 x_i x_{i+1}, then as a product: the cost of one product (2 rounds
+        and 13.46 bytes per element a party truncated, or 3 and 10.125 from 2^16 elements;
+        1 round and 8 bytes not)."""
         return self._finish(ctx, arithmetic.local_square(xs), bits, "square")
 
     def _finish(self, ctx, part, bits, op):
@@ -137,12 +160,16 @@ class ReplicatedProtocol(Protocol):
         return sharing.reshare(ctx, part, op)
 
     def truncate(self, ctx, xs, bits):
+        """truncation.truncate: 2 rounds, 10 bytes per element each (bits = 16)."""
         return truncation.truncate(ctx, xs, bits)
 
     def less_than_zero(self, ctx, zs, select=False):
+        """compare.less_than_zero: 7 rounds a batch, 23.625 bytes per element each (31.625
+        with `select`, ReLU's x [x < 0])."""
         from mpc.protocols.replicated import compare
         return compare.less_than_zero(ctx, zs, select=select)
 
     def bernoulli_bits(self, ctx, n, p):
+        """bernoulli.bernoulli_bits: 7 rounds a batch, 23.625 bytes per bit each."""
         from mpc.protocols.replicated import bernoulli
         return bernoulli.bernoulli_bits(ctx, n, p)

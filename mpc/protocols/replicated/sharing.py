@@ -2,7 +2,8 @@
 
 Party i holds (x_i, x_{i+1}) (indices mod 3) as one uint64 array of shape (2, *S), with
 x = x_0 + x_1 + x_2 mod 2^64. Each pair of parties holds a common AES-CTR seed (agreed by
-the Context), so both can derive the same ring elements without a message.
+the Context), so both can derive the same ring elements without a message; the three
+also hold one common seed (agree_common_seed, on first use), for inputs.
 References: Araki, Furukawa, Lindell, Nof and Ohara, "High-Throughput Semi-Honest Secure
 Three-Party Computation with an Honest Majority", CCS 2016 (resharing by a zero-sharing);
 Mohassel and Rindal, "ABY3", CCS 2018, Sec. 2.2 and 5.1 (input and reveal).
@@ -10,8 +11,12 @@ Mohassel and Rindal, "ABY3", CCS 2018, Sec. 2.2 and 5.1 (input and reveal).
 
 from __future__ import annotations
 
+import hashlib
+import math
+
 import numpy as np
 
+from mpc.prg import SEED_BYTES, Prg, new_seed
 from mpc.ring import DTYPE
 
 
@@ -33,7 +38,7 @@ def reshare(ctx, zs: np.ndarray, op: str) -> np.ndarray:
 
     1. z_i' = z_i + alpha_i (a zero-sharing: z_i' alone is uniform).
     2. Send z_i' to party i - 1; receive z_{i+1}' from party i + 1; hold (z_i', z_{i+1}').
-    Rounds: 1. Comm: one ring element per element, to one peer.
+    Rounds: 1. Comm: one ring element (8 bytes) per element, to one peer.
     """
     seq = ctx.next_seq()
     mine = np.asarray(zs + zero_share(ctx, seq, zs.shape), dtype=DTYPE, order="C")
@@ -41,60 +46,78 @@ def reshare(ctx, zs: np.ndarray, op: str) -> np.ndarray:
     return np.stack([mine, got[nxt(ctx)]])
 
 
-def _input_streams(ctx, peer: int, nonce: int, shape):
-    """The two components that this party and `peer` derive for an input at `nonce`:
-    {owner: component} for the input of each of the two (one stream, two halves)."""
-    both = ctx.pairwise_ring(peer, nonce, (2,) + tuple(shape))
-    low, high = sorted((ctx.pid, peer))
-    return {low: both[0, ...], high: both[1, ...]}
+def common_ring(ctx, nonce: int, shape) -> np.ndarray:
+    """Ring elements that all three parties derive from their common seed (agreed on first
+    use: common_seed), with no message."""
+    return ctx.protocol.common_seed(ctx).ring(nonce, math.prod(shape)).reshape(shape)
+
+
+def agree_common_seed(ctx) -> Prg:
+    """A seed all three parties know: each sends the other two 16 random bytes (one round,
+    32 bytes a party, booked under "setup") and the seed is the first 16 bytes of
+    SHA-256 of the three contributions in party order: unknown outside the three, and
+    uniform as long as one of them drew honestly."""
+    mine = new_seed()
+    with ctx.stats.operation("setup", apart=True):
+        got = ctx.transport.exchange(ctx.next_seq(), "common-seed",
+                                     {p: np.frombuffer(mine, np.uint8) for p in ctx.peers},
+                                     {p: (np.uint8, (SEED_BYTES,)) for p in ctx.peers})
+    parts = [mine if p == ctx.pid else bytes(got[p]) for p in range(3)]
+    return Prg(hashlib.sha256(b"".join(parts)).digest()[:SEED_BYTES])
 
 
 def input_share(ctx, encoded: np.ndarray | None, owner: int, shape) -> np.ndarray:
-    """Party `owner`'s array x as replicated shares, with seed-derived components.
+    """Party `owner`'s array x as replicated shares, two of the three components derived.
 
-    With o = owner: x_o comes from the seed of o and o - 1 (its two holders), x_{o+1} from
-    the seed of o and o + 1; the owner sends x_{o+2} = x - x_o - x_{o+1} to o + 1 and o + 2,
-    who hold it.
-    Rounds: 1. Comm: the owner sends one ring element per element to each other party.
+    With o = owner: x_{o+2} (held by o + 1 and o + 2) comes from the three parties' common
+    seed, x_{o+1} (held by o and o + 1) from the seed of o and o + 1, and the owner sends
+    x_o = x - x_{o+1} - x_{o+2} to o + 2, its other holder. Private: o + 1 holds x_{o+1}
+    and x_{o+2}, two independent streams; o + 2 holds x_{o+2} and x_o, which is masked by
+    x_{o+1}, a stream it cannot derive: each non-owner's two components are uniform and
+    independent, whatever x.
+    Rounds: 1 (o + 2 waits; o + 1 receives nothing). Comm: the owner sends one ring element
+    per element, to o + 2 only (8 bytes).
     """
     shape = tuple(shape)
     seq = ctx.next_seq()
-    before, after = (owner + 2) % 3, (owner + 1) % 3
+    after, before = (owner + 1) % 3, (owner + 2) % 3
+    if ctx.pid != after:
+        x_last = common_ring(ctx, seq, shape)  # x_{o+2}
+    if ctx.pid != before:
+        x_next = ctx.pairwise_ring(after if ctx.pid == owner else owner, seq, shape)
     if ctx.pid == owner:
-        x_o = _input_streams(ctx, before, seq, shape)[owner]
-        x_next = _input_streams(ctx, after, seq, shape)[owner]
-        x_last = np.asarray(encoded - x_o - x_next, dtype=DTYPE, order="C")
-        ctx.transport.send(after, seq, "input", x_last)  # the owner waits for nothing
-        ctx.transport.send(before, seq, "input", x_last)
+        x_o = np.asarray(encoded - x_next - common_ring(ctx, seq, shape), dtype=DTYPE,
+                         order="C")
+        ctx.transport.send(before, seq, "input", x_o)  # the owner waits for nothing
         return np.stack([x_o, x_next])
-    derived = _input_streams(ctx, owner, seq, shape)[owner]
-    x_last = ctx.transport.recv(owner, seq, "input", DTYPE, shape)
     if ctx.pid == after:  # holds (x_{o+1}, x_{o+2})
-        return np.stack([derived, x_last])
-    return np.stack([x_last, derived])  # party o + 2 holds (x_{o+2}, x_o)
+        return np.stack([x_next, common_ring(ctx, seq, shape)])
+    x_o = ctx.transport.recv(owner, seq, "input", DTYPE, shape)
+    return np.stack([x_last, x_o])  # party o + 2 holds (x_{o+2}, x_o)
 
 
 def input_all(ctx, mine: np.ndarray) -> np.ndarray:
     """Replicated shares of x^(0) + x^(1) + x^(2), where x^(p) is party p's private array
-    (all of one shape): the three input_share steps in one round, summed.
-    Rounds: 1. Comm: one ring element per element to each other party."""
+    (all of one shape): the three input_share steps in one round, summed (the common
+    stream cut in three, one part per owner).
+    Rounds: 1. Comm: one ring element per element, to one peer (8 bytes)."""
     shape = mine.shape
     seq = ctx.next_seq()
     me, after, before = ctx.pid, nxt(ctx), prv(ctx)
-    with_before = _input_streams(ctx, before, seq, shape)
-    with_after = _input_streams(ctx, after, seq, shape)
-    own_last = np.asarray(mine - with_before[me] - with_after[me], dtype=DTYPE, order="C")
-    got = ctx.transport.exchange(seq, "input", {after: own_last, before: own_last},
-                                 {after: (DTYPE, shape), before: (DTYPE, shape)})
-    # mine: (x_me, x_after); before's input: (derived, sent); after's: (sent, derived)
-    first = with_before[me] + with_before[before] + got[after]
-    second = with_after[me] + got[before] + with_after[after]
+    common = common_ring(ctx, seq, (3,) + tuple(shape))
+    with_after = ctx.pairwise_ring(after, seq, shape)    # my input's x_{me+1}
+    with_before = ctx.pairwise_ring(before, seq, shape)  # before's input's x_me
+    own = np.asarray(mine - with_after - common[me], dtype=DTYPE, order="C")
+    got = ctx.transport.exchange(seq, "input", {before: own}, {after: (DTYPE, shape)})
+    # mine: (x_me, x_after); before's input: (derived, common); after's: (common, sent)
+    first = own + with_before + common[after]
+    second = with_after + common[before] + got[after]
     return np.stack([first, second])
 
 
 def open_all(ctx, share: np.ndarray, op: str = "open") -> np.ndarray:
     """x to every party: each sends its x_i to party i + 1, who lacks it.
-    Rounds: 1. Comm: one ring element per element, to one peer."""
+    Rounds: 1. Comm: one ring element (8 bytes) per element, to one peer."""
     first = np.asarray(share[0, ...], dtype=DTYPE, order="C")
     seq = ctx.next_seq()
     got = ctx.transport.exchange(seq, op, {nxt(ctx): first}, {prv(ctx): (DTYPE, first.shape)})
@@ -103,7 +126,8 @@ def open_all(ctx, share: np.ndarray, op: str = "open") -> np.ndarray:
 
 def open_to(ctx, share: np.ndarray, receiver: int, op: str = "reveal") -> np.ndarray | None:
     """x to party `receiver` only (None elsewhere): party receiver - 1 sends it the one
-    component it lacks. Rounds: 1. Comm: one ring element per element, from one party."""
+    component it lacks. Rounds: 1. Comm: one ring element (8 bytes) per element, from one
+    party."""
     seq = ctx.next_seq()
     sender = (receiver + 2) % 3
     if ctx.pid == sender:
