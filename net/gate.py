@@ -9,7 +9,9 @@ program configures no logging), one line per source address and cause, rate-limi
 - an unknown public key (the ZAP handler refused it);
 - a CURVE handshake that failed to decrypt (the client holds a wrong key for us), or a
   client that does not speak ZMTP or CURVE (garbage bytes, a plaintext peer);
-- a connection closed before any handshake (a port scan, a health check, garbage).
+- a connection closed before any handshake (a port scan, a health check, garbage);
+- on the bulk port (see net.bulk), which speaks plaintext ZMTP, a client that does not
+  speak ZMTP, and (logged by the mesh) every frame that fails authentication.
 
 The monitor names accepted connections by file descriptor only (EVENT_ACCEPTED's value),
 so the source address is read with getpeername when the connection is accepted (one that
@@ -31,6 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import zmq
 from zmq.utils import z85
@@ -63,12 +66,14 @@ class RefusalLog:
         self._sources: dict[tuple[str, str], list] = {}   # -> [last logged at, held back]
         self._lock = threading.Lock()
 
-    def refused(self, address: str, cause: str, detail: str = "", now: float | None = None) -> None:
-        """One refused connection from `address` (an IP, perhaps with a port) for `cause`
-        (a short phrase; `detail` adds what varies, such as the key)."""
+    def refused(self, address: str, cause: str, detail: str = "", now: float | None = None,
+                what: str = "a connection") -> None:
+        """One refused connection (or `what` else: "a bulk frame") from `address` (an IP,
+        perhaps with a port) for `cause` (a short phrase; `detail` adds what varies, such
+        as the key)."""
         now = time.monotonic() if now is None else now
         host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
-        line = f"{self.who} refused a connection from {address}: {cause}{detail}"
+        line = f"{self.who} refused {what} from {address}: {cause}{detail}"
         with self._lock:
             self.recent.append(line)
             key = (host, cause)
@@ -124,8 +129,7 @@ class Gatekeeper(threading.Thread):
         self.log = RefusalLog(name(me))
         self._admitted = dict(admitted)
         self._members = dict(members)
-        port = listen.rpartition(":")[2]
-        self._port = int(port) if port.isdigit() else None
+        self._listen = listen
         self._zap = None
         if curve:
             self._zap = ctx.socket(zmq.REP)
@@ -138,15 +142,13 @@ class Gatekeeper(threading.Thread):
         self._waker = ctx.socket(zmq.PAIR)
         self._waker.linger = 0
         self._waker.connect(self._wake_end)
-        self._monitor: zmq.Socket | None = None
-        self._accepted: dict[int, tuple[str, int]] = {}   # fd -> (source, successes then)
-        self._successes = 0
-        self._refused_keys = 0   # refused by ZAP, their disconnection not seen yet
-        self._last_failure: tuple[int, int] | None = None
+        self._watched: dict[zmq.Socket, _Watched] = {}
 
-    def watch(self, monitor: zmq.Socket) -> None:
-        """The listening socket's monitor (ROUTER_EVENTS), read by this thread from now on."""
-        self._monitor = monitor
+    def watch(self, monitor: zmq.Socket, listen: str | None = None) -> None:
+        """A listening socket's monitor (ROUTER_EVENTS), read by this thread from now on;
+        `listen` is that socket's address if it is not the member's own (the bulk port)."""
+        port = (listen or self._listen).rpartition(":")[2]
+        self._watched[monitor] = _Watched(int(port) if port.isdigit() else None)
 
     def stop(self) -> None:
         """End the thread, close its sockets and report what the log held back."""
@@ -159,7 +161,7 @@ class Gatekeeper(threading.Thread):
 
     def run(self) -> None:
         poller = zmq.Poller()
-        for sock in (self._zap, self._monitor, self._wake):
+        for sock in (self._zap, self._wake, *self._watched):
             if sock is not None:
                 poller.register(sock, zmq.POLLIN)
         try:
@@ -169,10 +171,10 @@ class Gatekeeper(threading.Thread):
                     return
                 if self._zap in ready:
                     self._zap.send_multipart(self._answer(self._zap.recv_multipart()))
-                if self._monitor in ready:
-                    while self._monitor.poll(0):
+                for monitor, watched in self._watched.items():
+                    while monitor in ready and monitor.poll(0):
                         try:
-                            self._watch(parse_monitor_message(self._monitor.recv_multipart()))
+                            self._watch(watched, parse_monitor_message(monitor.recv_multipart()))
                         except Exception:  # noqa: BLE001 - the log must not stop the gate
                             log.exception("party %d: could not read a socket event", self.me)
                 self.log.flush()
@@ -180,7 +182,7 @@ class Gatekeeper(threading.Thread):
             self._close()
 
     def _close(self) -> None:
-        for sock in (self._zap, self._monitor, self._wake):
+        for sock in (self._zap, self._wake, *self._watched):
             if sock is not None:
                 sock.close(0)
         self.log.flush(force=True)
@@ -217,32 +219,32 @@ class Gatekeeper(threading.Thread):
 
     # -- the listening socket's events ---------------------------------------------------
 
-    def _watch(self, event: dict) -> None:
+    def _watch(self, w: "_Watched", event: dict) -> None:
         kind, value = event["event"], event["value"]
         if kind == zmq.EVENT_ACCEPTED:
-            self._accepted[value] = (self._source(value), self._successes)
+            w.accepted[value] = (self._source(value, w.port), w.successes)
         elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            self._successes += 1
+            w.successes += 1
         elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            self._refused_keys += 1   # its DISCONNECTED may come later (after an ERROR)
+            w.refused_keys += 1   # its DISCONNECTED may come later (after an ERROR)
         elif kind in (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
-            self._last_failure = (kind, value)
+            w.last_failure = (kind, value)
             return
         elif kind == zmq.EVENT_DISCONNECTED:
-            source, successes = self._accepted.pop(value, (None, None))
-            failure, self._last_failure = self._last_failure, None
+            source, successes = w.accepted.pop(value, (None, None))
+            failure, w.last_failure = w.last_failure, None
             if source is None:
                 return
             if failure is not None:
                 self._failed(source, *failure)
-            elif self._refused_keys:
-                self._refused_keys -= 1   # most likely a key the ZAP handler refused (logged)
-            elif successes == self._successes:
+            elif w.refused_keys:
+                w.refused_keys -= 1   # most likely a key the ZAP handler refused (logged)
+            elif successes == w.successes:
                 self.log.refused(source, "it closed the connection before any handshake "
                                          "(not a ZeroMQ peer: garbage, a port scan or a "
                                          "health check?)")
             return
-        self._last_failure = None
+        w.last_failure = None
 
     def _failed(self, source: str, kind: int, value: int) -> None:
         if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
@@ -252,14 +254,26 @@ class Gatekeeper(threading.Thread):
             self.log.refused(source, f"its handshake did not complete ({name}: it hung up "
                                      f"or stalled)")
 
-    def _source(self, fd: int) -> str:
+    @staticmethod
+    def _source(fd: int, port: int | None) -> str:
         """"ip:port" of the client on accepted descriptor `fd` (still libzmq's: read it
-        through a duplicate), if `fd` is still a connection to our listening port."""
+        through a duplicate), if `fd` is still a connection to listening port `port`."""
         try:
             with socket.socket(fileno=os.dup(fd)) as sock:
                 local, remote = sock.getsockname(), sock.getpeername()
         except OSError:
             return "an unknown address"
-        if self._port is not None and local[1] != self._port:
+        if port is not None and local[1] != port:
             return "an unknown address"
         return f"{remote[0]}:{remote[1]}"
+
+
+@dataclass
+class _Watched:
+    """What the gatekeeper tracks of one listening socket's connections."""
+
+    port: int | None
+    accepted: dict[int, tuple[str, int]] = field(default_factory=dict)  # fd -> (source,
+    successes: int = 0                                                  # successes then)
+    refused_keys: int = 0   # refused by ZAP, their disconnection not seen yet
+    last_failure: tuple[int, int] | None = None

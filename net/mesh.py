@@ -6,9 +6,34 @@ its ROUTER. A ZAP handler admits only the peers' public keys and labels each con
 with the id of the peer owning the key; that label, not the header's sender field, says
 who sent a message, so a party with a valid key cannot speak for another.
 
+Bulk channel: payloads from `bulk_from` bytes on (BULK_BYTES, 64 KiB) skip CurveZMQ's
+cipher, the larger part of a party's CPU on large multiplications. Each member also binds
+a plaintext (NULL mechanism) ROUTER on an ephemeral port of its own host and, once a peer
+has said hello, connects a second DEALER to that peer's bulk port (on the host of the
+peer's address, so a proxied or translated address may lead elsewhere: the link's first
+frame is a probe, and the link carries data only once the peer has said over CURVE that
+it opened it; start() gives both ways BULK_GRACE s to come up). Every bulk message is
+sealed on its own with AES-256-GCM (net.bulk: only the sender id and a per-direction
+counter are in clear; the header is sealed and binds the payload). The key a peer is to
+send on is drawn at random by the receiver and travels, with its bulk port, in the hello
+over the CURVE link: confidential, bound to the peer's CURVE identity, used by one process
+from counter 0. The receiver takes exactly the next counter from each sender: a frame that
+does not open (a stranger's, a wrong key, any flipped bit) or repeats a counter (a
+replay) is logged on the `net` logger and dropped, so the honest traffic goes on; an
+authentic frame that skips counters (frames lost or reordered) fails the wait with a
+ProtocolError naming the sender. Small messages, control messages and everything sent
+while a peer's bulk link does not work (not yet up, unreachable, or leading elsewhere) go
+on the CURVE link. Loss diagnoses come from the CURVE link alone: a message lost on the
+bulk link with its sender ends in the PeerLost or PeerTimeout of that link. close() hands every bulk
+frame to TCP before its goodbye and tells the peer how many it sent ("__bulk_sent"): a
+wait on a peer that said goodbye goes on while its bulk frames are still on the way.
+Without CURVE (`curve=False`) or with `bulk_from=None` there is no bulk channel.
+
 Control messages (a hello handshake in start(), a goodbye in close()) use op names that
 start with "__"; they never enter the data mailbox, so they cannot collide with user seqs.
-Byte counters count data messages (header + payload) when they are taken by recv.
+Byte counters count data messages (header + payload) when they are taken by recv, on
+either link: the bulk link's 42 bytes a message (prefix, two tags) are not counted, nor
+are ZMTP's or CURVE's framing and tags.
 
 A mesh is used by one thread at a time (ZeroMQ sockets are not thread-safe).
 """
@@ -21,12 +46,13 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from net import wire
+from net import bulk, wire
 from net.errors import (AuthError, HandshakeRefused, NetError, PeerLost, PeerTimeout,
                         PeerUnreachable, ProtocolError)
 from net.gate import ROUTER_EVENTS, Gatekeeper
@@ -39,6 +65,9 @@ from net.transport import Transport
 CONTROL_PREFIX = "__"
 _HELLO = "__hello"
 _GOODBYE = "__goodbye"
+_BULK_SENT = "__bulk_sent"   # before a goodbye: its seq is the number of bulk frames sent
+_BULK_PROBE = "__bulk_probe"   # the first frame on a bulk link, answered on CURVE by:
+_BULK_OK = "__bulk_ok"         # the peer opened our probe: the link reaches it
 _NOTHING = np.zeros(0, np.uint8)
 MAX_REASON = 500  # bytes of a goodbye's reason (why a member left: an error, or nothing)
 
@@ -70,6 +99,13 @@ holds a wrong key for this member (instead of finding nobody at the address)."""
 CHECK_EVERY = 1.0
 """Seconds between two looks at the links while waiting for nothing else."""
 
+BULK_BYTES = 1 << 16
+"""Payloads from this size on go on the bulk channel (see the module docstring)."""
+
+BULK_GRACE = 1.0
+"""Seconds start() waits, after the hellos, for the bulk links to come up and answer their
+probes; a message sent while a peer's bulk link does not work goes on the CURVE link."""
+
 
 class ZmqMesh(Transport):
     """The Transport over ZeroMQ. `peers` maps every party id, this one included, to
@@ -92,7 +128,8 @@ class ZmqMesh(Transport):
     key and the peers config came from) and `names` (members that are not called "party
     N" in messages: "dealer", "owner x") only make the messages more precise. Refused
     connections are logged on the `net` logger (see net.gate). The mailbox is bounded
-    (net.mailbox): `mailbox_bytes` per sender."""
+    (net.mailbox): `mailbox_bytes` per sender. Payloads from `bulk_from` bytes on take the
+    bulk channel (module docstring; None: never)."""
 
     def __init__(self, my_id: int, peers: Mapping[int, tuple[str, bytes]],
                  secret_key: bytes, public_key: bytes, *, timeout: float = 30.0,
@@ -100,7 +137,8 @@ class ZmqMesh(Transport):
                  talks_to: Iterable[int] | None = None, late_peers: Iterable[int] = (),
                  late_timeout: float = 600.0, heartbeat: float | None = None,
                  key_file: str | None = None, peers_file: str | None = None,
-                 mailbox_bytes: int = MAX_BYTES, names: Mapping[int, str] | None = None):
+                 mailbox_bytes: int = MAX_BYTES, names: Mapping[int, str] | None = None,
+                 bulk_from: int | None = BULK_BYTES):
         if my_id not in peers:
             raise ValueError(f"party {my_id} is not in the peers config (ids {sorted(peers)})")
         talks = set(peers) if talks_to is None else set(talks_to)
@@ -121,6 +159,7 @@ class ZmqMesh(Transport):
         self._key_file = key_file
         self._peers_file = peers_file
         self._names = dict(names or {})
+        self._bulk_from = bulk_from if curve and peers[my_id][0].startswith("tcp://") else None
         if curve:
             self._check_keys()
         else:
@@ -141,6 +180,13 @@ class ZmqMesh(Transport):
         self._routes: dict[int, bytes] = {}    # peer -> routing id of its link to us
         self._gone: dict[int, tuple[str, int]] = {}   # peers that said goodbye -> (why, culprit)
         self._links: dict[int, Link] = {}      # peer -> what we know of our link to it
+        self._bulk_router: zmq.Socket | None = None
+        self._bulk_port = 0
+        self._openers: dict[int, bulk.Opener] = {}   # peer -> its frames to us
+        self._bulk_keys: dict[int, bytes] = {}       # peer -> the key it is to send on
+        self._bulk_out: dict[int, _BulkLink] = {}    # peer -> our bulk link to it
+        self._bulk_monitors: dict[zmq.Socket, _BulkLink] = {}
+        self._bulk_due: dict[int, int] = {}          # departed peer -> frames it sent us
         self._closed = False
 
     def _party(self, member: int) -> str:
@@ -214,8 +260,10 @@ class ZmqMesh(Transport):
             self._router.curve_secretkey = secret
             self._router.curve_publickey = public
         self._gate.watch(self._router.get_monitor_socket(ROUTER_EVENTS))
-        self._gate.start()   # its ZAP handler is bound: without one CURVE admits anyone
         address = self._peers[me][0]
+        if self._bulk_from is not None:
+            self._open_bulk_router(address.rpartition(":")[0])
+        self._gate.start()   # its ZAP handler is bound: without one CURVE admits anyone
         try:
             self._router.bind(address)
         except zmq.ZMQError as e:
@@ -248,9 +296,33 @@ class ZmqMesh(Transport):
                 raise NetError(f"{self._party(me)}: cannot connect to {self._party(p)} at "
                                f"{self._peers[p][0]}: {e.strerror}", culprit=me) from None
 
+    def _open_bulk_router(self, host: str) -> None:
+        """Listen for bulk frames on an ephemeral port of `host` (plaintext ZMTP: every
+        frame is sealed on its own, see net.bulk), and draw each peer's sending key."""
+        me = self.my_id
+        self._bulk_router = self._socket(zmq.ROUTER)
+        monitor = self._bulk_router.get_monitor_socket(ROUTER_EVENTS)
+        try:
+            self._bulk_router.bind(f"{host}:*")
+        except zmq.ZMQError as e:
+            raise NetError(f"{self._party(me)}: cannot listen on {host}:* for bulk frames: "
+                           f"{e.strerror}", culprit=me) from None
+        endpoint = self._bulk_router.last_endpoint.decode()
+        self._bulk_port = int(endpoint.rpartition(":")[2])
+        self._gate.watch(monitor, endpoint)
+        self._poller.register(self._bulk_router, zmq.POLLIN)
+        for p in self.peer_ids:
+            self._bulk_keys[p] = bulk.new_key()
+            self._openers[p] = bulk.Opener(self._bulk_keys[p])
+
+    def _hello_payload(self, peer: int) -> np.ndarray:
+        if self._bulk_router is None:
+            return _NOTHING
+        return bulk.hello_payload(self._bulk_port, self._bulk_keys[peer])
+
     def _handshake(self) -> None:
         for p in self.peer_ids:
-            self._send(p, 0, _HELLO, _NOTHING)
+            self._send(p, 0, _HELLO, self._hello_payload(p))
         deadline = time.monotonic() + self.connect_timeout
         while missing := [p for p in self.peer_ids if p not in self.late_peers
                           and (p not in self._hello or not self._links[p].up)]:
@@ -262,6 +334,11 @@ class ZmqMesh(Transport):
             if left <= 0:
                 raise self._not_connected(missing)
             self._pump(min(left, CHECK_EVERY))
+        grace = time.monotonic() + BULK_GRACE   # both ways: each answers the other's probe
+        while (left := grace - time.monotonic()) > 0 and any(
+                not link.usable or not self._openers[p].due
+                for p, link in self._bulk_out.items() if p not in self.late_peers):
+            self._pump(left)
 
     def _not_connected(self, missing: list[int]) -> PeerTimeout:
         me, parts = self.my_id, []
@@ -308,6 +385,7 @@ class ZmqMesh(Transport):
                 and not self._hopeless(p)):
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
+        self._flush_bulk(time.monotonic() + self.timeout)
         queued = {p: self._goodbye(p, reason, culprit) for p in self._dealers
                   if self._links[p].up and p not in self._gone}
         back = [self._goodbye(p, reason, culprit, back=True) for p in self._routes
@@ -335,8 +413,26 @@ class ZmqMesh(Transport):
             self._router.send(header, zmq.SNDMORE)
             return self._router.send(payload, copy=False, track=True)
         dealer = self._dealers[peer]
+        out = self._bulk_out.get(peer)
+        if out is not None and out.sealer.counter:   # the frames it must wait for
+            dealer.send_multipart(wire.encode(self.my_id, out.sealer.counter, _BULK_SENT,
+                                              _NOTHING))
         dealer.send(header, zmq.SNDMORE)
         return dealer.send(payload, copy=False, track=True)
+
+    def _flush_bulk(self, deadline: float) -> None:
+        """Wait (until `deadline`, or while the link is up) until every bulk frame has
+        been handed to TCP: a goodbye, on the other connection, must not overtake them."""
+        while any(out.last is not None and not out.last.done and out.up
+                  for out in self._bulk_out.values()) and time.monotonic() < deadline:
+            for monitor, _ in self._bulk_poller().poll(10):
+                self._read_bulk_monitor(monitor)
+
+    def _bulk_poller(self) -> zmq.Poller:
+        poller = zmq.Poller()
+        for monitor in self._bulk_monitors:
+            poller.register(monitor, zmq.POLLIN)
+        return poller
 
     def __enter__(self) -> "ZmqMesh":
         return self if self._ctx is not None else self.start()
@@ -348,8 +444,9 @@ class ZmqMesh(Transport):
 
     def send(self, to: int, seq: int, op: str, array: np.ndarray) -> None:
         """Queue `array` for peer `to`. Payloads under ZERO_COPY_BYTES are copied, so the
-        caller may reuse them at once; larger arrays go out without a copy and are made
-        read-only (do not write to them, or to their base, after sending)."""
+        caller may reuse them at once; larger arrays go out without a copy (or are sealed
+        into a fresh buffer, on the bulk link) and are made read-only either way (do not
+        write to them, or to their base, after sending)."""
         if op.startswith(CONTROL_PREFIX):
             raise ValueError(f"op names starting with {CONTROL_PREFIX!r} are reserved "
                              f"for the mesh: {op!r}")
@@ -362,12 +459,16 @@ class ZmqMesh(Transport):
 
     def _send(self, to: int, seq: int, op: str, array: np.ndarray) -> int:
         header, payload = wire.encode(self.my_id, seq, op, array)
-        dealer = self._dealers[to]
+        out = self._bulk_out.get(to)
         zero_copy = payload.nbytes >= ZERO_COPY_BYTES
         if zero_copy and isinstance(array, np.ndarray):
-            array.flags.writeable = False  # the I/O thread reads it after we return
+            array.flags.writeable = False  # the I/O thread reads it after we return (the
+            # same contract whichever link it takes: on bulk it is sealed into a copy)
         try:
-            dealer.send_multipart((header, payload), copy=not zero_copy)
+            if out is not None and out.usable and payload.nbytes >= self._bulk_from:
+                out.send(header, payload)
+                return len(header) + payload.nbytes
+            self._dealers[to].send_multipart((header, payload), copy=not zero_copy)
         except zmq.Again:
             raise PeerTimeout(to, f"{self._party(self.my_id)}: could not queue message {seq} for "
                                   f"{self._party(to)} within {self.timeout:g} s") from None
@@ -391,7 +492,10 @@ class ZmqMesh(Transport):
         while (item := self._mailbox.take(frm, seq)) is None:
             now = time.monotonic()
             if frm in self._gone:
-                raise self._left(frm, f"before sending message {seq}")
+                if not self._owes_bulk(frm) or now >= deadline:
+                    raise self._left(frm, f"before sending message {seq}")
+                self._pump(min(deadline - now, CHECK_EVERY))   # its last frames are on the way
+                continue
             link = self._links[frm]
             lost = link.down_since
             if lost is not None and (now - lost >= LOSS_GRACE or now >= deadline):
@@ -409,6 +513,11 @@ class ZmqMesh(Transport):
         op, array, nbytes = item
         self.stats.received(nbytes)
         return op, array
+
+    def _owes_bulk(self, peer: int) -> bool:
+        """A departed peer's bulk frames to us have not all arrived yet."""
+        opener = self._openers.get(peer)
+        return opener is not None and opener.due < self._bulk_due.get(peer, 0)
 
     def _liveness(self, peer: int) -> str:
         link = self._links[peer]
@@ -431,8 +540,13 @@ class ZmqMesh(Transport):
             if sock is self._router:
                 while (frames := self._recv_nowait(sock)) is not None:
                     self._file(frames)
+            elif sock is self._bulk_router:
+                while (frames := self._recv_nowait(sock)) is not None:
+                    self._file_bulk(frames)
             elif sock in self._monitors:
                 self._read_monitor(sock)
+            elif sock in self._bulk_monitors:
+                self._read_bulk_monitor(sock)
             else:
                 while (frames := self._recv_nowait(sock)) is not None:
                     self._file_back(self._backs[sock], frames)
@@ -473,6 +587,55 @@ class ZmqMesh(Transport):
             nbytes = len(header) + len(payload)
             self._mailbox.put(who, seq, op, (op, array, nbytes), nbytes)
 
+    def _file_bulk(self, frames: list[zmq.Frame]) -> None:
+        """Open one bulk frame and put it in the mailbox; refuse (log and drop) one that
+        does not open or repeats a counter; fail on a gap in a peer's authentic frames."""
+        me = self.my_id
+        if len(frames) != 4:
+            return self._refuse_bulk(frames, f"{len(frames) - 1} parts, expected 3")
+        _, prefix, sealed_header, body = frames
+        try:
+            claimed = bulk.sender_of(prefix.buffer)
+        except bulk.Refused as e:
+            return self._refuse_bulk(frames, str(e))
+        opener = self._openers.get(claimed)
+        if opener is None:
+            return self._refuse_bulk(frames, f"its prefix names {self._party(claimed)}, "
+                                             f"not a peer of {self._party(me)}")
+        try:
+            header, plain = opener.open(prefix.buffer, sealed_header.buffer, body.buffer)
+        except bulk.Refused as e:
+            return self._refuse_bulk(frames, f"claimed to be from {self._party(claimed)}: {e}")
+        except bulk.Gap as e:
+            raise ProtocolError(f"{self._party(me)}: bulk frame {e.got} from "
+                                f"{self._party(claimed)} arrived when frame {e.due} was due: "
+                                f"frames were lost (its bulk link reconnected) or withheld "
+                                f"on the network", culprit=claimed) from None
+        try:
+            sender, seq, op, array = wire.decode(header, plain)
+        except ProtocolError as e:
+            raise ProtocolError(f"{self._party(me)}: malformed bulk frame from "
+                                f"{self._party(claimed)}: {e}", culprit=claimed) from None
+        if sender != claimed:
+            raise ProtocolError(f"{self._party(me)}: refused bulk message {seq} ('{op}') from "
+                                f"{self._party(claimed)}, whose header claims it is from "
+                                f"{self._party(sender)}", culprit=claimed)
+        if op == _BULK_PROBE and plain.nbytes == 0:
+            self._send(claimed, 0, _BULK_OK, _NOTHING)
+            return
+        if op.startswith(CONTROL_PREFIX):
+            raise ProtocolError(f"{self._party(me)}: {self._party(claimed)} sent control "
+                                f"message '{op}' as a bulk frame", culprit=claimed)
+        nbytes = len(header) + plain.nbytes
+        self._mailbox.put(claimed, seq, op, (op, array, nbytes), nbytes)
+
+    def _refuse_bulk(self, frames: list[zmq.Frame], cause: str) -> None:
+        try:
+            source = frames[-1].get("Peer-Address")
+        except zmq.ZMQError:
+            source = "an unknown address"
+        self._gate.log.refused(source, cause, what="a bulk frame")
+
     def _file_back(self, peer: int, frames: list[zmq.Frame]) -> None:
         """A message on our own link to `peer`: only a goodbye may come back that way."""
         me = self.my_id
@@ -510,6 +673,18 @@ class ZmqMesh(Transport):
         if op == _HELLO:
             self._hello.setdefault(who, time.monotonic())
             self._gone.pop(who, None)
+            try:
+                offer = bulk.parse_hello(payload)
+            except ProtocolError as e:
+                raise ProtocolError(f"{self._party(self.my_id)}: {self._party(who)}'s {e}",
+                                    culprit=who) from None
+            if offer is not None and self._bulk_router is not None:
+                self._open_bulk(who, *offer)
+        elif op == _BULK_SENT:
+            self._bulk_due[who] = seq
+        elif op == _BULK_OK:
+            if who in self._bulk_out:
+                self._bulk_out[who].verified = True
         elif op == _GOODBYE:
             text = bytes(payload[:MAX_REASON]).decode("utf-8", "replace")
             culprit = seq - 1 if seq - 1 in self._peers else who
@@ -517,6 +692,49 @@ class ZmqMesh(Transport):
         else:
             raise ProtocolError(f"{self._party(self.my_id)}: unknown control message '{op}' from "
                                 f"{self._party(who)}", culprit=who)
+
+    def _open_bulk(self, peer: int, port: int, key: bytes) -> None:
+        """Our bulk link to `peer`, at its port on its host, sealing with `key` (a peer
+        that greets again, restarted, has drawn a new key: the link is made anew)."""
+        old = self._bulk_out.pop(peer, None)
+        if old is not None:
+            self._poller.unregister(old.monitor)
+            for sock in (old.monitor, old.dealer):
+                self._sockets.remove(sock)
+                sock.close()
+            del self._bulk_monitors[old.monitor]
+        dealer = self._socket(zmq.DEALER)
+        silence = max(1, int(self.heartbeat * 1000))
+        dealer.heartbeat_ivl = max(1, silence // 4)
+        dealer.heartbeat_timeout = silence
+        dealer.heartbeat_ttl = silence
+        monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED
+                                            | zmq.EVENT_DISCONNECTED)
+        self._sockets.append(monitor)
+        link = self._bulk_out[peer] = _BulkLink(dealer, monitor, bulk.Sealer(self.my_id, key))
+        self._bulk_monitors[monitor] = link
+        self._poller.register(monitor, zmq.POLLIN)
+        host = self._peers[peer][0].rpartition(":")[0]
+        try:
+            dealer.connect(f"{host}:{port}")
+        except zmq.ZMQError as e:
+            raise NetError(f"{self._party(self.my_id)}: cannot connect to "
+                           f"{self._party(peer)}'s bulk port at {host}:{port}: {e.strerror}",
+                           culprit=self.my_id) from None
+
+    def _read_bulk_monitor(self, monitor: zmq.Socket) -> None:
+        link = self._bulk_monitors[monitor]
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            link.up = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+            if link.up and not link.probed:   # does this port reach the peer? (a proxied
+                # address may lead elsewhere, even to another member's bulk port)
+                link.probed = True
+                header, _ = wire.encode(self.my_id, 0, _BULK_PROBE, _NOTHING)
+                link.send(header, memoryview(b""))
 
     def _read_monitor(self, monitor: zmq.Socket) -> None:
         """Track the state of our link to one peer from its DEALER's socket events."""
@@ -589,6 +807,30 @@ class ZmqMesh(Transport):
             f"though {self._party(p)} "
             f"is running (it connected to {self._party(me)}): the address of {self._party(p)} in "
             f"{self._config()} is wrong, or {self._party(p)} listens elsewhere"), culprit=me)
+
+
+@dataclass
+class _BulkLink:
+    """Our bulk link to one peer: its socket, whether it is up and known to reach the
+    peer (it answered our probe), and its last frame."""
+
+    dealer: zmq.Socket
+    monitor: zmq.Socket
+    sealer: bulk.Sealer
+    up: bool = False
+    probed: bool = False
+    verified: bool = False
+    last: zmq.MessageTracker | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.up and self.verified
+
+    def send(self, header: bytes, payload: memoryview) -> None:
+        prefix, sealed_header, body = self.sealer.seal(header, payload)
+        self.dealer.send(prefix, zmq.SNDMORE)
+        self.dealer.send(sealed_header, zmq.SNDMORE)
+        self.last = self.dealer.send(body, copy=False, track=True)
 
 
 def _release(ctx: zmq.Context, sockets: list[zmq.Socket], gate: Gatekeeper) -> None:
