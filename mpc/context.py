@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from mpc.fixedpoint import FixedPoint
+from mpc.kernels.memory import keep_freed_memory
 from mpc.prg import SEED_BYTES, Prg, new_seed
 
 PAIRWISE_SEED_SEQ = 0
@@ -45,6 +46,7 @@ class Context:
             raise ValueError(f"need at least 2 parties, got {n_parties}")
         if not 0 <= pid < n_parties:
             raise ValueError(f"party id {pid} outside 0..{n_parties - 1}")
+        keep_freed_memory()  # every operation's tensors reuse the last one's pages
         self.pid = pid
         self.n_parties = n_parties
         self.transport = transport

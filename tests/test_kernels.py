@@ -185,6 +185,23 @@ def test_conv_adjoints(data, case):
     assert ring_dot(y, g) == ring_dot(x, gi) == ring_dot(w, gw)
 
 
+@given(st.data(), conv_cases)
+def test_conv2d_pair_accumulate(data, case):
+    x_shape, w_shape, out_shape, stride, padding = conv_shapes(case)
+    x1, x2, w1, w2, out = data.draw(ring_arrays(x_shape, x_shape, w_shape, w_shape, out_shape))
+    want = out + K.conv2d_reference(x1, w1, stride, padding) \
+        + K.conv2d_reference(x2, w2, stride, padding)
+    got = K.conv2d_pair_accumulate(x1, w1, x2, w2, out, stride, padding)
+    assert got is out
+    assert_ring_equal(out, want)
+
+
+def test_conv2d_pair_accumulate_refuses_a_wrong_output():
+    x, w = np.zeros((1, 1, 4, 4), np.uint64), np.zeros((2, 1, 3, 3), np.uint64)
+    with pytest.raises(ValueError, match="output"):
+        K.conv2d_pair_accumulate(x, w, x, w, np.zeros((1, 2, 3, 3), np.uint64))
+
+
 @settings(max_examples=3)
 @given(ring_arrays((4, 3, 12, 10), (32, 3, 3, 5), (4, 32, 6, 10)))
 def test_conv_large_enough_for_the_dot_kernel(xwg):
@@ -270,6 +287,29 @@ def test_trunc_finish_matches_reference(data):
 
 
 @given(data=st.data())
+def test_split_truncation_kernels_match_references(data):
+    n = data.draw(st.integers(0, 50))
+    c, t, m = data.draw(ring_arrays((n,), (n,), (n,)))
+    bits = data.draw(st.integers(1, 40))
+    packed = K.top_bits_packed(c)
+    np.testing.assert_array_equal(packed, K.top_bits_packed_reference(c))
+    assert packed.dtype == np.uint8 and packed.size == (n + 7) // 8
+    got = K.trunc_finish_bits(packed, t, m, bits)
+    assert_ring_equal(got, K.trunc_finish_bits_reference(packed, t, m, bits))
+    assert_ring_equal(got, K.trunc_finish_reference(c, t, m, bits, False))
+    out = np.zeros(n + 2, dtype=np.uint64)
+    K.trunc_finish(c, t, m, bits, True, out=out[1:n + 1])
+    assert_ring_equal(out[1:n + 1], K.trunc_finish_reference(c, t, m, bits, True))
+    assert out[0] == out[-1] == 0
+
+
+def test_trunc_finish_bits_refuses_a_wrong_bit_count():
+    t = np.zeros(9, dtype=np.uint64)
+    with pytest.raises(ValueError, match="packed bytes"):
+        K.trunc_finish_bits(np.zeros(1, dtype=np.uint8), t, t, 16)
+
+
+@given(data=st.data())
 def test_comparison_level_kernels_match_references(data):
     n = data.draw(st.integers(1, 40))
     lt, eq, a, b, c = data.draw(ring_arrays(*[(n,)] * 5))
@@ -297,3 +337,17 @@ def test_pack_narrow_round_trip(n, width, seed):
     packed = K.pack_narrow(values, width)
     assert packed.dtype == np.uint8 and packed.size == -(-n * width // 8)
     assert_ring_equal(K.unpack_narrow(packed, width, n), values)
+
+
+@given(data=st.data())
+def test_trunc_pair_matches_reference(data):
+    n = data.draw(st.integers(0, 50))
+    (r,) = data.draw(ring_arrays((n,)))
+    bits = data.draw(st.integers(1, 61))
+    for got, want in zip(DK.trunc_pair(r, bits), DK.trunc_pair_reference(r, bits)):
+        assert_ring_equal(got, want)
+
+
+def test_keep_freed_memory_is_idempotent():
+    from mpc.kernels.memory import keep_freed_memory
+    assert keep_freed_memory() == keep_freed_memory()

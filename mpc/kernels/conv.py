@@ -179,6 +179,23 @@ def _conv_forward(x, w2, geo, out):
 
 
 @njit(cache=True, nogil=True)
+def _conv_pair_accumulate(x1, x2, w12, geo, out):
+    """out[n] += w12 @ [im2col(x1[n]); im2col(x2[n])] for w12 = [w1 | w2] (two reshaped
+    weights side by side): conv(x1, w1) + conv(x2, w2) as one product per sample."""
+    depth = w12.shape[1] // 2
+    buf = np.empty((w12.shape[1], out.shape[2]), dtype=np.uint64)
+    tmp = np.empty((out.shape[1], out.shape[2]), dtype=np.uint64)
+    for n in range(x1.shape[0]):
+        _im2col_one(x1[n], geo, buf[:depth])
+        _im2col_one(x2[n], geo, buf[depth:])
+        _mm2(w12, buf, tmp)
+        dst = out[n]
+        for i in range(tmp.shape[0]):
+            for j in range(tmp.shape[1]):
+                dst[i, j] += tmp[i, j]
+
+
+@njit(cache=True, nogil=True)
 def _conv_grad_input(g, w2t, geo, out):
     """out[n] = col2im(w2^T @ g[n]) for g [N, O, H'*W'] and w2t = w.reshape(O, -1).T."""
     buf = np.empty((w2t.shape[0], g.shape[2]), dtype=np.uint64)
@@ -244,6 +261,27 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
     out = np.empty((x.shape[0], o, geo[6] * geo[7]), dtype=_U64)
     _conv_forward(x, w.reshape(o, -1), geo, out)
     return out.reshape(x.shape[0], o, geo[6], geo[7])
+
+
+def conv2d_pair_accumulate(x1: np.ndarray, w1: np.ndarray, x2: np.ndarray, w2: np.ndarray,
+                           out: np.ndarray, stride: tuple[int, int] = (1, 1),
+                           padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """out += conv2d(x1, w1) + conv2d(x2, w2) in place (x1, x2 and w1, w2 of equal shapes;
+    out a C-contiguous array of the output shape), with no full-size temporary."""
+    x1, x2, w1, w2 = (np.ascontiguousarray(v) for v in (x1, x2, w1, w2))
+    check_u64(x1, x2, w1, w2, out)
+    if x1.ndim != 4 or w1.ndim != 4 or x1.shape[1] != w1.shape[1] or x1.shape != x2.shape \
+            or w1.shape != w2.shape:
+        raise ValueError(f"conv2d_pair_accumulate: inputs {x1.shape}, {x2.shape} and weights "
+                         f"{w1.shape}, {w2.shape} do not match")
+    o, _, kh, kw = w1.shape
+    geo = _geometry(x1.shape, kh, kw, stride, padding)
+    if out.shape != (x1.shape[0], o, geo[6], geo[7]) or not out.flags.c_contiguous:
+        raise ValueError(f"conv2d_pair_accumulate: out {out.shape} is not the C-contiguous "
+                         f"output {(x1.shape[0], o, geo[6], geo[7])}")
+    w12 = np.concatenate([w1.reshape(o, -1), w2.reshape(o, -1)], axis=1)
+    _conv_pair_accumulate(x1, x2, w12, geo, out.reshape(x1.shape[0], o, -1))
+    return out
 
 
 def conv2d_grad_input(grad_out: np.ndarray, w: np.ndarray,

@@ -1,5 +1,7 @@
 """The last step of the exact truncation with a shared mask's top bit (both protocols:
-mpc.protocols.dealer.truncation and mpc.protocols.replicated.truncation)."""
+mpc.protocols.dealer.truncation and mpc.protocols.replicated.truncation), and the two
+halves of the split opening's last step (mpc.protocols.dealer.truncation): the receiver's
+packed top bits of c, and the finish from those bits alone."""
 
 from __future__ import annotations
 
@@ -28,22 +30,92 @@ def _trunc_finish(c, t, m, bits, first, out):
     offset = np.uint64(1) << (np.uint64(62) - shift)
     wrap = np.uint64(64) - shift
     low_mask = (np.uint64(1) << np.uint64(63)) - np.uint64(1)
-    for i in range(out.shape[0]):
+    for i in range(out.shape[0]):  # branch-free: the top bits are random
         top = c[i] >> np.uint64(63)
-        y = t[i]
-        if top:
-            y -= m[i] << wrap
+        y = t[i] - (m[i] << wrap) * top
         if first:
             y += ((c[i] & low_mask) >> shift) + top * scale - offset
         out[i] = y
 
 
-def trunc_finish(c: np.ndarray, t: np.ndarray, m: np.ndarray, bits: int,
-                 first: bool) -> np.ndarray:
-    """Fused last step of the exact truncation on flat arrays (one pass instead of ~10)."""
-    check_u64(c, t, m)
+def _check_bits(bits: int) -> None:
     if not 1 <= bits <= 62:
         raise ValueError(f"trunc_finish: bits {bits} out of range 1..62")
-    out = np.empty(c.shape, dtype=_U64)
+
+
+def _output(out, size: int) -> np.ndarray:
+    if out is None:
+        return np.empty(size, dtype=_U64)
+    if out.dtype != _U64 or out.shape != (size,):
+        raise ValueError(f"trunc_finish: out must be uint64 of shape ({size},)")
+    return out
+
+
+def trunc_finish(c: np.ndarray, t: np.ndarray, m: np.ndarray, bits: int,
+                 first: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """Fused last step of the exact truncation on flat arrays (one pass instead of ~10);
+    written into `out` (a flat uint64 array, may be a slice) when given."""
+    check_u64(c, t, m)
+    _check_bits(bits)
+    out = _output(out, c.size)
     _trunc_finish(c, t, m, bits, first, out)
+    return out
+
+
+def top_bits_packed_reference(c: np.ndarray) -> np.ndarray:
+    """Bit 63 of each element of flat uint64 `c`, 8 per byte, first element in the MSB
+    (np.packbits order)."""
+    return np.packbits((c >> np.uint64(63)).astype(np.uint8))
+
+
+@njit(cache=True, nogil=True)
+def _top_bits_packed(c, out):
+    n, top = c.shape[0], np.uint64(63)
+    full = n // 8
+    for j in range(full):
+        i = 8 * j
+        out[j] = np.uint8((c[i] >> top) << np.uint64(7) | (c[i + 1] >> top) << np.uint64(6)
+                          | (c[i + 2] >> top) << np.uint64(5) | (c[i + 3] >> top) << np.uint64(4)
+                          | (c[i + 4] >> top) << np.uint64(3) | (c[i + 5] >> top) << np.uint64(2)
+                          | (c[i + 6] >> top) << np.uint64(1) | (c[i + 7] >> top))
+    if full < out.shape[0]:
+        byte = np.uint64(0)
+        for i in range(8 * full, n):
+            byte |= (c[i] >> top) << np.uint64(7 - (i - 8 * full))
+        out[full] = np.uint8(byte)
+
+
+def top_bits_packed(c: np.ndarray) -> np.ndarray:
+    """Fused top_bits_packed_reference: ceil(size / 8) bytes."""
+    check_u64(c)
+    out = np.empty((c.size + 7) // 8, dtype=np.uint8)
+    _top_bits_packed(c.reshape(-1), out)
+    return out
+
+
+def trunc_finish_bits_reference(packed, t, m, bits: int) -> np.ndarray:
+    """trunc_finish for a party that is not party 0, from c's packed top bits alone:
+    [y] = [t] - c63 2^(64-bits) [m]."""
+    top = np.unpackbits(packed, count=t.size).astype(_U64)
+    return t - top * (m << np.uint64(64 - bits))
+
+
+@njit(cache=True, nogil=True)
+def _trunc_finish_bits(packed, t, m, bits, out):
+    wrap = np.uint64(64) - np.uint64(bits)
+    for i in range(out.shape[0]):  # branch-free: the bits are random
+        bit = np.uint64((packed[i >> 3] >> (7 - (i & 7))) & 1)
+        out[i] = t[i] - (m[i] << wrap) * bit
+
+
+def trunc_finish_bits(packed: np.ndarray, t: np.ndarray, m: np.ndarray, bits: int,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """Fused trunc_finish_bits_reference; written into `out` when given."""
+    check_u64(t, m)
+    _check_bits(bits)
+    if packed.dtype != np.uint8 or packed.size != (t.size + 7) // 8:
+        raise ValueError(f"trunc_finish_bits: {packed.size} packed bytes ({packed.dtype}) "
+                         f"for {t.size} elements")
+    out = _output(out, t.size)
+    _trunc_finish_bits(packed, t, m, bits, out)
     return out

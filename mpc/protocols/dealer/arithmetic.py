@@ -22,9 +22,10 @@ from mpc.ring import DTYPE
 
 
 def _conv_combine(d, e, a, b, c, add_de, stride, padding):
-    out = c + kernels.conv2d(d, b, stride=stride, padding=padding)
-    left = a + d if add_de else a
-    return out + kernels.conv2d(left, e, stride=stride, padding=padding)
+    """c + conv(d, b) + conv(a (+ d), e), the two convolutions as one product per sample,
+    summed into c (this party's own fresh share) in place."""
+    out = c if c.flags.writeable and c.flags.c_contiguous else c.copy()
+    return kernels.conv2d_pair_accumulate(d, b, a + d if add_de else a, e, out, stride, padding)
 
 
 def request(ctx, kind: str, x_shape, y_shape, params: dict | None = None):

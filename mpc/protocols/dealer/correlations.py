@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from mpc import kernels
+from mpc.protocols.dealer import kernels as dealer_kernels
 from mpc.ring import DTYPE
 from mpc.shapes import Shape, broadcast_shape, conv2d_shape, matmul_shape
 
@@ -174,40 +175,48 @@ def _trunc_recipe(shapes, frac_bits: int) -> Recipe:
     needed only modulo 2^f (mpc.protocols.dealer.truncation uses it times 2^(64-f))."""
     if not 1 <= frac_bits < 62:
         raise ValueError(f"trunc: frac_bits {frac_bits} out of range 1..61")
-    low_mask, f, top = np.uint64((1 << 63) - 1), np.uint64(frac_bits), np.uint64(63)
-    scale = np.uint64(1 << (63 - frac_bits))
-
-    def make(v):
-        m = v[0] >> top
-        return [m * scale - ((v[0] & low_mask) >> f), m]
-    return Recipe(shapes, shapes * 2, make, (64, frac_bits))
+    return Recipe(shapes, shapes * 2, lambda v: list(dealer_kernels.trunc_pair(v[0], frac_bits)),
+                  (64, frac_bits))
 
 
 def derive_item(spec: ItemSpec, share_streams) -> tuple[list, list]:
     """Dealer side: given each party's (free shares, derived shares or None for the
-    corrected party), return the plain free values and that party's corrections."""
+    corrected party), return the plain free values and that party's corrections.
+    Consumes the shares: the plain values are summed into the first party's arrays."""
     rec = recipe(spec)
     free_plain = [combine_shares([s[0][i] for s in share_streams], i in rec.free_xor)
                   for i in range(len(rec.free))]
     derived_plain = rec.make(free_plain)
     corrections = []
     for i, value in enumerate(derived_plain):
-        value = np.array(value, dtype=DTYPE)
-        for free_shares, derived_shares in share_streams:
-            if derived_shares is not None:
-                if i in rec.derived_xor:
-                    value ^= derived_shares[i]
-                else:
-                    value -= derived_shares[i]
-        corrections.append(rec.reduce(i, value))
+        others = [derived[i] for _, derived in share_streams if derived is not None]
+        xor = i in rec.derived_xor
+        value = np.asarray(value, dtype=DTYPE)
+        value = (np.bitwise_xor if xor else np.subtract)(value, others[0])  # a fresh array
+        for share in others[1:]:
+            if xor:
+                value ^= share
+            else:
+                value -= share
+        if rec.bits(i) < 64:
+            value &= np.uint64((1 << rec.bits(i)) - 1)
+        corrections.append(value)
     return free_plain, corrections
 
 
-def pack_corrections(rec: Recipe, corrections: list[np.ndarray]) -> np.ndarray:
-    """The corrected party's corrections as one byte buffer, each in its wire dtype."""
-    parts = [c.astype(rec.wire_dtype(i)).reshape(-1).view(np.uint8)
-             for i, c in enumerate(corrections)]
-    return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+def pack_corrections(rec: Recipe, corrections: list[np.ndarray],
+                     head: bytes = b"") -> np.ndarray:
+    """`head`, then the corrected party's corrections, each in its wire dtype (the low
+    bits of the component), as one byte buffer."""
+    out = np.empty(len(head) + correction_bytes(rec), dtype=np.uint8)
+    out[:len(head)] = np.frombuffer(head, np.uint8)
+    start = len(head)
+    for i, c in enumerate(corrections):
+        dtype = rec.wire_dtype(i)
+        nbytes = c.size * dtype.itemsize
+        out[start:start + nbytes].view(dtype)[...] = c.reshape(-1)  # casts to the low bits
+        start += nbytes
+    return out
 
 
 def correction_bytes(rec: Recipe) -> int:
@@ -227,8 +236,12 @@ def unpack_corrections(rec: Recipe, raw: np.ndarray) -> list[np.ndarray]:
 
 
 def combine_shares(shares, xor: bool = False) -> np.ndarray:
-    """The shared value: the sum of arithmetic shares, or the XOR of binary ones."""
-    total = np.array(shares[0], dtype=DTYPE, copy=True)
+    """The shared value: the sum of arithmetic shares, or the XOR of binary ones, summed
+    into the first share when it is a writable uint64 array (the shares are the maker's
+    own fresh draws)."""
+    first = shares[0]
+    total = first if isinstance(first, np.ndarray) and first.dtype == DTYPE and \
+        first.flags.writeable else np.array(first, dtype=DTYPE)
     for s in shares[1:]:
         if xor:
             total ^= s

@@ -10,6 +10,33 @@ from mpc.kernels import matmul
 from mpc.kernels.bits import _compact_even, compact_even_reference
 from mpc.kernels.matrix import _U64, check_u64
 
+def trunc_pair_reference(r: np.ndarray, bits: int):
+    """The truncation pair of mask r: t = 2^(63-bits) m - ((r mod 2^63) >> bits) and
+    m = r >> 63 (mpc.protocols.dealer.truncation)."""
+    m = r >> np.uint64(63)
+    return m * np.uint64(1 << (63 - bits)) - ((r & np.uint64((1 << 63) - 1)) >> np.uint64(bits)), m
+
+
+@njit(cache=True, nogil=True)
+def _trunc_pair(r, bits, t, m):
+    shift = np.uint64(bits)
+    scale = np.uint64(1) << (np.uint64(63) - shift)
+    low_mask = (np.uint64(1) << np.uint64(63)) - np.uint64(1)
+    for i in range(r.shape[0]):
+        top = r[i] >> np.uint64(63)
+        m[i] = top
+        t[i] = top * scale - ((r[i] & low_mask) >> shift)
+
+
+def trunc_pair(r: np.ndarray, bits: int):
+    """Fused trunc_pair_reference: (t, m) of r's shape in one pass."""
+    check_u64(r)
+    flat = np.ascontiguousarray(r).reshape(-1)
+    t, m = np.empty_like(flat), np.empty_like(flat)
+    _trunc_pair(flat, bits, t, m)
+    return t.reshape(r.shape), m.reshape(r.shape)
+
+
 def beaver_combine_reference(d, e, a, b, c, add_de: bool) -> np.ndarray:
     """c + d*b + e*a (+ d*e) elementwise mod 2^64, with numpy broadcasting."""
     with np.errstate(over="ignore"):  # 0-d operands compute on numpy scalars, which warn

@@ -28,19 +28,30 @@ def open_sum(ctx, share: np.ndarray, op: str = "open") -> np.ndarray:
 
 
 def _open_reduce_scatter(ctx, share: np.ndarray, op: str) -> np.ndarray:
-    flat = share.reshape(-1)
-    bounds = np.linspace(0, flat.size, ctx.n_parties + 1).astype(np.int64)
+    bounds, summed = reduce_scatter(ctx, share.reshape(-1), op)
+    seq = ctx.next_seq()
+    got = ctx.transport.exchange(seq, op + ":gather", {p: summed for p in ctx.peers},
+                                 {p: (DTYPE, (bounds[p + 1] - bounds[p],)) for p in ctx.peers})
+    got[ctx.pid] = summed
+    return np.concatenate([got[p] for p in range(ctx.n_parties)]).reshape(share.shape)
+
+
+def part_bounds(size: int, n_parties: int) -> list[int]:
+    """Party p's part of a flat tensor of `size` elements is [bounds[p], bounds[p + 1])."""
+    return [size * p // n_parties for p in range(n_parties + 1)]
+
+
+def reduce_scatter(ctx, flat: np.ndarray, op: str) -> tuple[list[int], np.ndarray]:
+    """Party p learns the sum of part p (part_bounds) of a flat shared tensor and nothing
+    else. Returns (bounds, this party's summed part). One round.
+    Comm per party: (n-1)/n * size elements, its share of each other party's part."""
+    bounds = part_bounds(flat.size, ctx.n_parties)
     part = [flat[bounds[p]:bounds[p + 1]] for p in range(ctx.n_parties)]
     mine = part[ctx.pid]
     seq = ctx.next_seq()
     got = ctx.transport.exchange(seq, op + ":reduce", {p: part[p] for p in ctx.peers},
                                  {p: (DTYPE, mine.shape) for p in ctx.peers})
-    summed = _sum_into(mine, got.values())
-    seq = ctx.next_seq()
-    got = ctx.transport.exchange(seq, op + ":gather", {p: summed for p in ctx.peers},
-                                 {p: (DTYPE, part[p].shape) for p in ctx.peers})
-    got[ctx.pid] = summed
-    return np.concatenate([got[p] for p in range(ctx.n_parties)]).reshape(share.shape)
+    return bounds, _sum_into(mine, got.values())
 
 
 def open_many(ctx, shares: list[np.ndarray], op: str = "open") -> list[np.ndarray]:

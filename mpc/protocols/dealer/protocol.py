@@ -102,7 +102,8 @@ class DealerProtocol(Protocol):
     def product(self, ctx, kind, xs, ys, params, bits):
         """Beaver's product with a triple of the matching shape (mpc.protocols.dealer
         .arithmetic), then the truncation (its pair requested first, so the dealer makes
-        both meanwhile). Rounds: 1 (+ 1 with bits). Comm: (size(x) + size(y)) ring
+        both meanwhile). Rounds: 1 (+ 1 with bits, or 2 where the truncation opens by parts:
+        truncation.split_opening). Comm: (size(x) + size(y)) ring
         elements to each peer (+ one truncation opening)."""
         out_shape = product_shape(kind, xs.shape, ys.shape, params)
         if kind == "mul" and xs.shape == ys.shape and xs.size > MUL_CHUNK:
@@ -111,13 +112,13 @@ class DealerProtocol(Protocol):
         triple = arithmetic.request(ctx, kind, xs.shape, ys.shape, params)
         pair = truncation.request(ctx, out_shape, bits) if bits else None
         out = arithmetic.bilinear(ctx, kind, xs, ys, params, triple).reshape(out_shape)
-        return truncation.truncate(ctx, out, pair, bits) if bits else out
+        return truncation.truncate(ctx, out, pair, bits, xs.size + ys.size) if bits else out
 
     def _mul_in_batches(self, ctx, xs, ys, bits, chunk: int):
         """x * y of equal shapes in batches of `chunk` elements, one after the other, so
         that no process holds more than two batches' triples and intermediates: 2 rounds
-        per batch, the same bytes. The next batch's items are requested first, so the
-        dealer makes them meanwhile."""
+        per batch (3 where the truncation opens by parts), the same bytes. The next
+        batch's items are requested first, so the dealer makes them meanwhile."""
         shape, xs, ys = xs.shape, xs.reshape(-1), ys.reshape(-1)
         out = np.empty(xs.size, dtype=DTYPE)
 
@@ -132,12 +133,14 @@ class DealerProtocol(Protocol):
             if start + chunk < xs.size:
                 ahead = items(start + chunk)
             product = arithmetic.bilinear(ctx, "mul", xs[part], ys[part], None, triple)
-            out[part] = truncation.truncate(ctx, product, pair, bits) if bits else product
+            out[part] = truncation.truncate(ctx, product, pair, bits, 2 * product.size) \
+                if bits else product
         return out.reshape(shape)
 
     def products(self, ctx, kind, operands, bits):
         """Every masked operand in one opening, every result in one truncation.
-        Rounds: 2. Comm: the same bytes as the products one by one."""
+        Rounds: 2 (3 where the truncation opens by parts). Comm: at most the bytes of the
+        products one by one."""
         shapes = [product_shape(kind, xs.shape, ys.shape) for xs, ys in operands]
         operands = [(np.atleast_1d(xs), np.atleast_1d(ys)) for xs, ys in operands]
         triples = [arithmetic.request(ctx, kind, xs.shape, ys.shape) for xs, ys in operands]
@@ -146,7 +149,8 @@ class DealerProtocol(Protocol):
         products = arithmetic.bilinear_many(ctx, kind, operands, triples)
         flat = np.concatenate([p.reshape(-1) for p in products])
         if bits:
-            flat = truncation.truncate(ctx, flat, pair, bits)
+            flat = truncation.truncate(ctx, flat, pair, bits,
+                                       sum(xs.size + ys.size for xs, ys in operands))
         out, start = [], 0
         for shape in shapes:
             size = int(np.prod(shape))
@@ -156,10 +160,10 @@ class DealerProtocol(Protocol):
 
     def square(self, ctx, xs, bits):
         """With a square pair: half the communication of a multiplication.
-        Rounds: 1 (+ 1 with bits). Comm: size(x) elements to each peer (+ truncation)."""
+        Rounds: 1 (+ 1 or 2 with bits). Comm: size(x) elements to each peer (+ truncation)."""
         ticket = truncation.request(ctx, xs.shape, bits) if bits else None
         out = arithmetic.square(ctx, np.atleast_1d(xs)).reshape(xs.shape)
-        return truncation.truncate(ctx, out, ticket, bits) if bits else out
+        return truncation.truncate(ctx, out, ticket, bits, xs.size) if bits else out
 
     def truncate(self, ctx, xs, bits):
         return truncation.truncate(ctx, xs, bits=bits)

@@ -27,20 +27,43 @@ def request(ctx, shape, bits: int | None = None):
                                          {"frac_bits": bits}))
 
 
-def truncate(ctx, xs: np.ndarray, ticket=None, bits: int | None = None) -> np.ndarray:
+def truncate(ctx, xs: np.ndarray, ticket=None, bits: int | None = None,
+             operand_size: int | None = None) -> np.ndarray:
     """[x] -> [x / 2^bits] (bits = f by default: from 2f fractional bits back to f).
-    In checked mode the result is queued for mpc.protocols.range_check."""
+    `operand_size`: the elements a product opened to make xs, if it is one (see
+    `split_opening`). In checked mode the result is queued for mpc.protocols.range_check."""
     bits = ctx.fixed.frac_bits if bits is None else bits
     if ticket is None:
         ticket = request(ctx, np.shape(xs), bits)
     flat = np.asarray(xs, dtype=DTYPE).reshape(-1)  # 0-d arrays would turn into scalars
-    out = TRUNCATIONS[ctx.truncation](ctx, flat, ticket, bits)
+    out = TRUNCATIONS[ctx.truncation](ctx, flat, ticket, bits,
+                                      split_opening(ctx, flat.size, operand_size))
     if ctx.check:
         range_check.record(ctx, out, bits)
     return out.reshape(np.shape(xs))
 
 
-def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:
+SPLIT_MIN = 1 << 16  # elements; from here on the exact truncation may open by parts
+SPLIT_ALWAYS = 1 << 18  # elements; from here on it does (2 parties: 1 MB saved per party)
+
+
+def split_opening(ctx, size: int, operand_size: int | None) -> bool:
+    """Whether the exact truncation of `size` elements opens c by parts (2 rounds, about
+    8 (n-1)/n bytes per element and party) rather than to everyone (1 round, 8 (n-1)).
+
+    n >= 3: from SPLIT_MIN elements, where the plain opening would reduce-scatter in 2
+    rounds and twice the bytes anyway. n = 2: from SPLIT_ALWAYS elements (the 4 bytes per
+    element it saves each party outweigh a round: 1 MB is 80 ms at 100 Mbit/s, a round
+    trip 1-50 ms), and from SPLIT_MIN elements when the output is larger than the
+    operands opened for it (a convolution), where the truncation carries most bytes."""
+    if size < SPLIT_MIN:
+        return False
+    if ctx.n_parties >= 3 or size >= SPLIT_ALWAYS:
+        return True
+    return operand_size is not None and size > operand_size
+
+
+def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int, split: bool = False) -> np.ndarray:
     """Exact-to-one-ulp truncation by f = `bits` with a dealer pair; any number of parties.
 
     Needs |x| < 2^62 (x as a signed ring value). With [r] uniform in Z_2^64, its top bit
@@ -56,27 +79,57 @@ def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:
          Here 2^(63-f) [w] - [s] = [t] + 2^(63-f) c63 - c63 2^(64-f) [m], and the last
          term needs [m] only modulo 2^f.
       5. y = y' - 2^(62-f).
+    The public part of step 4, (c_low >> f) + 2^(63-f) c63 - 2^(62-f), is added by one
+    party; every other party needs only c63. So with `split` (see split_opening) c is
+    opened by parts: party p receives part p of c (mpc.protocols.dealer.opening
+    .reduce_scatter) and adds that part's public part, then sends the others its top bits,
+    packed 8 to a byte.
     Error: y is floor(x/2^f) or floor(x/2^f) + 1 and E[y] = x / 2^f (unbiased), so
     |y - x/2^f| < 1 unit of 2^-f. Failure probability: 0 for |x| < 2^62; outside that
     range the result is meaningless (the fixed-point range keeps products inside it).
 
-    Rounds: 1. Comm: one ring element per element to each peer (one opening).
-    Provider: the dealer sends the last party 8 + 2 bytes per element (f <= 16).
+    Rounds: 1; split: 2. Comm per party: one ring element per element to each peer;
+    split: (n-1)/n * size ring elements and (n-1) * ceil(size/n / 8) bytes in all (for
+    n = 2: 4 + 1/16 bytes per element instead of 8). Each party receives c or c63 of
+    uniform c only.
+    Provider: the dealer sends the corrected party 8 + 2 bytes per element (f <= 16).
     References: Escudero, Ghosh, Keller, Rachuri, Scholl, "Improved Primitives for MPC over
     Mixed Arithmetic-Binary Circuits", CRYPTO 2020, Sec. 5 (truncation with the mask's
     top bit shared); Catrina and de Hoogh, ESORICS 2010 (probabilistic truncation).
     """
     (r,) = ctx.protocol.provider.take_free(ticket)  # flat, like xs
     first = ctx.pid == 0
-    masked = xs + r
+    masked = np.add(xs, r, out=r)  # r is this party's own fresh array
     if first:
         masked += np.uint64(1 << OFFSET_BITS)
+    if split:
+        return _finish_split(ctx, masked, ticket, bits)
     c = opening.open_sum(ctx, masked, "trunc")
     t, m = ctx.protocol.provider.take_derived(ticket)
     return kernels.trunc_finish(c, t, m, bits, first)
 
 
-def truncate_local_probabilistic(ctx, xs: np.ndarray, ticket, bits: int) -> np.ndarray:
+def _finish_split(ctx, masked: np.ndarray, ticket, bits: int) -> np.ndarray:
+    """Steps 2-5 of truncate_exact with c opened by parts (its `split`)."""
+    bounds, c_mine = opening.reduce_scatter(ctx, masked, "trunc")
+    packed = kernels.top_bits_packed(c_mine)
+    seq = ctx.next_seq()
+    for peer in ctx.peers:
+        ctx.transport.send(peer, seq, "trunc:top", packed)
+    t, m = ctx.protocol.provider.take_derived(ticket)
+    out = np.empty_like(masked)
+    part = {p: slice(bounds[p], bounds[p + 1]) for p in range(ctx.n_parties)}
+    mine = part[ctx.pid]
+    kernels.trunc_finish(c_mine, t[mine], m[mine], bits, True, out=out[mine])
+    got = ctx.transport.exchange(seq, "trunc:top", {}, {
+        p: (np.uint8, ((bounds[p + 1] - bounds[p] + 7) // 8,)) for p in ctx.peers})
+    for p, top in got.items():
+        kernels.trunc_finish_bits(top, t[part[p]], m[part[p]], bits, out=out[part[p]])
+    return out
+
+
+def truncate_local_probabilistic(ctx, xs: np.ndarray, ticket, bits: int,
+                                 split: bool = False) -> np.ndarray:
     """SecureML's zero-message truncation for 2 parties. CAN FAIL CATASTROPHICALLY.
 
     Party 0 shifts its share arithmetically; party 1 shifts the negation of its share and
@@ -89,6 +142,7 @@ def truncate_local_probabilistic(ctx, xs: np.ndarray, ticket, bits: int) -> np.n
     products will see it.
     Rounds: 0. Comm: 0.
     References: Mohassel and Zhang, "SecureML", IEEE S&P 2017, Sec. 4.1, Theorem 1.
+    (`split` is ignored: nothing is opened.)
     """
     f = np.int64(bits)
     signed = xs.view(np.int64)
