@@ -130,7 +130,7 @@ W4_LAYERS = (784, 128, 128, 10)
 W4_RATE = 0.1
 
 
-def w4_problem(steps: int = 10):
+def w4_problem():
     """W4's data and initial weights: random MNIST-shaped images in [0, 1) and one-hot
     labels (the data set is not shipped offline), and [W1, b1, W2, b2, W3, b3] drawn as
     nn.Linear's default initialiser draws them (seeds 0, 1, 2)."""
