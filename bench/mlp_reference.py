@@ -19,10 +19,12 @@ dropped):
 
 evaluated on the replay's own values at each step. Over several steps the bound is the sum
 of the per-step bounds: it assumes that an error already in the weights is not amplified
-by later steps (SGD at a stable rate contracts it), which the measurements bear out: at
-W4's scales the bound is about 81 units a step (81, 806, 1622, 5101 after 1, 10, 20, 60
-steps) and the largest error measured, dealer and replicated, 3, 38-65, 120-170 and 535
-units. The check takes the largest element of the bound for every weight.
+by later steps, which holds over a repetition of 10 steps (the bound 800-900 units, the
+largest error measured 38-162) but not over a whole run (replicated, from the initial
+weights: 161 units after 20 steps but 1527 after 60). So bench.workloads.w4_check
+replays each repetition from the weights revealed after the one before. The check takes
+the largest element of the bound for every weight (a bound per tensor is too tight: an
+error in one layer moves the others' gradients in the next steps).
 """
 
 from __future__ import annotations

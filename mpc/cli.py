@@ -101,6 +101,8 @@ def check_keys(args) -> str | None:
 
 def check_bench(args) -> str | None:
     """Why `mpc bench` with these arguments cannot work, before anything starts."""
+    if args.reps is not None and args.reps < 1:
+        return f"--reps {args.reps}: at least 1 timed repetition"
     if args.scale and (args.crypten or args.spu):
         return "--scale measures ours alone: leave out --crypten and --spu"
     if args.scale and args.protocol != "dealer":
@@ -108,9 +110,9 @@ def check_bench(args) -> str | None:
                 f"memory included), not {args.protocol}: leave out --scale")
     if args.scale:
         return None
-    if args.runs < 2:
+    if (args.crypten or args.spu) and args.runs < 2:
         return f"--runs {args.runs}: at least 2 runs of each system, to interleave them"
-    if args.cooldown < 0:
+    if (args.crypten or args.spu) and args.cooldown < 0:
         return f"--cooldown {args.cooldown:g}: must be 0 or more"
     try:
         check_settings(args.protocol, args.parties, args.truncation)

@@ -11,7 +11,7 @@ import pytest
 
 from bench import anchors, fair
 from bench.anchors import Anchor, anchor, anchors_dir
-from mpc.cli import main
+from mpc.cli import build_parser, check_bench, main
 
 CPU = "Test CPU x 2"
 
@@ -184,10 +184,17 @@ def test_a_missing_venv_exits_2_with_the_setup_command(tmp_path, monkeypatch, ca
     (["--crypten", "--runs", "1"], "--runs 1"),
     (["--crypten", "--anchors", "/nonexistent/anchors"], "no anchors folder"),
     (["--spu", "--scale"], "--scale measures ours alone"),
+    (["--reps", "-1"], "--reps -1"),
+    (["--reps", "0", "--scale"], "--reps 0"),
 ])
 def test_settings_that_cannot_work_exit_2(argv, message, capsys):
     assert main(["bench", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_runs_and_cooldown_only_matter_beside_another_system():
+    args = build_parser().parse_args(["bench", "--runs", "1", "--cooldown", "-1"])
+    assert check_bench(args) is None
 
 
 def test_an_anchor_that_fails_gives_a_line_with_the_error(tmp_path, monkeypatch):
