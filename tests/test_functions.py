@@ -249,10 +249,11 @@ def test_rounds_and_bytes_match_the_docstrings():
 
 # under the replicated protocol: (most rounds any party waits, bytes per element sent per
 # party on average over the three; the roles differ by a few bytes), for 64 elements
-REPLICATED_COSTS = {"reciprocal": (46, 846.0), "exp": (21, 1605.4),
-                    "exp_nonpositive": (21, 688.2), "sigmoid": (55, 878.7),
-                    "sigmoid_piecewise": (9, 1054.6), "tanh": (55, 878.7),
-                    "inv_sqrt": (52, 637.3), "sqrt": (55, 658.8), "log": (36, 821.1)}
+REPLICATED_COSTS = {"reciprocal": (38, 845.8), "exp": (17, 1605.3),
+                    "exp_nonpositive": (17, 688.2), "sigmoid": (43, 878.5),
+                    "sigmoid_piecewise": (9, 1054.6), "tanh": (43, 878.5),
+                    "inv_sqrt": (40, 637.1), "sqrt": (43, 658.5),
+                    "log": (30, 821.0)}
 
 
 def test_replicated_rounds_and_bytes_match_the_readme():

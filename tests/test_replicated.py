@@ -55,11 +55,15 @@ def _truncate_three_times(ctx, shares, parts, bits):
 ONE_RECEIVER = [truncation.ONE_RECEIVER_FROM, 1]  # the fused product's two variants
 
 
-def run_truncations(x, bits=F, seed=0, one_receiver_from=truncation.ONE_RECEIVER_FROM):
+def run_truncations(x, bits=F, seed=0, one_receiver_from=truncation.ONE_RECEIVER_FROM,
+                    split_from=1):
+    """split_from=1 by default: small inputs exercise the three ranges (the protocol splits
+    from truncation.SPLIT_FROM elements)."""
     rng = np.random.default_rng(seed)
     x = np.asarray(x, dtype=np.int64)
     # check=False: at the very top of the range (LIMIT) checked mode reports the last unit
-    with mock.patch.object(truncation, "ONE_RECEIVER_FROM", one_receiver_from):
+    with mock.patch.object(truncation, "ONE_RECEIVER_FROM", one_receiver_from), \
+            mock.patch.object(truncation, "SPLIT_FROM", split_from):
         results = mpc.run_local(_truncate_three_times, 3, protocol="replicated", check=False,
                                 args=(replicated(x, rng), components(x, rng), bits))
     idle = np.array([r[1] for r in results])  # [party, call]
@@ -86,12 +90,15 @@ def test_truncation_at_the_edges_of_the_range(one_receiver_from, magnitude, sign
         assert set(np.unique(y - (x >> F))) <= {0, 1}
 
 
-def test_a_one_element_call_rotates_its_helper_who_receives_nothing():
-    outs, idle = run_truncations(np.array([LIMIT]))
-    assert np.all(idle.sum(axis=0) == 1)  # one party (the helper) idle in each call
-    assert set(np.argmax(idle, axis=0)) == {0, 1, 2}  # each party in turn
-    _, idle = run_truncations(np.arange(-3, 3) * 2**40)
-    assert not idle.any()  # six elements: every party plays every role in every call
+def test_a_small_call_rotates_its_helper_who_receives_nothing():
+    for x in (np.array([LIMIT]), np.arange(-3, 3) * 2**40):
+        outs, idle = run_truncations(x, split_from=truncation.SPLIT_FROM)
+        assert np.all(idle.sum(axis=0) == 1)  # one party (the helper) idle in each call
+        assert set(np.argmax(idle, axis=0)) == {0, 1, 2}  # each party in turn
+        for y in outs:
+            assert set(np.unique(y - (x >> F))) <= {0, 1}
+    _, idle = run_truncations(np.arange(-3, 3) * 2**40, split_from=6)
+    assert not idle.any()  # split: every party plays every role in every call
 
 
 @pytest.mark.parametrize("one_receiver_from", ONE_RECEIVER)

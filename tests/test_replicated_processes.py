@@ -25,7 +25,7 @@ EXPECTED = [0.0, -0.5, -1.0, -1.5, -2.0, -2.5]
 def product(ctx):
     rng = np.random.default_rng(ctx.pid)
     x = mpc.share(ctx, rng.normal(size=(30, 40)) if ctx.pid == 0 else None, 0, shape=(30, 40))
-    y = mpc.share(ctx, rng.normal(size=(40, 20)) if ctx.pid == 1 else None, 1, shape=(40, 20))
+    y = mpc.share(ctx, rng.normal(size=(40, 40)) if ctx.pid == 1 else None, 1, shape=(40, 40))
     before = ctx.stats.snapshot()
     z = x @ y
     used = ctx.stats.snapshot()
@@ -36,14 +36,15 @@ def product(ctx):
 def test_three_processes_and_no_dealer():
     results = run_processes(product, 3, protocol="replicated", timeout=30)
     x = np.random.default_rng(0).normal(size=(30, 40))
-    y = np.random.default_rng(1).normal(size=(40, 20))
+    y = np.random.default_rng(1).normal(size=(40, 40))
     for z, _, _, ops in results:
         assert np.max(np.abs(z - x @ y)) < 40 * 4 * 2**-16
         assert "dealer" not in ops
-    # the fused product: every party plays every role on a third of the outputs, 40.375
-    # bytes per output element in all (mpc.protocols.replicated.truncation), 2 rounds each
-    # (headers on top); the inner dimension 40 is free
-    out = 30 * 20
+    # the fused product of 1200 >= SPLIT_FROM outputs: every party plays every role on a
+    # third of them, 40.375 bytes per output element in all
+    # (mpc.protocols.replicated.truncation), 2 rounds each (headers on top); the inner
+    # dimension 40 is free
+    out = 30 * 40
     for sent in (r[1] for r in results):
         assert 40.375 * out / 3 <= sent <= 40.375 * out / 3 + 400
     assert [r[2] for r in results] == [2, 2, 2]

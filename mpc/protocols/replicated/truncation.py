@@ -5,8 +5,9 @@ Roles: for a helper h, a = h + 1 and b = h + 2 (mod 3). The elements of one call
 into three near-equal ranges whose helpers are k, k + 1, k + 2 (mod 3) for the protocol's
 k-th truncation (ReplicatedProtocol.next_helper: every party counts the same calls), all
 three in the same rounds, the messages to each peer concatenated: so every party plays
-every role on a third of the elements and sends about the average (a call of one or two
-elements still rotates its helper from call to call). The helper plays a dealer for a and
+every role on a third of the elements and sends about the average (a call of fewer than
+SPLIT_FROM = 1024 elements has one helper, rotating from call to call, who skips the
+call's waits: such calls are bound by rounds, not bytes). The helper plays a dealer for a and
 b, seed-compressed, and never receives anything.
 
 Notation: f = bits, c63 = c >> 63, w the width of the top corrections (below), and
@@ -91,6 +92,8 @@ OFFSET = np.uint64(1 << 62)  # inputs are shifted by 2^62 to be non-negative
 # Fused products of this many elements open to a only: 3.3 bytes per element a party less
 # for one round more (on this machine a round costs about what 2^16 x 3.3 bytes do)
 ONE_RECEIVER_FROM = 1 << 16
+SPLIT_FROM = 1 << 10
+"""Elements from which a call is cut into three ranges (every party sends the average)."""
 
 
 def roles(h: int) -> tuple[int, int, int]:
@@ -125,7 +128,11 @@ def truncate_product(ctx, zs: np.ndarray, bits: int, op: str = "mul") -> np.ndar
 
 def ranges(n: int, first_helper: int) -> list[tuple[int, int, int]]:
     """(start, stop, helper) of the three near-equal ranges of n elements, the helpers
-    first_helper, first_helper + 1, first_helper + 2 (mod 3); empty ranges left out."""
+    first_helper, first_helper + 1, first_helper + 2 (mod 3); empty ranges left out.
+    Below SPLIT_FROM elements one range: the helper rotates from call to call instead, and
+    skips the waits of its call (small calls are bound by rounds, not bytes)."""
+    if n < SPLIT_FROM:
+        return [(0, n, first_helper)] if n else []
     out, start = [], 0
     for j in range(3):
         stop = start + n // 3 + (1 if j < n % 3 else 0)
@@ -169,7 +176,7 @@ def _truncate(ctx, seq: int, data: np.ndarray, n: int, bits: int, op: str) -> np
         tag = label if rnd == 1 else f"{label}:{rnd}"
         messages = {p: np.concatenate([a.reshape(-1).view(np.uint8) for a in arrays])
                     for p, arrays in outgoing.items()}
-        if not expected:  # the helper of every range (a call of one element): no wait
+        if not expected:  # the helper of a call below SPLIT_FROM elements: no wait
             for p, message in messages.items():
                 ctx.transport.send(p, round_seq, tag, message)
             got = {}
