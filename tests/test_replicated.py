@@ -70,12 +70,14 @@ def run_truncations(x, bits=F, seed=0, one_receiver_from=truncation.ONE_RECEIVER
     return results[0][0], idle
 
 
+@pytest.mark.parametrize("split_from", [1, truncation.SPLIT_FROM])
 @pytest.mark.parametrize("one_receiver_from", ONE_RECEIVER)
 @given(st.lists(st.integers(-LIMIT, LIMIT), min_size=0, max_size=40))
-def test_truncation_within_one_ulp_for_every_helper(one_receiver_from, values):
-    """Every size: the three ranges (some empty) with their own helpers."""
+def test_truncation_within_one_ulp_for_every_helper(one_receiver_from, split_from, values):
+    """Every size: the three ranges (some empty) with their own helpers, or one range (a
+    small call) with the call's helper."""
     x = np.array(values + EDGES[:len(values) % len(EDGES)], dtype=np.int64)
-    outs, _ = run_truncations(x, one_receiver_from=one_receiver_from)
+    outs, _ = run_truncations(x, one_receiver_from=one_receiver_from, split_from=split_from)
     for y in outs:
         assert set(np.unique(y - (x >> F))) <= {0, 1}
 
