@@ -311,8 +311,10 @@ def inv_sqrt(x: SecretTensor) -> SecretTensor:
 
 def sqrt(x: SecretTensor) -> SecretTensor:
     """sqrt(x) for x in [0, 4^8): 2^(i+1) * (a / sqrt(a)) on the normalised a, so the
-    precision is that of a number in [1/2, 1) scaled up. Error <= 4 units + 5e-5 sqrt(x)
-    on [4^-5, 4^8); on [0, 4^-5) it returns 32 x, the line from sqrt(0) = 0 to the
+    precision is that of a number in [1/2, 1) scaled up. Error <= 4 units + 1e-4 sqrt(x)
+    on [4^-5, 4^8): a drops x's low bits (<= 1 unit of a >= 1/4, relative 2^-15 in
+    sqrt(a)), the product a y rounds (<= 1 unit of a value >= 1/2, 2^-15) and Newton's y
+    adds as much again; the scale-up 2^(i+1) keeps these relative. On [0, 4^-5) it returns 32 x, the line from sqrt(0) = 0 to the
     value at 4^-5 (error <= 0.008). Outside the domain it gives the value at the
     domain's nearer end: every x < 0 gives 0 = sqrt(0), x >= 4^8 gives 256.
     Rounds: 52. Comm: 1034.0 bytes per element to each peer."""

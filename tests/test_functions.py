@@ -43,7 +43,7 @@ CASES = {
                           lambda v: 0.5 * (1 + np.tanh(v / 2)), 0.0016 / ULP, 0),
     "tanh": (np.linspace(-100, 100, 241), np.tanh, 10, 0),
     "inv_sqrt": (np.geomspace(4.0**-5, 4.0**8 - 1, 200), lambda v: 1 / np.sqrt(v), 4, 5e-5),
-    "sqrt": (np.geomspace(4.0**-5, 4.0**8 - 1, 200), np.sqrt, 4, 5e-5),
+    "sqrt": (np.geomspace(4.0**-5, 4.0**8 - 1, 200), np.sqrt, 4, 1e-4),
     "log": (np.geomspace(2**-10, 2**15 - 1, 200), np.log, 6, 0),
 }
 
@@ -152,7 +152,7 @@ WHOLE_LINE = {  # name: (reference on quantized inputs, absolute units, relative
     "sigmoid_piecewise": (_sigmoid, 0.0016 / ULP, 0),
     "tanh": (np.tanh, 10, 0),
     "inv_sqrt": (lambda q: 1 / np.sqrt(np.clip(q, 4.0**-5, 4.0**8)), 4, 5e-5),
-    "sqrt": (_sat_sqrt, 4, 5e-5),
+    "sqrt": (_sat_sqrt, 4, 1e-4),
     "log": (lambda q: np.log(np.clip(q, 2.0**-10, 2.0**15)), 6, 0),
 }
 EDGES = np.array([0.0, ULP, -ULP, 1.0, -1.0, 2.0**-10, 2.0**-10 - ULP, 2.0**15, 2.0**15 - ULP,
