@@ -172,8 +172,10 @@ def test_dp_sgd_noise_has_the_stated_std(n, public_model, protocol, colluders):
     size, m = 4000, 4
     moved = mpc.run_local(_noise_step, n, args=(public_model, size, m), protocol=protocol)[0]
     std = math.sqrt(n / (n - colluders)) * 2.0 * 0.5 / m
-    assert abs(moved.mean()) < 5 * std / math.sqrt(size)
-    assert abs(moved.std() / std - 1) < 5 / math.sqrt(2 * size)
+    # 6 standard errors: 8 asserts over the cases fail falsely below 2e-8 a run (5: 5e-6);
+    # the std is still checked to 6.7%, against factors of 1.15 or more between settings
+    assert abs(moved.mean()) < 6 * std / math.sqrt(size)
+    assert abs(moved.std() / std - 1) < 6 / math.sqrt(2 * size)
 
 
 def _plain_grads(ctx):

@@ -98,7 +98,7 @@ def _noisy_reveals(ctx, std, colluders):
 @pytest.mark.parametrize("n,colluders", [(2, None), (3, None), (3, 1), (4, 2)])
 def test_noisy_reveal_has_the_stated_distribution(n, colluders):
     """x + e with e a sum of the parties' discrete Gaussians: mean 0 and variance
-    n std^2 / (n - colluders) within 5 standard errors over 2*10^4 openings; e is an
+    n std^2 / (n - colluders) within 6 standard errors over 2*10^4 openings; e is an
     integer multiple of 2^-16; every party opens the same value; shares of e differ."""
     std = 0.01
     results = mpc.run_local(_noisy_reveals, n, args=(std, colluders))
@@ -111,8 +111,10 @@ def test_noisy_reveal_has_the_stated_distribution(n, colluders):
     c = n - 1 if colluders is None else colluders
     var = n * std ** 2 / (n - c)
     m = noise.size
-    assert abs(noise.mean()) < 5 * math.sqrt(var / m)
-    assert abs(noise.var() / var - 1) < 5 * math.sqrt(2 / m)
+    # 6 standard errors (8 asserts over the cases: a false failure below 2e-8 a run; 5
+    # gave 5e-6); the variance is still checked to 6%
+    assert abs(noise.mean()) < 6 * math.sqrt(var / m)
+    assert abs(noise.var() / var - 1) < 6 * math.sqrt(2 / m)
     draws = [r[1] for r in results]
     assert all(not np.array_equal(draws[0], d) for d in draws[1:])
     assert results[0][2] is not None and all(r[2] is None for r in results[1:])
@@ -143,11 +145,11 @@ def test_replicated_noise_protects_against_any_one_corrupt_server():
         np.testing.assert_array_equal(r[1], opened)
     noise = opened - 3.25
     m = noise.size
-    assert abs(noise.var() / (1.5 * std ** 2) - 1) < 5 * math.sqrt(2 / m)
+    assert abs(noise.var() / (1.5 * std ** 2) - 1) < 6 * math.sqrt(2 / m)  # as above
     np.testing.assert_allclose(noise, sum(r[0] for r in results), atol=1e-12)
     for corrupt in range(3):
         left = noise - results[corrupt][0]
-        assert abs(left.var() / std ** 2 - 1) < 5 * math.sqrt(2 / m), corrupt
+        assert abs(left.var() / std ** 2 - 1) < 6 * math.sqrt(2 / m), corrupt
     reveal = mpc.run_local(lambda ctx: mpc.share(ctx, np.ones(3) if ctx.pid == 0 else None, 0,
                                                  shape=(3,)).reveal(noise=std), 3,
                            protocol="replicated")

@@ -87,9 +87,12 @@ def test_view_independent_of_secret(n_parties, protocol, party, op):
         if view_a.size == 0:
             continue
         fa, fb = bit_frequencies(view_a, bits), bit_frequencies(view_b, bits)
+        # sigma: the difference's (each frequency's times sqrt(2)); 6.5 sigma over the 72
+        # bits of 35 cases is a false failure below 2e-7 a run (6: 5e-6), and a bit whose
+        # frequency moves by 0.033 is still caught
         sigma = np.sqrt(0.5 / view_a.size)
         assert np.all(np.abs(fa - 0.5) < 6 * sigma), "a received bit is biased"
-        assert np.all(np.abs(fa - fb) < 6 * sigma), "received bits depend on the secret"
+        assert np.all(np.abs(fa - fb) < 6.5 * sigma), "received bits depend on the secret"
 
 
 def test_non_owner_share_is_uniform_and_owner_free():
