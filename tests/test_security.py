@@ -7,7 +7,7 @@ two very different secrets, the messages the corrupt party receives during a
 multiplication, a matrix product, a truncation, a comparison, a ReLU and a training step
 must be distributed the same: every one of the 64 bits of every received ring element (and
 each of the 8 bits of every byte of the byte strings, the replicated truncation's packed
-corrections) is set with the same frequency (two-proportion z-test, 6 sigma), and each is
+corrections) is set with the same frequency (two-proportion z-test, 6.5 sigma), and each is
 set half the time (a uniform element).
 """
 
