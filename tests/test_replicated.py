@@ -296,7 +296,10 @@ def test_non_owners_components_are_uniform_whatever_the_input(owner):
                 fs.append(((v[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1))
                           .mean(axis=0))
             assert np.all(np.abs(fs[0] - 0.5) < 6 * sigma), f"party {pid}: biased bit"
-            assert np.all(np.abs(fs[0] - fs[1]) < 6 * sigma), f"party {pid}: depends on x"
+            # the difference of two frequencies has sqrt(2) sigma: at 6 sigma without it
+            # (4.2 of its own), 1152 comparisons a run failed falsely once in 40 runs
+            assert np.all(np.abs(fs[0] - fs[1]) < 6 * np.sqrt(2) * sigma), \
+                f"party {pid}: depends on x"
 
 
 def test_the_common_seed_is_common_and_agreed_once():
