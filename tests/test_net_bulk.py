@@ -18,7 +18,7 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from net import PeerLost, ProtocolError, bulk, wire
+from net import PeerLost, PeerTimeout, ProtocolError, bulk, wire
 from net.mesh import BULK_BYTES
 from test_net_mesh import SPAWN, cluster, in_threads, mesh, started, wire_bytes
 
@@ -413,3 +413,45 @@ def test_a_bulk_port_that_leads_elsewhere_is_never_used(monkeypatch):
         assert len(elsewhere.recv_multipart()) == 4   # the probe, sealed
     finally:
         elsewhere.close()
+
+
+# -- review: losses the receiver must notice promptly and name ---------------------------
+
+def test_a_peer_whose_probe_went_elsewhere_is_not_owed_bulk_frames_after_it_left(monkeypatch):
+    """Its only bulk frame, the probe, never reached us: a wait on it after its goodbye
+    fails at once with its reason, not after the whole timeout."""
+    elsewhere = zmq.Context.instance().socket(zmq.ROUTER)
+    elsewhere.linger = 0
+    port = elsewhere.bind_to_random_port("tcp://127.0.0.1")
+    real = bulk.hello_payload
+    monkeypatch.setattr(bulk, "hello_payload", lambda _, key: real(port, key))
+    peers, keys = cluster(2)
+    try:
+        a, b = started(mesh(0, peers, keys), mesh(1, peers, keys, timeout=20.0))
+        with b:
+            assert a._bulk_out[1].up and not a._bulk_out[1].usable
+            a.close(reason="RuntimeError: boom")
+            began = time.monotonic()
+            with pytest.raises(PeerLost, match="boom"):
+                b.recv(0, 1, "x")
+            assert time.monotonic() - began < 5, "waited for a probe that went elsewhere"
+    finally:
+        elsewhere.close()
+
+
+def test_a_withheld_bulk_frame_is_named_in_the_timeout(proxied):
+    a, b, proxy = proxied
+    proxy.tamper = lambda index, parts: [] if index == 0 else [parts]
+    a.send(1, 1, "x", secret(BULK_BYTES, 9))
+    with pytest.raises(PeerTimeout, match="bulk frames from it may have been withheld or "
+                                          "lost on the network"):
+        b.recv(0, 1, "x")
+
+
+def test_a_bulk_frame_withheld_before_a_goodbye_is_named(proxied):
+    a, b, proxy = proxied
+    proxy.tamper = lambda index, parts: []
+    a.send(1, 1, "x", secret(BULK_BYTES, 10))
+    a.close()
+    with pytest.raises(PeerLost, match="1 bulk frame it sent never arrived"):
+        b.recv(0, 1, "x")
