@@ -6,7 +6,7 @@ its ROUTER. A ZAP handler admits only the peers' public keys and labels each con
 with the id of the peer owning the key; that label, not the header's sender field, says
 who sent a message, so a party with a valid key cannot speak for another.
 
-Bulk channel: payloads from `bulk_from` bytes on (BULK_BYTES, 64 KiB) skip CurveZMQ's
+Bulk channel: payloads from `bulk_from` bytes (BULK_BYTES, 64 KiB) to 2 GiB skip CurveZMQ's
 cipher, the larger part of a party's CPU on large multiplications. Each member also binds
 a plaintext (NULL mechanism) ROUTER on an ephemeral port of its own host and, once a peer
 has said hello, connects a second DEALER to that peer's bulk port (on the host of the
@@ -469,7 +469,8 @@ class ZmqMesh(Transport):
             array.flags.writeable = False  # the I/O thread reads it after we return (the
             # same contract whichever link it takes: on bulk it is sealed into a copy)
         try:
-            if out is not None and out.usable and payload.nbytes >= self._bulk_from:
+            if out is not None and out.usable and \
+                    self._bulk_from <= payload.nbytes <= bulk.MAX_PAYLOAD:
                 out.send(header, payload)
                 return len(header) + payload.nbytes
             self._dealers[to].send_multipart((header, payload), copy=not zero_copy)

@@ -455,3 +455,45 @@ def test_a_bulk_frame_withheld_before_a_goodbye_is_named(proxied):
     a.close()
     with pytest.raises(PeerLost, match="1 bulk frame it sent never arrived"):
         b.recv(0, 1, "x")
+
+
+def test_aes_gcm_cannot_seal_more_than_the_bulk_links_largest_payload():
+    big = np.zeros(2**31, np.uint8)   # zero pages: nothing is touched
+    with pytest.raises(OverflowError):
+        bulk.Sealer(0, bulk.new_key()).seal(b"h", memoryview(big))
+
+
+def test_payloads_larger_than_the_bulk_link_takes_go_on_the_curve_link(monkeypatch):
+    monkeypatch.setattr(bulk, "MAX_PAYLOAD", 2 * BULK_BYTES)
+    peers, keys = cluster(2)
+    a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
+    with a, b:
+        x, y = secret(BULK_BYTES // 8 * 2), secret(BULK_BYTES // 8 * 2 + 1)
+        a.send(1, 1, "x", x)
+        a.send(1, 2, "y", y)
+        np.testing.assert_array_equal(b.recv(0, 1, "x"), x)
+        np.testing.assert_array_equal(b.recv(0, 2, "y"), y)
+        assert a._bulk_out[1].sealer.counter == 2   # the probe and x
+        assert a.stats.total.bytes_sent == b.stats.total.bytes_received == \
+            wire_bytes("x", x) + wire_bytes("y", y)
+
+
+def test_an_honest_header_on_an_oversized_body_is_refused_not_a_crash():
+    """A man in the middle may put the due frame's prefix and header on any body."""
+    key = bulk.new_key()
+    prefix, header, _ = bulk.Sealer(0, key).seal(b"h", memoryview(b"payload"))
+    huge = np.zeros(bulk.MAX_PAYLOAD + bulk.TAG_BYTES + 1, np.uint8)   # zero pages
+    with pytest.raises(bulk.Refused, match="longer than"):
+        bulk.Opener(key).open(prefix, header, huge)
+
+
+def test_the_longest_header_opens_and_a_longer_sealed_header_is_refused_unopened():
+    key = bulk.new_key()
+    header, payload = wire.encode(2**16 - 1, 2**64 - 1, "o" * wire.MAX_OP_BYTES,
+                                  np.zeros((1,) * wire.MAX_NDIM, np.uint8))
+    sealer, opener = bulk.Sealer(0, key), bulk.Opener(key)
+    prefix, sealed, body = sealer.seal(header, payload)
+    assert len(sealed) == bulk.MAX_SEALED_HEADER
+    with pytest.raises(bulk.Refused, match="a sealed header of 163 bytes, longer than any"):
+        opener.open(prefix, sealed + b"\0", body)
+    assert opener.open(prefix, sealed, body)[0] == header
