@@ -304,6 +304,9 @@ class ZmqMesh(Transport):
         frame is sealed on its own, see net.bulk), and draw each peer's sending key."""
         me = self.my_id
         self._bulk_router = self._socket(zmq.ROUTER)
+        # anyone may connect: libzmq drops a connection at a frame longer than any sealed
+        # one instead of holding it for us to refuse
+        self._bulk_router.maxmsgsize = bulk.MAX_PAYLOAD + bulk.TAG_BYTES
         monitor = self._bulk_router.get_monitor_socket(ROUTER_EVENTS)
         try:
             self._bulk_router.bind(f"{host}:*")

@@ -497,3 +497,27 @@ def test_the_longest_header_opens_and_a_longer_sealed_header_is_refused_unopened
     with pytest.raises(bulk.Refused, match="a sealed header of 163 bytes, longer than any"):
         opener.open(prefix, sealed + b"\0", body)
     assert opener.open(prefix, sealed, body)[0] == header
+
+
+def test_a_strangers_frame_longer_than_any_sealed_one_is_never_read(monkeypatch, caplog):
+    """libzmq drops the connection at the frame's size, before holding it in memory."""
+    monkeypatch.setattr(bulk, "MAX_PAYLOAD", 2 * BULK_BYTES)
+    peers, keys = cluster(2)
+    a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
+    stranger = zmq.Context.instance().socket(zmq.DEALER)
+    stranger.linger = 0
+    with a, b, caplog.at_level(logging.WARNING, logger="net"):
+        try:
+            stranger.connect(f"tcp://127.0.0.1:{b._bulk_port}")
+            stranger.send_multipart([bulk.PREFIX.pack(0, 1), b"h" * 32,
+                                     bytes(2 * BULK_BYTES + bulk.TAG_BYTES + 1)])
+            time.sleep(0.5)
+            for _ in range(10):
+                b._pump(0.05)
+        finally:
+            stranger.close()
+        x = secret(BULK_BYTES // 8 * 2)
+        a.send(1, 1, "x", x)
+        np.testing.assert_array_equal(b.recv(0, 1, "x"), x)
+        assert a._bulk_out[1].sealer.counter == 2   # x went on the bulk link
+    assert bulk_refusals(caplog) == []
