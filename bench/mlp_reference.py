@@ -22,7 +22,7 @@ per-step bounds is not a bound: it assumes that an error already in the weights 
 amplified by later steps, and it is. Each ReLU whose input the difference moves across 0
 changes a sample's gradient, and once a few do the difference between the secret training
 and its replay grows 2-3 times a step (measured, replicated, one repetition of 10 steps:
-1-2 units after step 1, 160 after step 9 with 181 flipped ReLUs, 850 after step 10,
+1-2 units after one step, 160 after eight (181 ReLUs of the ninth flipped), 850 after ten,
 while every operation of every step stayed within its own bound: products within 1 unit,
 softmax within 4.1). Of 18 runs of 6 repetitions of 10 steps, one went to 1.25 times the
 summed bound (1151 units in W3), the others below 0.31; 0.51 at most in 51 dealer runs.
