@@ -84,3 +84,19 @@ def test_the_bound_grows_with_the_steps_and_the_unit():
     _, coarse = sgd_replay(params, x, y, lr, 1, frac_bits=12)
     assert 3 * 2.0 ** -16 < one < three < 4 * one
     assert one < coarse and np.isfinite(coarse)
+
+
+def test_the_party_checks_every_step_against_its_own_replay(monkeypatch):
+    """Over 10 steps flipped ReLUs can grow the difference past the summed bound (1.25 of
+    it measured, every operation within its own): each step is checked alone."""
+    import bench.workloads as workloads
+    seen = []
+    real = workloads.w4_check
+
+    def recording(fixed, revealed, steps):
+        seen.append((len(revealed), steps))
+        return real(fixed, revealed, steps)
+    monkeypatch.setattr(workloads, "w4_check", recording)
+    line = mpc.run_local(_w4_party, 2, args=("W4", 1, 1, STEPS), provider="insecure-seeded",
+                         check=False)[0]
+    assert seen == [(2 * STEPS, 1)] and line["steps_checked"] == 2 * STEPS
