@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpc import kernels as K
+from mpc.kernels import conv as KC
 from mpc.kernels import matrix as KM
 from mpc.protocols.dealer import kernels as DK
 
@@ -90,6 +91,18 @@ def test_private_kernels_on_every_shape(data, m, k, n, accumulate, src_is_bt):
     assert_ring_equal(out, want)
     out = start.copy()
     KM._mm_dot(a, np.ascontiguousarray(b.T) if src_is_bt else b, src_is_bt, out, accumulate)
+    assert_ring_equal(out, want + start if accumulate else want)
+
+
+@given(st.data(), st.integers(1, 20), st.integers(1, 300), st.integers(1, 40),
+       st.booleans(), st.booleans())
+def test_wide_kernel_on_every_shape(data, m, k, n, accumulate, src_is_bt):
+    """The 512-bit tile kernel directly, whatever the CPU picks (it is generic vector IR):
+    partial tiles in both directions, several 16-column panels, depth above one packed block."""
+    a, b, start = data.draw(ring_arrays((m, k), (k, n), (m, n)))
+    want = K.matmul_reference(a, b)
+    out = start.copy()
+    KM._mm_wide(a, np.ascontiguousarray(b.T) if src_is_bt else b, src_is_bt, out, accumulate)
     assert_ring_equal(out, want + start if accumulate else want)
 
 
@@ -194,6 +207,43 @@ def test_conv2d_pair_accumulate(data, case):
     got = K.conv2d_pair_accumulate(x1, w1, x2, w2, out, stride, padding)
     assert got is out
     assert_ring_equal(out, want)
+
+
+@given(st.data(), conv_cases, st.booleans())
+def test_both_conv_kernels(data, case, pair):
+    """The direct 512-bit kernel and the im2col one, whichever the CPU picks, single and pair."""
+    x_shape, w_shape, out_shape, stride, padding = conv_shapes(case)
+    x1, x2, w1, w2, start = data.draw(
+        ring_arrays(x_shape, x_shape, w_shape, w_shape, out_shape))
+    geo = KC._geometry(x_shape, w_shape[2], w_shape[3], stride, padding)
+    o = w_shape[0]
+    flat = (x_shape[0], o, -1)
+    if pair:
+        want = start + K.conv2d_reference(x1, w1, stride, padding) \
+            + K.conv2d_reference(x2, w2, stride, padding)
+        w12 = np.concatenate([w1.reshape(o, -1), w2.reshape(o, -1)], axis=1)
+        got_wide, got_cols = start.copy(), start.copy()
+        KC._conv_wide(x1, x2, True, w12, geo, got_wide.reshape(flat), True)
+        KC._conv_pair_accumulate(x1, x2, w12, geo, got_cols.reshape(flat))
+    else:
+        want = K.conv2d_reference(x1, w1, stride, padding)
+        got_wide, got_cols = np.empty_like(start), np.empty_like(start)
+        KC._conv_wide(x1, x1, False, w1.reshape(o, -1), geo, got_wide.reshape(flat), False)
+        KC._conv_forward(x1, w1.reshape(o, -1), geo, got_cols.reshape(flat))
+    assert_ring_equal(got_wide, want)
+    assert_ring_equal(got_cols, want)
+
+
+@settings(max_examples=3)
+@given(ring_arrays((2, 12, 7, 6), (20, 12, 5, 5), (2, 20, 7, 6)))
+def test_wide_conv_deeper_than_one_block(xwo):
+    """C*kh*kw = 300 > _WIDE_KC: the depth in blocks, accumulated; 20 channels: two panels."""
+    x, w, start = xwo
+    assert 12 * 5 * 5 > KM._WIDE_KC and w.shape[0] > KM._NR
+    geo = KC._geometry(x.shape, 5, 5, (1, 1), (2, 2))
+    got = start.copy()
+    KC._conv_wide(x, x, False, w.reshape(20, -1), geo, got.reshape(2, 20, -1), True)
+    assert_ring_equal(got, start + K.conv2d_reference(x, w, (1, 1), (2, 2)))
 
 
 def test_conv2d_pair_accumulate_refuses_a_wrong_output():

@@ -1,12 +1,13 @@
-"""2-D convolution on uint64 (im2col + the ring matmul), its two adjoints for backward on
-shares, and plain-numpy references for each."""
+"""2-D convolution on uint64 (im2col + the ring matmul, or with AVX-512DQ a direct tiled
+kernel), its two adjoints for backward on shares, and plain-numpy references for each."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from mpc.kernels.matrix import _U64, _ZERO, _mm2, _mm_dot, check_u64
+from mpc.kernels.matrix import (_MR, _NR, _U64, _WIDE, _WIDE_KC, _ZERO, _mm2, _mm_into,
+                                _tile_8x16, check_u64)
 
 def _conv_out_hw(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int]:
     """Output height and width of a conv; ValueError if the parameters make no sense."""
@@ -210,7 +211,81 @@ def _conv_grad_weight(x, g, geo, out):
     buf = np.empty((out.shape[1], g.shape[2]), dtype=np.uint64)
     for n in range(x.shape[0]):
         _im2col_one(x[n], geo, buf)
-        _mm_dot(g[n], buf, True, out, n > 0)
+        _mm_into(g[n], buf, True, out, n > 0)
+
+
+# The direct kernel (AVX-512DQ): no patch matrix at all. Each sample is copied into a
+# zero-padded image; an output pixel's patch entry (c, di, dj) is the word at
+# pixel_offset + depth_offset of it, so _tile_8x16 reads 8 pixels x all kernel offsets straight
+# from the image (two offset tables), against the weights packed as 16-channel panels.
+
+@njit(cache=True, nogil=True)
+def _pack_weights(w2, bp):
+    """bp[t, p, jj] = w2[16 t + jj, p] (0 past the last output channel)."""
+    o = w2.shape[0]
+    for t in range(bp.shape[0]):
+        for jj in range(_NR):
+            ch = t * _NR + jj
+            for p in range(w2.shape[1]):
+                bp[t, p, jj] = w2[ch, p] if ch < o else _ZERO
+
+
+@njit(cache=True, nogil=True)
+def _conv_wide(x1, x2, pair, w2, geo, out, accumulate):
+    """out[n] (+)= conv(x1[n], w2[:, :D]) (+ conv(x2[n], w2[:, D:]) if pair), D = C*kh*kw, w2
+    = w.reshape(O, -1) (for a pair, [w1 | w2] side by side); out is [N, O, H'*W']."""
+    kh, kw, sh, sw, ph, pw, ho, wo = geo
+    nb, c, h, w = x1.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    inputs = 2 if pair else 1
+    depth = w2.shape[1]
+    o = out.shape[1]
+    npix = ho * wo
+    img = np.zeros((inputs * c, hp, wp), dtype=np.uint64)  # the border stays zero
+    depth_offs = np.empty(depth, dtype=np.int64)
+    for ci in range(inputs * c):
+        for di in range(kh):
+            for dj in range(kw):
+                depth_offs[(ci * kh + di) * kw + dj] = (ci * hp + di) * wp + dj
+    pix_offs = np.empty(npix, dtype=np.int64)
+    for oh in range(ho):
+        for ow in range(wo):
+            pix_offs[oh * wo + ow] = oh * sh * wp + ow * sw
+    panels = (o + _NR - 1) // _NR
+    bp = np.empty((panels, depth, _NR), dtype=np.uint64)
+    _pack_weights(w2, bp)
+    blocks = (depth + _WIDE_KC - 1) // _WIDE_KC
+    kc_max = (depth + blocks - 1) // blocks
+    tile = np.empty((_MR, _NR), dtype=np.uint64)
+    row_offs = np.empty(_MR, dtype=np.int64)
+    for n in range(nb):
+        for ci in range(inputs * c):
+            src = x1[n, ci] if ci < c else x2[n, ci - c]
+            for i in range(h):
+                for j in range(w):
+                    img[ci, ph + i, pw + j] = src[i, j]
+        dst = out[n]
+        for p0 in range(0, depth, kc_max):
+            kc = min(kc_max, depth - p0)
+            first = p0 == 0 and not accumulate
+            for t in range(panels):
+                ch0 = t * _NR
+                chans = min(_NR, o - ch0)
+                for i0 in range(0, npix, _MR):
+                    rows = min(_MR, npix - i0)
+                    for r in range(_MR):
+                        row_offs[r] = pix_offs[i0 + min(r, rows - 1)]
+                    _tile_8x16(img.ctypes.data, row_offs.ctypes.data,
+                               depth_offs[p0:].ctypes.data, bp[t, p0:].ctypes.data, kc,
+                               tile.ctypes.data)
+                    for jj in range(chans):
+                        drow = dst[ch0 + jj]
+                        if first:
+                            for r in range(rows):
+                                drow[i0 + r] = tile[r, jj]
+                        else:
+                            for r in range(rows):
+                                drow[i0 + r] += tile[r, jj]
 
 
 def _geometry(input_shape, kh: int, kw: int, stride, padding) -> tuple[int, ...]:
@@ -259,7 +334,10 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
     o, _, kh, kw = w.shape
     geo = _geometry(x.shape, kh, kw, stride, padding)
     out = np.empty((x.shape[0], o, geo[6] * geo[7]), dtype=_U64)
-    _conv_forward(x, w.reshape(o, -1), geo, out)
+    if _WIDE:
+        _conv_wide(x, x, False, w.reshape(o, -1), geo, out, False)
+    else:
+        _conv_forward(x, w.reshape(o, -1), geo, out)
     return out.reshape(x.shape[0], o, geo[6], geo[7])
 
 
@@ -280,7 +358,10 @@ def conv2d_pair_accumulate(x1: np.ndarray, w1: np.ndarray, x2: np.ndarray, w2: n
         raise ValueError(f"conv2d_pair_accumulate: out {out.shape} is not the C-contiguous "
                          f"output {(x1.shape[0], o, geo[6], geo[7])}")
     w12 = np.concatenate([w1.reshape(o, -1), w2.reshape(o, -1)], axis=1)
-    _conv_pair_accumulate(x1, x2, w12, geo, out.reshape(x1.shape[0], o, -1))
+    if _WIDE:
+        _conv_wide(x1, x2, True, w12, geo, out.reshape(x1.shape[0], o, -1), True)
+    else:
+        _conv_pair_accumulate(x1, x2, w12, geo, out.reshape(x1.shape[0], o, -1))
     return out
 
 
