@@ -211,7 +211,8 @@ def test_conv2d_pair_accumulate(data, case):
 
 @given(st.data(), conv_cases, st.booleans())
 def test_both_conv_kernels(data, case, pair):
-    """The direct 512-bit kernel and the im2col one, whichever the CPU picks, single and pair."""
+    """The direct 512-bit kernels (pixel tiles; runs of a row for a unit horizontal stride)
+    and the im2col one, whichever the CPU picks, single and pair."""
     x_shape, w_shape, out_shape, stride, padding = conv_shapes(case)
     x1, x2, w1, w2, start = data.draw(
         ring_arrays(x_shape, x_shape, w_shape, w_shape, out_shape))
@@ -225,11 +226,19 @@ def test_both_conv_kernels(data, case, pair):
         got_wide, got_cols = start.copy(), start.copy()
         KC._conv_wide(x1, x2, True, w12, geo, got_wide.reshape(flat), True)
         KC._conv_pair_accumulate(x1, x2, w12, geo, got_cols.reshape(flat))
+        if stride[1] == 1:
+            got_runs = start.copy()
+            KC._conv_runs(x1, x2, True, w12, geo, got_runs.reshape(flat), True)
+            assert_ring_equal(got_runs, want)
     else:
         want = K.conv2d_reference(x1, w1, stride, padding)
         got_wide, got_cols = np.empty_like(start), np.empty_like(start)
         KC._conv_wide(x1, x1, False, w1.reshape(o, -1), geo, got_wide.reshape(flat), False)
         KC._conv_forward(x1, w1.reshape(o, -1), geo, got_cols.reshape(flat))
+        if stride[1] == 1:
+            got_runs = np.empty_like(start)
+            KC._conv_runs(x1, x1, False, w1.reshape(o, -1), geo, got_runs.reshape(flat), False)
+            assert_ring_equal(got_runs, want)
     assert_ring_equal(got_wide, want)
     assert_ring_equal(got_cols, want)
 
@@ -241,9 +250,10 @@ def test_wide_conv_deeper_than_one_block(xwo):
     x, w, start = xwo
     assert 12 * 5 * 5 > KM._WIDE_KC and w.shape[0] > KM._NR
     geo = KC._geometry(x.shape, 5, 5, (1, 1), (2, 2))
-    got = start.copy()
-    KC._conv_wide(x, x, False, w.reshape(20, -1), geo, got.reshape(2, 20, -1), True)
-    assert_ring_equal(got, start + K.conv2d_reference(x, w, (1, 1), (2, 2)))
+    for kernel in (KC._conv_wide, KC._conv_runs):
+        got = start.copy()
+        kernel(x, x, False, w.reshape(20, -1), geo, got.reshape(2, 20, -1), True)
+        assert_ring_equal(got, start + K.conv2d_reference(x, w, (1, 1), (2, 2)))
 
 
 def test_conv2d_pair_accumulate_refuses_a_wrong_output():

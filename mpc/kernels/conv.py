@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from mpc.kernels.matrix import (_MR, _NR, _U64, _WIDE, _WIDE_KC, _ZERO, _mm2, _mm_into,
-                                _tile_8x16, check_u64)
+                                _tile_8x16, _tile_16x8, check_u64)
 
 def _conv_out_hw(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int]:
     """Output height and width of a conv; ValueError if the parameters make no sense."""
@@ -277,7 +277,7 @@ def _conv_wide(x1, x2, pair, w2, geo, out, accumulate):
                         row_offs[r] = pix_offs[i0 + min(r, rows - 1)]
                     _tile_8x16(img.ctypes.data, row_offs.ctypes.data,
                                depth_offs[p0:].ctypes.data, bp[t, p0:].ctypes.data, kc,
-                               tile.ctypes.data)
+                               tile.ctypes.data, 0, _NR, _MR, 0)
                     for jj in range(chans):
                         drow = dst[ch0 + jj]
                         if first:
@@ -286,6 +286,66 @@ def _conv_wide(x1, x2, pair, w2, geo, out, accumulate):
                         else:
                             for r in range(rows):
                                 drow[i0 + r] += tile[r, jj]
+
+
+@njit(cache=True, nogil=True)
+def _conv_runs(x1, x2, pair, w2, geo, out, accumulate):
+    """_conv_wide for a unit horizontal stride, transposed: _tile_16x8 multiplies 16 output
+    channels (broadcast weights) by runs of 8 neighbouring output pixels, read as vectors
+    straight from the padded image and stored straight into out[n] (a run shorter than 8,
+    at the end of a row, through a small buffer)."""
+    kh, kw, sh, sw, ph, pw, ho, wo = geo
+    nb, c, h, w = x1.shape
+    hp = h + 2 * ph
+    wrow = w + 2 * pw + 8  # 8 words of slack: a short run reads past its row's end
+    inputs = 2 if pair else 1
+    depth = w2.shape[1]
+    o = out.shape[1]
+    npix = ho * wo
+    img = np.zeros((inputs * c * hp, wrow), dtype=np.uint64)  # the border stays zero
+    depth_offs = np.empty(depth, dtype=np.int64)
+    for ci in range(inputs * c):
+        for di in range(kh):
+            for dj in range(kw):
+                depth_offs[(ci * kh + di) * kw + dj] = (ci * hp + di) * wrow + dj
+    panels = (o + _NR - 1) // _NR
+    bp = np.empty((panels, depth, _NR), dtype=np.uint64)
+    _pack_weights(w2, bp)
+    blocks = (depth + _WIDE_KC - 1) // _WIDE_KC
+    kc_max = (depth + blocks - 1) // blocks
+    short = np.empty((_NR, 8), dtype=np.uint64)
+    for n in range(nb):
+        for ci in range(inputs * c):
+            src = x1[n, ci] if ci < c else x2[n, ci - c]
+            for i in range(h):
+                row = img[ci * hp + ph + i]
+                for j in range(w):
+                    row[pw + j] = src[i, j]
+        dst = out[n]
+        for p0 in range(0, depth, kc_max):
+            kc = min(kc_max, depth - p0)
+            add = 0 if p0 == 0 and not accumulate else 1
+            for t in range(panels):
+                ch0 = t * _NR
+                chans = min(_NR, o - ch0)
+                for oh in range(ho):
+                    for ow0 in range(0, wo, 8):
+                        base_off = oh * sh * wrow + ow0
+                        if ow0 + 8 <= wo:
+                            _tile_16x8(bp[t, p0:].ctypes.data, img.ctypes.data, base_off,
+                                       depth_offs[p0:].ctypes.data, kc, dst.ctypes.data,
+                                       ch0 * npix + oh * wo + ow0, npix, chans, add)
+                            continue
+                        _tile_16x8(bp[t, p0:].ctypes.data, img.ctypes.data, base_off,
+                                   depth_offs[p0:].ctypes.data, kc, short.ctypes.data, 0, 8,
+                                   chans, 0)
+                        for jj in range(chans):
+                            drow = dst[ch0 + jj]
+                            for q in range(wo - ow0):
+                                if add:
+                                    drow[oh * wo + ow0 + q] += short[jj, q]
+                                else:
+                                    drow[oh * wo + ow0 + q] = short[jj, q]
 
 
 def _geometry(input_shape, kh: int, kw: int, stride, padding) -> tuple[int, ...]:
@@ -335,7 +395,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
     geo = _geometry(x.shape, kh, kw, stride, padding)
     out = np.empty((x.shape[0], o, geo[6] * geo[7]), dtype=_U64)
     if _WIDE:
-        _conv_wide(x, x, False, w.reshape(o, -1), geo, out, False)
+        (_conv_runs if geo[3] == 1 else _conv_wide)(x, x, False, w.reshape(o, -1), geo, out,
+                                                     False)
     else:
         _conv_forward(x, w.reshape(o, -1), geo, out)
     return out.reshape(x.shape[0], o, geo[6], geo[7])
@@ -359,7 +420,8 @@ def conv2d_pair_accumulate(x1: np.ndarray, w1: np.ndarray, x2: np.ndarray, w2: n
                          f"output {(x1.shape[0], o, geo[6], geo[7])}")
     w12 = np.concatenate([w1.reshape(o, -1), w2.reshape(o, -1)], axis=1)
     if _WIDE:
-        _conv_wide(x1, x2, True, w12, geo, out.reshape(x1.shape[0], o, -1), True)
+        (_conv_runs if geo[3] == 1 else _conv_wide)(x1, x2, True, w12, geo,
+                                                     out.reshape(x1.shape[0], o, -1), True)
     else:
         _conv_pair_accumulate(x1, x2, w12, geo, out.reshape(x1.shape[0], o, -1))
     return out

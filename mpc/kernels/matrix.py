@@ -237,37 +237,57 @@ _V8 = ir.VectorType(ir.IntType(64), 8)
 _I64 = ir.IntType(64)
 
 
-@intrinsic
-def _tile_8x16(typingctx, base, row_offs, depth_offs, panel, kc, tile):
-    """tile[r, 0:16] = sum_p base[row_offs[r] + depth_offs[p]] * panel[p, 0:16] mod 2^64 for
-    r < 8, p < kc: one register tile of a product, in 16 512-bit accumulators.
+def _splat(builder, word):
+    """<8 x i64> with every lane = word."""
+    undef = ir.Constant(_V8, ir.Undefined)
+    lane0 = ir.Constant(ir.IntType(32), 0)
+    return builder.shuffle_vector(builder.insert_element(undef, word, lane0), undef,
+                                  ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
 
-    All arguments but kc are addresses (uintp) of int64 offsets (row_offs: 8, depth_offs: kc),
-    uint64 words (base, the panel [kc, 16], the tile [8, 16]); offsets count words. The left
-    operand is read through the two offset tables, so a strided matrix (row_offs = i * lda,
-    depth_offs = p) and an implicit patch matrix of a convolution (pixel and kernel offsets
-    into the padded image) are the same call. Each step broadcasts 8 left words and multiplies
-    them with the panel's 2 vectors: 16 vpmullq with AVX-512DQ. Generic LLVM vector IR: on a
-    CPU without 512-bit lanes it is split (correct, slower; see _WIDE)."""
+
+def _store_rows(builder, accs, pc, ldc, rows, add):
+    """dst[r ldc + 8 v: +8] (+)= accs[r][v] for r < rows (unrolled, a branch per row)."""
+    adding = builder.icmp_signed("!=", add, ir.Constant(_I64, 0))
+    zero = ir.Constant(_V8, [0] * 8)
+    for r, row in enumerate(accs):
+        with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, r), rows)):
+            start = builder.gep(pc, [builder.mul(ldc, ir.Constant(_I64, r))])
+            for v, acc in enumerate(row):
+                q = builder.bitcast(builder.gep(start, [ir.Constant(_I64, 8 * v)]),
+                                    _V8.as_pointer())
+                old = builder.select(adding, builder.load(q, align=8), zero)
+                builder.store(builder.add(old, builder.load(acc)), q, align=8)
+
+
+@intrinsic
+def _tile_8x16(typingctx, base, row_offs, depth_offs, panel, kc, dst, dst_off, ldc, rows, add):
+    """dst[dst_off + r ldc + 0:16] (+)= sum_p base[row_offs[r] + depth_offs[p]] panel[p, 0:16]
+    mod 2^64 for r < rows (<= 8), p < kc: one register tile of a product, in 16 512-bit
+    accumulators, stored straight into dst (add nonzero: accumulated).
+
+    base, row_offs, depth_offs, panel and dst are addresses (uintp) of uint64 words (base, the
+    panel [kc, 16], dst) or int64 offsets counted in words (row_offs: 8 of them, depth_offs:
+    kc). The left operand is read through the two offset tables, so a strided matrix
+    (row_offs = i lda, depth_offs = p) and an implicit patch matrix of a convolution (pixel
+    and kernel offsets into the padded image) are the same call. Each step broadcasts 8 left
+    words and multiplies them with the panel's 2 vectors: 16 vpmullq with AVX-512DQ. Generic
+    LLVM vector IR: on a CPU without 512-bit lanes it is split (correct, slower; see _WIDE)."""
     sig = types.void(types.uintp, types.uintp, types.uintp, types.uintp, types.intp,
-                     types.uintp)
+                     types.uintp, types.intp, types.intp, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
-        base, row_offs, depth_offs, panel, kc, tile = args
+        base, row_offs, depth_offs, panel, kc, dst, dst_off, ldc, rows, add = args
         u64p = _I64.as_pointer()
         pa = builder.inttoptr(base, u64p)
         pr = builder.inttoptr(row_offs, u64p)
         pd = builder.inttoptr(depth_offs, u64p)
         pb = builder.inttoptr(panel, u64p)
-        pt = builder.inttoptr(tile, u64p)
+        pc = builder.gep(builder.inttoptr(dst, u64p), [dst_off])
         zero = ir.Constant(_V8, [0] * 8)
         accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(_NR // 8)]
                 for _ in range(_MR)]
-        rows = [builder.gep(pa, [builder.load(builder.gep(pr, [ir.Constant(_I64, r)]))])
-                for r in range(_MR)]
-        undef = ir.Constant(_V8, ir.Undefined)
-        lane0 = ir.Constant(ir.IntType(32), 0)
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8)
+        starts = [builder.gep(pa, [builder.load(builder.gep(pr, [ir.Constant(_I64, r)]))])
+                  for r in range(_MR)]
         with cgutils.for_range(builder, kc) as loop:
             p = loop.index
             step = builder.gep(pb, [builder.mul(p, ir.Constant(_I64, _NR))])
@@ -276,17 +296,49 @@ def _tile_8x16(typingctx, base, row_offs, depth_offs, panel, kc, tile):
                     for v in range(_NR // 8)]
             d = builder.load(builder.gep(pd, [p]))
             for r in range(_MR):
-                word = builder.load(builder.gep(rows[r], [d]), align=8)
-                av = builder.shuffle_vector(builder.insert_element(undef, word, lane0), undef,
-                                            splat)
+                av = _splat(builder, builder.load(builder.gep(starts[r], [d]), align=8))
                 for v, bv in enumerate(bvec):
                     acc = accs[r][v]
                     builder.store(builder.add(builder.load(acc), builder.mul(av, bv)), acc)
-        for r in range(_MR):
-            for v in range(_NR // 8):
-                dst = builder.gep(pt, [ir.Constant(_I64, r * _NR + 8 * v)])
-                builder.store(builder.load(accs[r][v]), builder.bitcast(dst, _V8.as_pointer()),
-                              align=8)
+        _store_rows(builder, accs, pc, ldc, rows, add)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _tile_16x8(typingctx, packed, base, base_off, depth_offs, kc, dst, dst_off, ldc, rows,
+               add):
+    """dst[dst_off + r ldc + 0:8] (+)= sum_p packed[16 p + r] base[base_off + depth_offs[p] + 0:8]
+    mod 2^64 for r < rows (<= 16), p < kc: the transposed register tile, 16 broadcast rows of
+    a packed left operand [kc, 16] against 8 contiguous words of the right one.
+
+    For a stride-1 convolution, the 8 words are 8 neighbouring output pixels of one row and
+    depth_offs the kernel offsets into the padded image: no patch matrix, no packing of the
+    image, and the outputs land contiguous in [O, H'*W']. Addresses as in _tile_8x16 (uintp;
+    offsets in words); add is nonzero to accumulate into dst."""
+    sig = types.void(types.uintp, types.uintp, types.intp, types.uintp, types.intp, types.uintp,
+                     types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        packed, base, base_off, depth_offs, kc, dst, dst_off, ldc, rows, add = args
+        u64p = _I64.as_pointer()
+        pa = builder.inttoptr(packed, u64p)
+        pb = builder.gep(builder.inttoptr(base, u64p), [base_off])
+        pd = builder.inttoptr(depth_offs, u64p)
+        pc = builder.gep(builder.inttoptr(dst, u64p), [dst_off])
+        zero = ir.Constant(_V8, [0] * 8)
+        accs = [[cgutils.alloca_once_value(builder, zero)] for _ in range(16)]
+        with cgutils.for_range(builder, kc) as loop:
+            p = loop.index
+            d = builder.load(builder.gep(pd, [p]))
+            bv = builder.load(builder.bitcast(builder.gep(pb, [d]), _V8.as_pointer()), align=8)
+            step = builder.gep(pa, [builder.mul(p, ir.Constant(_I64, 16))])
+            for r, (acc,) in enumerate(accs):
+                av = _splat(builder, builder.load(builder.gep(step, [ir.Constant(_I64, r)]),
+                                                  align=8))
+                builder.store(builder.add(builder.load(acc), builder.mul(av, bv)), acc)
+        _store_rows(builder, accs, pc, ldc, rows, add)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -318,28 +370,30 @@ def _pack_panels(src, src_is_bt, p0, p1, bp):
 
 
 @njit(cache=True, nogil=True)
-def _store_tile(tile, out, i0, j0, rows, cols, first):
+def _store_tile(tile, out, i0, j0, rows, cols, add):
     """out[i0:i0+rows, j0:j0+cols] (+)= tile[:rows, :cols]."""
     for r in range(rows):
         dst = out[i0 + r]
         src = tile[r]
-        if first:
-            for jj in range(cols):
-                dst[j0 + jj] = src[jj]
-        else:
+        if add:
             for jj in range(cols):
                 dst[j0 + jj] += src[jj]
+        else:
+            for jj in range(cols):
+                dst[j0 + jj] = src[jj]
 
 
 @njit(cache=True, nogil=True)
 def _mm_wide(a, src, src_is_bt, out, accumulate):
     """out (+)= a @ b with 8x16 register tiles (_tile_8x16) for C-contiguous a [m, k]; src is
-    b [k, n] or (src_is_bt) b.T [n, k]. Depth blocks of b are packed into 16-column panels; the
-    last tile's missing rows re-read a valid row and are not stored."""
+    b [k, n] or (src_is_bt) b.T [n, k]; out C-contiguous. Depth blocks of b are packed into
+    16-column panels; the last tile's missing rows re-read a valid row and are not stored, a
+    panel narrower than 16 columns goes through a tile buffer."""
     m, k = a.shape
     n = src.shape[0] if src_is_bt else src.shape[1]
-    if a.strides[1] != 8 or a.strides[0] != 8 * k:
-        raise ValueError("_mm_wide: a must be C-contiguous")
+    if a.strides[1] != 8 or a.strides[0] != 8 * k or out.strides[1] != 8 \
+            or out.strides[0] != 8 * n:
+        raise ValueError("_mm_wide: a and out must be C-contiguous")
     blocks = (k + _WIDE_KC - 1) // _WIDE_KC
     kc_max = (k + blocks - 1) // blocks  # equal blocks: 784 -> 4 x 196, not 3 x 256 + 16
     panels = (n + _NR - 1) // _NR
@@ -350,7 +404,7 @@ def _mm_wide(a, src, src_is_bt, out, accumulate):
     for p0 in range(0, k, kc_max):
         p1 = min(p0 + kc_max, k)
         _pack_panels(src, src_is_bt, p0, p1, bp)
-        first = p0 == 0 and not accumulate
+        add = 0 if p0 == 0 and not accumulate else 1
         for ib in range(0, m, _WIDE_MC):
             for t in range(panels):
                 j0 = t * _NR
@@ -359,9 +413,15 @@ def _mm_wide(a, src, src_is_bt, out, accumulate):
                     rows = min(_MR, m - i0)
                     for r in range(_MR):
                         row_offs[r] = (i0 + min(r, rows - 1)) * k + p0
-                    _tile_8x16(a.ctypes.data, row_offs.ctypes.data, depth_offs.ctypes.data,
-                               bp[t].ctypes.data, p1 - p0, tile.ctypes.data)
-                    _store_tile(tile, out, i0, j0, rows, cols, first)
+                    if cols == _NR:
+                        _tile_8x16(a.ctypes.data, row_offs.ctypes.data, depth_offs.ctypes.data,
+                                   bp[t].ctypes.data, p1 - p0, out.ctypes.data, i0 * n + j0, n,
+                                   rows, add)
+                    else:
+                        _tile_8x16(a.ctypes.data, row_offs.ctypes.data, depth_offs.ctypes.data,
+                                   bp[t].ctypes.data, p1 - p0, tile.ctypes.data, 0, _NR, rows,
+                                   0)
+                        _store_tile(tile, out, i0, j0, rows, cols, add)
 
 
 @njit(cache=True, nogil=True)
