@@ -98,12 +98,23 @@ def test_private_kernels_on_every_shape(data, m, k, n, accumulate, src_is_bt):
        st.booleans(), st.booleans())
 def test_wide_kernel_on_every_shape(data, m, k, n, accumulate, src_is_bt):
     """The 512-bit tile kernel directly, whatever the CPU picks (it is generic vector IR):
-    partial tiles in both directions, several 16-column panels, depth above one packed block."""
+    partial tiles in both directions, several 16-column panels, odd depths (Winograd's pairs
+    and one ordinary step), depth above one packed block."""
     a, b, start = data.draw(ring_arrays((m, k), (k, n), (m, n)))
     want = K.matmul_reference(a, b)
     out = start.copy()
     KM._mm_wide(a, np.ascontiguousarray(b.T) if src_is_bt else b, src_is_bt, out, accumulate)
     assert_ring_equal(out, want + start if accumulate else want)
+
+
+@settings(max_examples=5)
+@given(ring_arrays((17, 600), (600, 33)))
+def test_wide_kernel_depth_blocks(ab):
+    """Depth 600: three even blocks of 200 of Winograd pairs, each with its own corrections."""
+    a, b = ab
+    out = np.empty((17, 33), dtype=np.uint64)
+    KM._mm_wide(a, b, False, out, False)
+    assert_ring_equal(out, K.matmul_reference(a, b))
 
 
 @settings(max_examples=5)
@@ -244,11 +255,12 @@ def test_both_conv_kernels(data, case, pair):
 
 
 @settings(max_examples=3)
-@given(ring_arrays((2, 12, 7, 6), (20, 12, 5, 5), (2, 20, 7, 6)))
+@given(ring_arrays((2, 13, 7, 6), (20, 13, 5, 5), (2, 20, 7, 6)))
 def test_wide_conv_deeper_than_one_block(xwo):
-    """C*kh*kw = 300 > _WIDE_KC: the depth in blocks, accumulated; 20 channels: two panels."""
+    """C*kh*kw = 325 > _WIDE_KC: the depth in two blocks (164 and an odd 161), accumulated;
+    20 channels: two panels."""
     x, w, start = xwo
-    assert 12 * 5 * 5 > KM._WIDE_KC and w.shape[0] > KM._NR
+    assert 13 * 5 * 5 > KM._WIDE_KC and w.shape[0] > KM._NR
     geo = KC._geometry(x.shape, 5, 5, (1, 1), (2, 2))
     for kernel in (KC._conv_wide, KC._conv_runs):
         got = start.copy()

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from mpc.kernels.matrix import (_MR, _NR, _U64, _WIDE, _WIDE_KC, _ZERO, _mm2, _mm_into,
-                                _tile_8x16, _tile_16x8, check_u64)
+                                _tile_8x16, _tile_16x8_pairs, check_u64)
 
 def _conv_out_hw(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int]:
     """Output height and width of a conv; ValueError if the parameters make no sense."""
@@ -290,10 +290,10 @@ def _conv_wide(x1, x2, pair, w2, geo, out, accumulate):
 
 @njit(cache=True, nogil=True)
 def _conv_runs(x1, x2, pair, w2, geo, out, accumulate):
-    """_conv_wide for a unit horizontal stride, transposed: _tile_16x8 multiplies 16 output
-    channels (broadcast weights) by runs of 8 neighbouring output pixels, read as vectors
-    straight from the padded image and stored straight into out[n] (a run shorter than 8,
-    at the end of a row, through a small buffer)."""
+    """_conv_wide for a unit horizontal stride, transposed: _tile_16x8_pairs multiplies 16
+    output channels (broadcast weights) by runs of 8 neighbouring output pixels, read as
+    vectors straight from the padded image and stored straight into out[n] (a run shorter than
+    8, at the end of a row, through a small buffer)."""
     kh, kw, sh, sw, ph, pw, ho, wo = geo
     nb, c, h, w = x1.shape
     hp = h + 2 * ph
@@ -313,6 +313,16 @@ def _conv_runs(x1, x2, pair, w2, geo, out, accumulate):
     _pack_weights(w2, bp)
     blocks = (depth + _WIDE_KC - 1) // _WIDE_KC
     kc_max = (depth + blocks - 1) // blocks
+    if blocks > 1:
+        kc_max += kc_max % 2
+    # the weights' pair sums (Winograd's row terms), per depth block and panel
+    rc = np.zeros((blocks, panels, _NR), dtype=np.uint64)
+    for blk in range(blocks):
+        p0 = blk * kc_max
+        for t in range(panels):
+            for p in range(p0, min(p0 + kc_max, depth) - 1, 2):
+                for jj in range(_NR):
+                    rc[blk, t, jj] += bp[t, p, jj] * bp[t, p + 1, jj]
     short = np.empty((_NR, 8), dtype=np.uint64)
     for n in range(nb):
         for ci in range(inputs * c):
@@ -322,7 +332,8 @@ def _conv_runs(x1, x2, pair, w2, geo, out, accumulate):
                 for j in range(w):
                     row[pw + j] = src[i, j]
         dst = out[n]
-        for p0 in range(0, depth, kc_max):
+        for blk in range(blocks):
+            p0 = blk * kc_max
             kc = min(kc_max, depth - p0)
             add = 0 if p0 == 0 and not accumulate else 1
             for t in range(panels):
@@ -332,13 +343,15 @@ def _conv_runs(x1, x2, pair, w2, geo, out, accumulate):
                     for ow0 in range(0, wo, 8):
                         base_off = oh * sh * wrow + ow0
                         if ow0 + 8 <= wo:
-                            _tile_16x8(bp[t, p0:].ctypes.data, img.ctypes.data, base_off,
-                                       depth_offs[p0:].ctypes.data, kc, dst.ctypes.data,
-                                       ch0 * npix + oh * wo + ow0, npix, chans, add)
+                            _tile_16x8_pairs(bp[t, p0:].ctypes.data, img.ctypes.data, base_off,
+                                             depth_offs[p0:].ctypes.data, kc,
+                                             rc[blk, t].ctypes.data, dst.ctypes.data,
+                                             ch0 * npix + oh * wo + ow0, npix, chans, add)
                             continue
-                        _tile_16x8(bp[t, p0:].ctypes.data, img.ctypes.data, base_off,
-                                   depth_offs[p0:].ctypes.data, kc, short.ctypes.data, 0, 8,
-                                   chans, 0)
+                        _tile_16x8_pairs(bp[t, p0:].ctypes.data, img.ctypes.data, base_off,
+                                         depth_offs[p0:].ctypes.data, kc,
+                                         rc[blk, t].ctypes.data, short.ctypes.data, 0, 8,
+                                         chans, 0)
                         for jj in range(chans):
                             drow = dst[ch0 + jj]
                             for q in range(wo - ow0):

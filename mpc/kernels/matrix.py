@@ -307,6 +307,77 @@ def _tile_8x16(typingctx, base, row_offs, depth_offs, panel, kc, dst, dst_off, l
 
 
 @intrinsic
+def _tile_8x16_pairs(typingctx, base, row_offs, depth_offs, panel, kc, rcorr, ccorr, dst,
+                     dst_off, ldc, rows, add):
+    """_tile_8x16 with half the multiplications (Winograd's inner product, 1968): over a
+    commutative ring, sum_p a_p b_p = sum_q (a_2q + b_2q+1)(a_2q+1 + b_2q) - sum_q a_2q a_2q+1
+    - sum_q b_2q b_2q+1, so each pair of depth steps costs one vpmullq a vector instead of two
+    (and two adds). rcorr (8 words, one a row) and ccorr (16, one a column) are the two
+    correction sums over this block's pairs, subtracted before the store; an odd last step is
+    an ordinary product. Exact mod 2^64: only ring identities, no division."""
+    sig = types.void(types.uintp, types.uintp, types.uintp, types.uintp, types.intp,
+                     types.uintp, types.uintp, types.uintp, types.intp, types.intp, types.intp,
+                     types.intp)
+
+    def codegen(context, builder, signature, args):
+        base, row_offs, depth_offs, panel, kc, rcorr, ccorr, dst, dst_off, ldc, rows, add = args
+        u64p = _I64.as_pointer()
+        v8p = _V8.as_pointer()
+        pa = builder.inttoptr(base, u64p)
+        pr = builder.inttoptr(row_offs, u64p)
+        pd = builder.inttoptr(depth_offs, u64p)
+        pb = builder.inttoptr(panel, u64p)
+        prc = builder.inttoptr(rcorr, u64p)
+        pcc = builder.inttoptr(ccorr, u64p)
+        pc = builder.gep(builder.inttoptr(dst, u64p), [dst_off])
+        nv = _NR // 8
+        zero = ir.Constant(_V8, [0] * 8)
+        accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(nv)] for _ in range(_MR)]
+        starts = [builder.gep(pa, [builder.load(builder.gep(pr, [ir.Constant(_I64, r)]))])
+                  for r in range(_MR)]
+
+        def panel_row(p):
+            step = builder.gep(pb, [builder.mul(p, ir.Constant(_I64, _NR))])
+            return [builder.load(builder.bitcast(builder.gep(step, [ir.Constant(_I64, 8 * v)]),
+                                                 v8p), align=8) for v in range(nv)]
+
+        two = ir.Constant(_I64, 2)
+        with cgutils.for_range(builder, builder.sdiv(kc, two)) as loop:
+            p0 = builder.mul(loop.index, two)
+            p1 = builder.add(p0, ir.Constant(_I64, 1))
+            b0, b1 = panel_row(p0), panel_row(p1)
+            d0 = builder.load(builder.gep(pd, [p0]))
+            d1 = builder.load(builder.gep(pd, [p1]))
+            for r in range(_MR):
+                a0 = _splat(builder, builder.load(builder.gep(starts[r], [d0]), align=8))
+                a1 = _splat(builder, builder.load(builder.gep(starts[r], [d1]), align=8))
+                for v in range(nv):
+                    prod = builder.mul(builder.add(a0, b1[v]), builder.add(a1, b0[v]))
+                    builder.store(builder.add(builder.load(accs[r][v]), prod), accs[r][v])
+        odd = builder.icmp_signed("!=", builder.srem(kc, two), ir.Constant(_I64, 0))
+        with builder.if_then(odd):
+            last = builder.sub(kc, ir.Constant(_I64, 1))
+            bl = panel_row(last)
+            dl = builder.load(builder.gep(pd, [last]))
+            for r in range(_MR):
+                al = _splat(builder, builder.load(builder.gep(starts[r], [dl]), align=8))
+                for v in range(nv):
+                    builder.store(builder.add(builder.load(accs[r][v]), builder.mul(al, bl[v])),
+                                  accs[r][v])
+        cvec = [builder.load(builder.bitcast(builder.gep(pcc, [ir.Constant(_I64, 8 * v)]), v8p),
+                             align=8) for v in range(nv)]
+        for r in range(_MR):
+            rv = _splat(builder, builder.load(builder.gep(prc, [ir.Constant(_I64, r)])))
+            for v in range(nv):
+                corr = builder.add(rv, cvec[v])
+                builder.store(builder.sub(builder.load(accs[r][v]), corr), accs[r][v])
+        _store_rows(builder, accs, pc, ldc, rows, add)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _tile_16x8(typingctx, packed, base, base_off, depth_offs, kc, dst, dst_off, ldc, rows,
                add):
     """dst[dst_off + r ldc + 0:8] (+)= sum_p packed[16 p + r] base[base_off + depth_offs[p] + 0:8]
@@ -338,6 +409,64 @@ def _tile_16x8(typingctx, packed, base, base_off, depth_offs, kc, dst, dst_off, 
                 av = _splat(builder, builder.load(builder.gep(step, [ir.Constant(_I64, r)]),
                                                   align=8))
                 builder.store(builder.add(builder.load(acc), builder.mul(av, bv)), acc)
+        _store_rows(builder, accs, pc, ldc, rows, add)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _tile_16x8_pairs(typingctx, packed, base, base_off, depth_offs, kc, rcorr, dst, dst_off,
+                     ldc, rows, add):
+    """_tile_16x8 with Winograd's pairs (see _tile_8x16_pairs): rcorr holds the 16 rows' pair
+    sums of the packed operand over this block; the 8 columns' pair sums are accumulated here
+    (one more vpmullq a pair, against 16 saved)."""
+    sig = types.void(types.uintp, types.uintp, types.intp, types.uintp, types.intp, types.uintp,
+                     types.uintp, types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        packed, base, base_off, depth_offs, kc, rcorr, dst, dst_off, ldc, rows, add = args
+        u64p = _I64.as_pointer()
+        v8p = _V8.as_pointer()
+        pa = builder.inttoptr(packed, u64p)
+        pb = builder.gep(builder.inttoptr(base, u64p), [base_off])
+        pd = builder.inttoptr(depth_offs, u64p)
+        prc = builder.inttoptr(rcorr, u64p)
+        pc = builder.gep(builder.inttoptr(dst, u64p), [dst_off])
+        zero = ir.Constant(_V8, [0] * 8)
+        accs = [[cgutils.alloca_once_value(builder, zero)] for _ in range(16)]
+        csum = cgutils.alloca_once_value(builder, zero)
+
+        def column(p):
+            d = builder.load(builder.gep(pd, [p]))
+            return builder.load(builder.bitcast(builder.gep(pb, [d]), v8p), align=8)
+
+        def packed_word(p, r):
+            step = builder.gep(pa, [builder.mul(p, ir.Constant(_I64, 16))])
+            return _splat(builder, builder.load(builder.gep(step, [ir.Constant(_I64, r)]),
+                                                align=8))
+
+        two = ir.Constant(_I64, 2)
+        with cgutils.for_range(builder, builder.sdiv(kc, two)) as loop:
+            p0 = builder.mul(loop.index, two)
+            p1 = builder.add(p0, ir.Constant(_I64, 1))
+            x0, x1 = column(p0), column(p1)
+            builder.store(builder.add(builder.load(csum), builder.mul(x0, x1)), csum)
+            for r, (acc,) in enumerate(accs):
+                prod = builder.mul(builder.add(packed_word(p0, r), x1),
+                                   builder.add(packed_word(p1, r), x0))
+                builder.store(builder.add(builder.load(acc), prod), acc)
+        odd = builder.icmp_signed("!=", builder.srem(kc, two), ir.Constant(_I64, 0))
+        with builder.if_then(odd):
+            last = builder.sub(kc, ir.Constant(_I64, 1))
+            xl = column(last)
+            for r, (acc,) in enumerate(accs):
+                builder.store(builder.add(builder.load(acc), builder.mul(packed_word(last, r), xl)),
+                              acc)
+        cs = builder.load(csum)
+        for r, (acc,) in enumerate(accs):
+            rv = _splat(builder, builder.load(builder.gep(prc, [ir.Constant(_I64, r)])))
+            builder.store(builder.sub(builder.load(acc), builder.add(rv, cs)), acc)
         _store_rows(builder, accs, pc, ldc, rows, add)
         return context.get_dummy_value()
 
@@ -384,11 +513,37 @@ def _store_tile(tile, out, i0, j0, rows, cols, add):
 
 
 @njit(cache=True, nogil=True)
+def _pair_sums_rows(a, p0, p1, rc):
+    """rc[i] = sum_q a[i, p0 + 2q] a[i, p0 + 2q + 1] over the pairs of depth p0:p1."""
+    for i in range(a.shape[0]):
+        row = a[i]
+        acc = _ZERO
+        for p in range(p0, p1 - 1, 2):
+            acc += row[p] * row[p + 1]
+        rc[i] = acc
+
+
+@njit(cache=True, nogil=True)
+def _pair_sums_panels(bp, kc, cc):
+    """cc[t, jj] = sum_q bp[t, 2q, jj] bp[t, 2q + 1, jj]: the packed panels' column terms."""
+    for t in range(bp.shape[0]):
+        dst = cc[t]
+        for jj in range(_NR):
+            dst[jj] = _ZERO
+        for p in range(0, kc - 1, 2):
+            r0 = bp[t, p]
+            r1 = bp[t, p + 1]
+            for jj in range(_NR):
+                dst[jj] += r0[jj] * r1[jj]
+
+
+@njit(cache=True, nogil=True)
 def _mm_wide(a, src, src_is_bt, out, accumulate):
-    """out (+)= a @ b with 8x16 register tiles (_tile_8x16) for C-contiguous a [m, k]; src is
-    b [k, n] or (src_is_bt) b.T [n, k]; out C-contiguous. Depth blocks of b are packed into
-    16-column panels; the last tile's missing rows re-read a valid row and are not stored, a
-    panel narrower than 16 columns goes through a tile buffer."""
+    """out (+)= a @ b with 8x16 register tiles (_tile_8x16_pairs) for C-contiguous a [m, k];
+    src is b [k, n] or (src_is_bt) b.T [n, k]; out C-contiguous. Depth blocks of b (even
+    lengths but the last) are packed into 16-column panels; the last tile's missing rows
+    re-read a valid row and are not stored, a panel narrower than 16 columns goes through a
+    tile buffer."""
     m, k = a.shape
     n = src.shape[0] if src_is_bt else src.shape[1]
     if a.strides[1] != 8 or a.strides[0] != 8 * k or out.strides[1] != 8 \
@@ -396,14 +551,20 @@ def _mm_wide(a, src, src_is_bt, out, accumulate):
         raise ValueError("_mm_wide: a and out must be C-contiguous")
     blocks = (k + _WIDE_KC - 1) // _WIDE_KC
     kc_max = (k + blocks - 1) // blocks  # equal blocks: 784 -> 4 x 196, not 3 x 256 + 16
+    if blocks > 1:
+        kc_max += kc_max % 2
     panels = (n + _NR - 1) // _NR
     bp = np.empty((panels, kc_max, _NR), dtype=np.uint64)
     tile = np.empty((_MR, _NR), dtype=np.uint64)
     depth_offs = np.arange(kc_max)
     row_offs = np.empty(_MR, dtype=np.int64)
+    rc = np.zeros(m + _MR, dtype=np.uint64)
+    cc = np.empty((panels, _NR), dtype=np.uint64)
     for p0 in range(0, k, kc_max):
         p1 = min(p0 + kc_max, k)
         _pack_panels(src, src_is_bt, p0, p1, bp)
+        _pair_sums_panels(bp, p1 - p0, cc)
+        _pair_sums_rows(a, p0, p1, rc)
         add = 0 if p0 == 0 and not accumulate else 1
         for ib in range(0, m, _WIDE_MC):
             for t in range(panels):
@@ -414,13 +575,15 @@ def _mm_wide(a, src, src_is_bt, out, accumulate):
                     for r in range(_MR):
                         row_offs[r] = (i0 + min(r, rows - 1)) * k + p0
                     if cols == _NR:
-                        _tile_8x16(a.ctypes.data, row_offs.ctypes.data, depth_offs.ctypes.data,
-                                   bp[t].ctypes.data, p1 - p0, out.ctypes.data, i0 * n + j0, n,
-                                   rows, add)
+                        _tile_8x16_pairs(a.ctypes.data, row_offs.ctypes.data,
+                                         depth_offs.ctypes.data, bp[t].ctypes.data, p1 - p0,
+                                         rc[i0:].ctypes.data, cc[t].ctypes.data,
+                                         out.ctypes.data, i0 * n + j0, n, rows, add)
                     else:
-                        _tile_8x16(a.ctypes.data, row_offs.ctypes.data, depth_offs.ctypes.data,
-                                   bp[t].ctypes.data, p1 - p0, tile.ctypes.data, 0, _NR, rows,
-                                   0)
+                        _tile_8x16_pairs(a.ctypes.data, row_offs.ctypes.data,
+                                         depth_offs.ctypes.data, bp[t].ctypes.data, p1 - p0,
+                                         rc[i0:].ctypes.data, cc[t].ctypes.data,
+                                         tile.ctypes.data, 0, _NR, rows, 0)
                         _store_tile(tile, out, i0, j0, rows, cols, add)
 
 
