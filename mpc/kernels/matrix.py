@@ -48,10 +48,10 @@ _WIDE_MIN_DEPTH = 4
 
 
 def _vector_mul64() -> bool:
-    """Whether numba's target CPU multiplies 64-bit vector lanes natively (AVX-512F + DQ)."""
-    if config.CPU_NAME is not None:  # numba told to target another CPU: trust its features
-        features = set((config.CPU_FEATURES or "").split(","))
-        return {"+avx512f", "+avx512dq"} <= features
+    """Whether numba's target CPU multiplies 64-bit vector lanes natively (AVX-512F + DQ):
+    numba compiles for the host's features unless NUMBA_CPU_FEATURES names others."""
+    if config.CPU_FEATURES is not None:
+        return {"+avx512f", "+avx512dq"} <= set(config.CPU_FEATURES.split(","))
     host = llvm.get_host_cpu_features()
     return bool(host.get("avx512f", False) and host.get("avx512dq", False))
 
