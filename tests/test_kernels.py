@@ -79,19 +79,13 @@ def test_matmul_2d(data, m, k, n):
     assert_ring_equal(K.matmul(a, b), K.matmul_reference(a, b))
 
 
-@given(st.data(), st.integers(1, 11), st.integers(1, 70), st.integers(1, 9),
-       st.booleans(), st.booleans())
-def test_private_kernels_on_every_shape(data, m, k, n, accumulate, src_is_bt):
-    """Both kernels directly, below the dispatch thresholds too; the dot kernel also from a
-    transposed right operand and accumulating into out."""
+@given(st.data(), st.integers(1, 11), st.integers(1, 70), st.integers(1, 9))
+def test_ikj_kernel_on_every_shape(data, m, k, n):
+    """The small-product kernel directly, above the dispatch thresholds too."""
     a, b, start = data.draw(ring_arrays((m, k), (k, n), (m, n)))
-    want = K.matmul_reference(a, b)
     out = start.copy()
     KM._mm_ikj(a, b, out)
-    assert_ring_equal(out, want)
-    out = start.copy()
-    KM._mm_dot(a, np.ascontiguousarray(b.T) if src_is_bt else b, src_is_bt, out, accumulate)
-    assert_ring_equal(out, want + start if accumulate else want)
+    assert_ring_equal(out, K.matmul_reference(a, b))
 
 
 @given(st.data(), st.integers(1, 20), st.integers(1, 300), st.integers(1, 40),
@@ -120,9 +114,9 @@ def test_wide_kernel_depth_blocks(ab):
 @settings(max_examples=5)
 @given(ring_arrays((9, 1100), (1100, 37)))
 def test_matmul_several_packed_blocks(ab):
-    """Depth above _KC and more columns than one packed block holds."""
+    """Depth above _WIDE_KC (five blocks) and more columns than two panels."""
     a, b = ab
-    assert KM._KC < 1100 and KM._BLOCK_WORDS // KM._KC < 37
+    assert KM._WIDE_KC < 1100 and 2 * KM._NR < 37
     assert_ring_equal(K.matmul(a, b), K.matmul_reference(a, b))
 
 
@@ -138,6 +132,20 @@ def test_matmul_1d_operands(data, k, n):
     v, w, b, b3 = data.draw(ring_arrays((k,), (k,), (k, n), (2, k, n)))
     for x, y in [(v, w), (v, b), (b.T, v), (v, b3)]:
         assert_ring_equal(np.asarray(K.matmul(x, y)), np.asarray(K.matmul_reference(x, y)))
+
+
+@given(st.data(), dims, st.integers(1, 40), st.integers(1, 30))
+def test_matmul_accumulate(data, m, k, n):
+    a, b, start, b3 = data.draw(ring_arrays((m, k), (k, n), (m, n), (2, k, n)))
+    out = start.copy()
+    assert K.matmul_accumulate(a, b, out) is out
+    assert_ring_equal(out, start + K.matmul_reference(a, b))
+    out = start.T.copy().T  # not C-contiguous unless a vector: the fallback
+    K.matmul_accumulate(a, b, out)
+    assert_ring_equal(out, start + K.matmul_reference(a, b))
+    out3 = np.stack([start, start])
+    K.matmul_accumulate(a, b3, out3)
+    assert_ring_equal(out3, start + K.matmul_reference(a, b3))
 
 
 def test_matmul_rejects_bad_input():
@@ -222,8 +230,8 @@ def test_conv2d_pair_accumulate(data, case):
 
 @given(st.data(), conv_cases, st.booleans())
 def test_both_conv_kernels(data, case, pair):
-    """The direct 512-bit kernels (pixel tiles; runs of a row for a unit horizontal stride)
-    and the im2col one, whichever the CPU picks, single and pair."""
+    """The two direct kernels (pixel tiles; runs of a row, for a unit horizontal stride)
+    whichever conv2d picks, single and pair."""
     x_shape, w_shape, out_shape, stride, padding = conv_shapes(case)
     x1, x2, w1, w2, start = data.draw(
         ring_arrays(x_shape, x_shape, w_shape, w_shape, out_shape))
@@ -233,25 +241,14 @@ def test_both_conv_kernels(data, case, pair):
     if pair:
         want = start + K.conv2d_reference(x1, w1, stride, padding) \
             + K.conv2d_reference(x2, w2, stride, padding)
-        w12 = np.concatenate([w1.reshape(o, -1), w2.reshape(o, -1)], axis=1)
-        got_wide, got_cols = start.copy(), start.copy()
-        KC._conv_wide(x1, x2, True, w12, geo, got_wide.reshape(flat), True)
-        KC._conv_pair_accumulate(x1, x2, w12, geo, got_cols.reshape(flat))
-        if stride[1] == 1:
-            got_runs = start.copy()
-            KC._conv_runs(x1, x2, True, w12, geo, got_runs.reshape(flat), True)
-            assert_ring_equal(got_runs, want)
+        args = (x1, x2, True, np.concatenate([w1.reshape(o, -1), w2.reshape(o, -1)], axis=1))
     else:
         want = K.conv2d_reference(x1, w1, stride, padding)
-        got_wide, got_cols = np.empty_like(start), np.empty_like(start)
-        KC._conv_wide(x1, x1, False, w1.reshape(o, -1), geo, got_wide.reshape(flat), False)
-        KC._conv_forward(x1, w1.reshape(o, -1), geo, got_cols.reshape(flat))
-        if stride[1] == 1:
-            got_runs = np.empty_like(start)
-            KC._conv_runs(x1, x1, False, w1.reshape(o, -1), geo, got_runs.reshape(flat), False)
-            assert_ring_equal(got_runs, want)
-    assert_ring_equal(got_wide, want)
-    assert_ring_equal(got_cols, want)
+        args = (x1, x1, False, w1.reshape(o, -1))
+    for kernel in (KC._conv_wide, KC._conv_runs) if stride[1] == 1 else (KC._conv_wide,):
+        got = start.copy()
+        kernel(*args, geo, got.reshape(flat), pair)
+        assert_ring_equal(got, want)
 
 
 @settings(max_examples=3)
@@ -277,9 +274,10 @@ def test_conv2d_pair_accumulate_refuses_a_wrong_output():
 @settings(max_examples=3)
 @given(ring_arrays((4, 3, 12, 10), (32, 3, 3, 5), (4, 32, 6, 10)))
 def test_conv_large_enough_for_the_dot_kernel(xwg):
-    """Shapes where all three conv kernels use the packed 4x2-tile matmul."""
+    """Shapes where the adjoints use the tiled matmul, the forward the pixel-tile kernel
+    (horizontal stride 2) on two 16-channel panels."""
     x, w, g = xwg
-    assert w.shape[0] >= KM._DOT_MIN_ROWS and 3 * 3 * 5 >= KM._DOT_MIN_DEPTH
+    assert w.shape[0] >= 2 * KM._NR and 3 * 3 * 5 >= KM._WIDE_MIN_DEPTH
     args = ((2, 1), (1, 2))
     assert_ring_equal(K.conv2d(x, w, *args), K.conv2d_reference(x, w, *args))
     assert_ring_equal(K.conv2d_grad_weight(x, g, w.shape, *args),

@@ -1,13 +1,13 @@
-"""2-D convolution on uint64 (im2col + the ring matmul, or with AVX-512DQ a direct tiled
-kernel), its two adjoints for backward on shares, and plain-numpy references for each."""
+"""2-D convolution on uint64 (direct tiled kernels on the padded image; the adjoints by
+im2col/col2im and the ring matmul), and plain-numpy references for each."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from mpc.kernels.matrix import (_MR, _NR, _U64, _WIDE, _WIDE_KC, _ZERO, _mm2, _mm_into,
-                                _tile_8x16, _tile_16x8_pairs, check_u64)
+from mpc.kernels.matrix import (_MR, _NR, _U64, _WIDE_KC, _ZERO, _mm2, _mm_wide, _tile_8x16,
+                                _tile_16x8_pairs, check_u64)
 
 def _conv_out_hw(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int]:
     """Output height and width of a conv; ValueError if the parameters make no sense."""
@@ -106,9 +106,10 @@ def conv2d_grad_weight_reference(x: np.ndarray, grad_out: np.ndarray, w_shape,
     return dw
 
 
-# The numba conv kernels work one sample at a time: the sample's patch matrix goes to a
+# The numba conv kernels work one sample at a time: the adjoints' patch matrix goes to a
 # buffer that stays in L2 and feeds the matmul at once, instead of a [N, C*kh*kw, H'*W'] array
-# written to and read back from memory. `geo` is (kh, kw, sh, sw, ph, pw, ho, wo).
+# written to and read back from memory; the forward kernels read the padded sample directly.
+# `geo` is (kh, kw, sh, sw, ph, pw, ho, wo).
 
 @njit(cache=True, nogil=True)
 def _im2col_one(x, geo, out):
@@ -171,32 +172,6 @@ def _col2im_batch(cols, geo, out):
 
 
 @njit(cache=True, nogil=True)
-def _conv_forward(x, w2, geo, out):
-    """out[n] = w2 @ im2col(x[n]) for w2 = w.reshape(O, C*kh*kw); out is [N, O, H'*W']."""
-    buf = np.empty((w2.shape[1], out.shape[2]), dtype=np.uint64)
-    for n in range(x.shape[0]):
-        _im2col_one(x[n], geo, buf)
-        _mm2(w2, buf, out[n])
-
-
-@njit(cache=True, nogil=True)
-def _conv_pair_accumulate(x1, x2, w12, geo, out):
-    """out[n] += w12 @ [im2col(x1[n]); im2col(x2[n])] for w12 = [w1 | w2] (two reshaped
-    weights side by side): conv(x1, w1) + conv(x2, w2) as one product per sample."""
-    depth = w12.shape[1] // 2
-    buf = np.empty((w12.shape[1], out.shape[2]), dtype=np.uint64)
-    tmp = np.empty((out.shape[1], out.shape[2]), dtype=np.uint64)
-    for n in range(x1.shape[0]):
-        _im2col_one(x1[n], geo, buf[:depth])
-        _im2col_one(x2[n], geo, buf[depth:])
-        _mm2(w12, buf, tmp)
-        dst = out[n]
-        for i in range(tmp.shape[0]):
-            for j in range(tmp.shape[1]):
-                dst[i, j] += tmp[i, j]
-
-
-@njit(cache=True, nogil=True)
 def _conv_grad_input(g, w2t, geo, out):
     """out[n] = col2im(w2^T @ g[n]) for g [N, O, H'*W'] and w2t = w.reshape(O, -1).T."""
     buf = np.empty((w2t.shape[0], g.shape[2]), dtype=np.uint64)
@@ -211,10 +186,10 @@ def _conv_grad_weight(x, g, geo, out):
     buf = np.empty((out.shape[1], g.shape[2]), dtype=np.uint64)
     for n in range(x.shape[0]):
         _im2col_one(x[n], geo, buf)
-        _mm_into(g[n], buf, True, out, n > 0)
+        _mm_wide(g[n], buf, True, out, n > 0)
 
 
-# The direct kernel (AVX-512DQ): no patch matrix at all. Each sample is copied into a
+# The direct kernels: no patch matrix at all. Each sample is copied into a
 # zero-padded image; an output pixel's patch entry (c, di, dj) is the word at
 # pixel_offset + depth_offset of it, so _tile_8x16 reads 8 pixels x all kernel offsets straight
 # from the image (two offset tables), against the weights packed as 16-channel panels.
@@ -399,7 +374,7 @@ def col2im(cols: np.ndarray, input_shape: tuple[int, int, int, int], kh: int, kw
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
            padding: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Cross-correlation [N,C,H,W] * [O,C,kh,kw] -> [N,O,H',W'] mod 2^64 (im2col + matmul)."""
+    """Cross-correlation [N,C,H,W] * [O,C,kh,kw] -> [N,O,H',W'] mod 2^64 (direct kernel)."""
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     check_u64(x, w)
     if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
@@ -407,11 +382,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
     o, _, kh, kw = w.shape
     geo = _geometry(x.shape, kh, kw, stride, padding)
     out = np.empty((x.shape[0], o, geo[6] * geo[7]), dtype=_U64)
-    if _WIDE:
-        (_conv_runs if geo[3] == 1 else _conv_wide)(x, x, False, w.reshape(o, -1), geo, out,
-                                                     False)
-    else:
-        _conv_forward(x, w.reshape(o, -1), geo, out)
+    (_conv_runs if geo[3] == 1 else _conv_wide)(x, x, False, w.reshape(o, -1), geo, out, False)
     return out.reshape(x.shape[0], o, geo[6], geo[7])
 
 
@@ -432,11 +403,8 @@ def conv2d_pair_accumulate(x1: np.ndarray, w1: np.ndarray, x2: np.ndarray, w2: n
         raise ValueError(f"conv2d_pair_accumulate: out {out.shape} is not the C-contiguous "
                          f"output {(x1.shape[0], o, geo[6], geo[7])}")
     w12 = np.concatenate([w1.reshape(o, -1), w2.reshape(o, -1)], axis=1)
-    if _WIDE:
-        (_conv_runs if geo[3] == 1 else _conv_wide)(x1, x2, True, w12, geo,
-                                                     out.reshape(x1.shape[0], o, -1), True)
-    else:
-        _conv_pair_accumulate(x1, x2, w12, geo, out.reshape(x1.shape[0], o, -1))
+    (_conv_runs if geo[3] == 1 else _conv_wide)(x1, x2, True, w12, geo,
+                                                 out.reshape(x1.shape[0], o, -1), True)
     return out
 
 

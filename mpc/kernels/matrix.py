@@ -4,59 +4,36 @@ Arithmetic is in Z_2^64: uint64 wraparound is the reduction, so every value and 
 np.uint64 (uint64 mixed with a signed integer becomes float64 in numpy and numba, which
 silently loses low bits). Single-threaded, GIL released (see mpc.kernels).
 
-Two families, chosen once per CPU (`_WIDE`):
-- with AVX-512DQ (a native 64-bit lane multiply, vpmullq), `_mm_wide`: an 8x16 register tile
-  written as explicit 512-bit vector IR (`_tile_8x16`), because LLVM's vectorizer stays at
-  256 bits on these CPUs; about twice the throughput of the split kernel there;
-- elsewhere (AVX2), `_mm_dot`/`_mm_ikj`: 32-bit split products that auto-vectorize.
+The tiled product (`_mm_wide`) keeps an 8x16 block of the output in sixteen 512-bit
+accumulators (`_tile_8x16_pairs`), written as explicit LLVM vector IR because numba's
+auto-vectorizer stops at 256 bits on AVX-512 CPUs; with AVX-512DQ each 8-lane multiply is one
+vpmullq, elsewhere LLVM splits it into 32-bit multiplies (still faster than the split 32-bit
+kernel this replaced, measured with an AVX2 target). Winograd's inner-product pairs halve the
+multiplies. Small products stay on the plain i-k-j loop (`_mm_ikj`).
 """
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils, config
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 _U64 = np.dtype(np.uint64)
 _ZERO = np.uint64(0)
-_M32 = np.uint64(0xFFFFFFFF)
-_S32 = np.uint64(32)
 
-# matmul tuning (AVX2, single core). The tiled kernel packs the right operand (~2 ns a word),
-# which pays off from ~32 rows of a, or when short output rows starve the i-k-j kernel.
-_DOT_MIN_DEPTH = 32
-_DOT_MIN_ROWS = 32
-_IKJ_MIN_COLS = 32
-_KC = 512  # depth of a packed block of the right operand
-_BLOCK_WORDS = 8192  # nc * kc uint64 per packed array: both arrays together stay in L2
-
-
-# wide kernel tuning (AVX-512DQ, single core): an 8x16 tile holds 16 zmm accumulators; a packed
-# block of the right operand is at most _WIDE_KC deep (a 16-column panel of it, 32 KiB, stays in
-# L1), rows are taken _WIDE_MC at a time (their block stays in L2).
+# Tuning (single core, measured on AVX-512 and on an AVX2 target): an 8x16 tile holds 16 zmm
+# accumulators; a packed block of the right operand is at most _WIDE_KC deep (a 16-column
+# panel of it, 32 KiB, stays in L1); rows are taken _WIDE_MC at a time (their block stays in
+# L2). Below the _WIDE_MIN_* sizes the tile's padding costs more than it gives.
 _MR = 8
 _NR = 16
 _WIDE_KC = 256
 _WIDE_MC = 128
-# below these the tile's padding costs more than the 512-bit lanes give (measured)
 _WIDE_MIN_ROWS = 4
 _WIDE_MIN_COLS = 8
 _WIDE_MIN_DEPTH = 4
-
-
-def _vector_mul64() -> bool:
-    """Whether numba's target CPU multiplies 64-bit vector lanes natively (AVX-512F + DQ):
-    numba compiles for the host's features unless NUMBA_CPU_FEATURES names others."""
-    if config.CPU_FEATURES is not None:
-        return {"+avx512f", "+avx512dq"} <= set(config.CPU_FEATURES.split(","))
-    host = llvm.get_host_cpu_features()
-    return bool(host.get("avx512f", False) and host.get("avx512dq", False))
-
-
-_WIDE = _vector_mul64()
 
 
 def check_u64(*arrays: np.ndarray) -> None:
@@ -87,150 +64,6 @@ def _mm_ikj(a, b, out):
             bp = b[p]
             for j in range(n):
                 row[j] += av * bp[j]
-
-
-@njit(cache=True, nogil=True)
-def _pack(src, src_is_bt, p0, p1, j0, j1, bt, bx):
-    """Copy depth p0:p1 of output columns j0:j1 of the right operand into bt (one contiguous row
-    per output column) and bx (the same with the two 32-bit halves of each word swapped).
-
-    src is b [k, n] or, if src_is_bt, its transpose [n, k]."""
-    for jj in range(j1 - j0):
-        col = src[j0 + jj, p0:p1] if src_is_bt else src[p0:p1, j0 + jj]
-        t = bt[jj]
-        x = bx[jj]
-        for p in range(p1 - p0):
-            v = col[p]
-            t[p] = v
-            x[p] = (v << _S32) | (v >> _S32)
-
-
-@njit(cache=True, nogil=True)
-def _store(out, i, j, low, cross, first):
-    """out[i, j] (+)= low + 2^32 cross: recombine the two halves of a split product."""
-    v = low + (np.uint64(cross) << _S32)
-    if first:
-        out[i, j] = v
-    else:
-        out[i, j] += v
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _tile4x2(a, a32, i, p0, bt, bx32, jj, out, j, first):
-    """out[i:i+4, j:j+2] (+)= a[i:i+4, p0:p0+kc] @ bt[jj:jj+2].T with 16 register accumulators.
-
-    a*b mod 2^64 = lo(a)lo(b) + 2^32 (lo(a)hi(b) + hi(a)lo(b) mod 2^32). The first sum uses
-    32x32->64 multiplies (vpmuludq); the cross sum is a plain uint32 dot product of the 32-bit
-    view of a with the halves-swapped view of b (vpmulld, 8 lanes). Both vectorize as
-    reductions, so no accumulator goes through memory."""
-    kc = bt.shape[1]
-    a0 = a[i, p0:p0 + kc]
-    a1 = a[i + 1, p0:p0 + kc]
-    a2 = a[i + 2, p0:p0 + kc]
-    a3 = a[i + 3, p0:p0 + kc]
-    b0 = bt[jj]
-    b1 = bt[jj + 1]
-    l00 = l01 = l10 = l11 = l20 = l21 = l30 = l31 = _ZERO
-    for p in range(kc):
-        v0 = b0[p] & _M32
-        v1 = b1[p] & _M32
-        u = a0[p] & _M32
-        l00 += u * v0
-        l01 += u * v1
-        u = a1[p] & _M32
-        l10 += u * v0
-        l11 += u * v1
-        u = a2[p] & _M32
-        l20 += u * v0
-        l21 += u * v1
-        u = a3[p] & _M32
-        l30 += u * v0
-        l31 += u * v1
-    q0 = 2 * p0
-    q1 = 2 * (p0 + kc)
-    x0 = a32[i, q0:q1]
-    x1 = a32[i + 1, q0:q1]
-    x2 = a32[i + 2, q0:q1]
-    x3 = a32[i + 3, q0:q1]
-    y0 = bx32[jj]
-    y1 = bx32[jj + 1]
-    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = np.uint32(0)
-    for q in range(2 * kc):
-        w0 = y0[q]
-        w1 = y1[q]
-        u32 = x0[q]
-        c00 = np.uint32(c00 + u32 * w0)
-        c01 = np.uint32(c01 + u32 * w1)
-        u32 = x1[q]
-        c10 = np.uint32(c10 + u32 * w0)
-        c11 = np.uint32(c11 + u32 * w1)
-        u32 = x2[q]
-        c20 = np.uint32(c20 + u32 * w0)
-        c21 = np.uint32(c21 + u32 * w1)
-        u32 = x3[q]
-        c30 = np.uint32(c30 + u32 * w0)
-        c31 = np.uint32(c31 + u32 * w1)
-    _store(out, i, j, l00, c00, first)
-    _store(out, i, j + 1, l01, c01, first)
-    _store(out, i + 1, j, l10, c10, first)
-    _store(out, i + 1, j + 1, l11, c11, first)
-    _store(out, i + 2, j, l20, c20, first)
-    _store(out, i + 2, j + 1, l21, c21, first)
-    _store(out, i + 3, j, l30, c30, first)
-    _store(out, i + 3, j + 1, l31, c31, first)
-
-
-@njit(cache=True, nogil=True)
-def _tile1x1(a, a32, i, p0, bt, bx32, jj, out, j, first):
-    """Single output of the split product (edges of the 4x2 tiling)."""
-    kc = bt.shape[1]
-    ar = a[i, p0:p0 + kc]
-    br = bt[jj]
-    low = _ZERO
-    for p in range(kc):
-        low += (ar[p] & _M32) * (br[p] & _M32)
-    xr = a32[i, 2 * p0:2 * (p0 + kc)]
-    yr = bx32[jj]
-    cross = np.uint32(0)
-    for q in range(2 * kc):
-        cross = np.uint32(cross + xr[q] * yr[q])
-    _store(out, i, j, low, cross, first)
-
-
-@njit(cache=True, nogil=True)
-def _mm_dot(a, src, src_is_bt, out, accumulate):
-    """out (+)= a @ b for C-contiguous a [m, k]; src is b [k, n] or (src_is_bt) b.T [n, k].
-
-    Blocks of the right operand are packed (transposed, plus a halves-swapped copy) so that
-    both operands are contiguous along the depth, then covered with 4x2 register tiles."""
-    m, k = a.shape
-    n = src.shape[0] if src_is_bt else src.shape[1]
-    a32 = a.view(np.uint32)
-    kc_max = min(k, _KC)
-    nc_max = max(2, (_BLOCK_WORDS // kc_max) // 2 * 2)
-    buf_t = np.empty(nc_max * kc_max, dtype=np.uint64)
-    buf_x = np.empty(nc_max * kc_max, dtype=np.uint64)
-    m4 = m - m % 4
-    for j0 in range(0, n, nc_max):
-        j1 = min(j0 + nc_max, n)
-        nc = j1 - j0
-        n2 = nc - nc % 2
-        for p0 in range(0, k, kc_max):
-            p1 = min(p0 + kc_max, k)
-            bt = buf_t[:nc * (p1 - p0)].reshape(nc, p1 - p0)
-            bx = buf_x[:nc * (p1 - p0)].reshape(nc, p1 - p0)
-            _pack(src, src_is_bt, p0, p1, j0, j1, bt, bx)
-            bx32 = bx.view(np.uint32)
-            first = p0 == 0 and not accumulate
-            for i in range(0, m4, 4):
-                for jj in range(0, n2, 2):
-                    _tile4x2(a, a32, i, p0, bt, bx32, jj, out, j0 + jj, first)
-                for jj in range(n2, nc):
-                    for r in range(4):
-                        _tile1x1(a, a32, i + r, p0, bt, bx32, jj, out, j0 + jj, first)
-            for i in range(m4, m):
-                for jj in range(nc):
-                    _tile1x1(a, a32, i, p0, bt, bx32, jj, out, j0 + jj, first)
 
 
 _V8 = ir.VectorType(ir.IntType(64), 8)
@@ -271,7 +104,7 @@ def _tile_8x16(typingctx, base, row_offs, depth_offs, panel, kc, dst, dst_off, l
     (row_offs = i lda, depth_offs = p) and an implicit patch matrix of a convolution (pixel
     and kernel offsets into the padded image) are the same call. Each step broadcasts 8 left
     words and multiplies them with the panel's 2 vectors: 16 vpmullq with AVX-512DQ. Generic
-    LLVM vector IR: on a CPU without 512-bit lanes it is split (correct, slower; see _WIDE)."""
+    LLVM vector IR: on a CPU without 512-bit lanes LLVM splits it."""
     sig = types.void(types.uintp, types.uintp, types.uintp, types.uintp, types.intp,
                      types.uintp, types.intp, types.intp, types.intp, types.intp)
 
@@ -378,49 +211,19 @@ def _tile_8x16_pairs(typingctx, base, row_offs, depth_offs, panel, kc, rcorr, cc
 
 
 @intrinsic
-def _tile_16x8(typingctx, packed, base, base_off, depth_offs, kc, dst, dst_off, ldc, rows,
-               add):
+def _tile_16x8_pairs(typingctx, packed, base, base_off, depth_offs, kc, rcorr, dst, dst_off,
+                     ldc, rows, add):
     """dst[dst_off + r ldc + 0:8] (+)= sum_p packed[16 p + r] base[base_off + depth_offs[p] + 0:8]
     mod 2^64 for r < rows (<= 16), p < kc: the transposed register tile, 16 broadcast rows of
-    a packed left operand [kc, 16] against 8 contiguous words of the right one.
+    a packed left operand [kc, 16] against 8 contiguous words of the right one, with
+    Winograd's pairs (see _tile_8x16_pairs). rcorr holds the 16 rows' pair sums of the packed
+    operand over this block; the 8 columns' pair sums are accumulated here (one more multiply
+    a pair, against 16 saved).
 
     For a stride-1 convolution, the 8 words are 8 neighbouring output pixels of one row and
     depth_offs the kernel offsets into the padded image: no patch matrix, no packing of the
     image, and the outputs land contiguous in [O, H'*W']. Addresses as in _tile_8x16 (uintp;
     offsets in words); add is nonzero to accumulate into dst."""
-    sig = types.void(types.uintp, types.uintp, types.intp, types.uintp, types.intp, types.uintp,
-                     types.intp, types.intp, types.intp, types.intp)
-
-    def codegen(context, builder, signature, args):
-        packed, base, base_off, depth_offs, kc, dst, dst_off, ldc, rows, add = args
-        u64p = _I64.as_pointer()
-        pa = builder.inttoptr(packed, u64p)
-        pb = builder.gep(builder.inttoptr(base, u64p), [base_off])
-        pd = builder.inttoptr(depth_offs, u64p)
-        pc = builder.gep(builder.inttoptr(dst, u64p), [dst_off])
-        zero = ir.Constant(_V8, [0] * 8)
-        accs = [[cgutils.alloca_once_value(builder, zero)] for _ in range(16)]
-        with cgutils.for_range(builder, kc) as loop:
-            p = loop.index
-            d = builder.load(builder.gep(pd, [p]))
-            bv = builder.load(builder.bitcast(builder.gep(pb, [d]), _V8.as_pointer()), align=8)
-            step = builder.gep(pa, [builder.mul(p, ir.Constant(_I64, 16))])
-            for r, (acc,) in enumerate(accs):
-                av = _splat(builder, builder.load(builder.gep(step, [ir.Constant(_I64, r)]),
-                                                  align=8))
-                builder.store(builder.add(builder.load(acc), builder.mul(av, bv)), acc)
-        _store_rows(builder, accs, pc, ldc, rows, add)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def _tile_16x8_pairs(typingctx, packed, base, base_off, depth_offs, kc, rcorr, dst, dst_off,
-                     ldc, rows, add):
-    """_tile_16x8 with Winograd's pairs (see _tile_8x16_pairs): rcorr holds the 16 rows' pair
-    sums of the packed operand over this block; the 8 columns' pair sums are accumulated here
-    (one more vpmullq a pair, against 16 saved)."""
     sig = types.void(types.uintp, types.uintp, types.intp, types.uintp, types.intp, types.uintp,
                      types.uintp, types.intp, types.intp, types.intp, types.intp)
 
@@ -546,8 +349,8 @@ def _mm_wide(a, src, src_is_bt, out, accumulate):
     tile buffer."""
     m, k = a.shape
     n = src.shape[0] if src_is_bt else src.shape[1]
-    if a.strides[1] != 8 or a.strides[0] != 8 * k or out.strides[1] != 8 \
-            or out.strides[0] != 8 * n:
+    if (k > 1 and a.strides[1] != 8) or (m > 1 and a.strides[0] != 8 * k) \
+            or (n > 1 and out.strides[1] != 8) or (m > 1 and out.strides[0] != 8 * n):
         raise ValueError("_mm_wide: a and out must be C-contiguous")
     blocks = (k + _WIDE_KC - 1) // _WIDE_KC
     kc_max = (k + blocks - 1) // blocks  # equal blocks: 784 -> 4 x 196, not 3 x 256 + 16
@@ -588,26 +391,11 @@ def _mm_wide(a, src, src_is_bt, out, accumulate):
 
 
 @njit(cache=True, nogil=True)
-def _mm_into(a, src, src_is_bt, out, accumulate):
-    """out (+)= a @ b (src as in _mm_dot) with the CPU's tiled kernel; k >= 1."""
-    if _WIDE:
-        _mm_wide(a, src, src_is_bt, out, accumulate)
-    else:
-        _mm_dot(a, src, src_is_bt, out, accumulate)
-
-
-@njit(cache=True, nogil=True)
 def _mm2(a, b, out):
-    """out = a @ b for C-contiguous 2-D a, b, out; picks the kernel by shape and CPU."""
+    """out = a @ b for C-contiguous 2-D a, b, out; picks the kernel by shape."""
     m, k = a.shape
-    n = b.shape[1]
-    if _WIDE:
-        if m >= _WIDE_MIN_ROWS and n >= _WIDE_MIN_COLS and k >= _WIDE_MIN_DEPTH:
-            _mm_wide(a, b, False, out, False)
-        else:
-            _mm_ikj(a, b, out)
-    elif k >= _DOT_MIN_DEPTH and (m >= _DOT_MIN_ROWS or n < _IKJ_MIN_COLS):
-        _mm_dot(a, b, False, out, False)
+    if m >= _WIDE_MIN_ROWS and b.shape[1] >= _WIDE_MIN_COLS and k >= _WIDE_MIN_DEPTH:
+        _mm_wide(a, b, False, out, False)
     else:
         _mm_ikj(a, b, out)
 
@@ -655,3 +443,19 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         _mm3(a3, b3, out)
     return out.reshape(batch + (m, n))[drop]
 
+
+
+def matmul_accumulate(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out += a @ b mod 2^64 in place, with no temporary of the output's size when a [m, k]
+    and b [k, n] are 2-D and out is a C-contiguous [m, n] (otherwise out += matmul(a, b))."""
+    a, b = np.asarray(a), np.asarray(b)
+    check_u64(a, b, out)
+    if a.ndim == 2 and b.ndim == 2 and out.shape == (a.shape[0], b.shape[1]) \
+            and a.shape[1] == b.shape[0] and out.flags.c_contiguous and out.flags.writeable:
+        m, k = a.shape
+        if m == 0 or k == 0 or b.shape[1] == 0:
+            return out
+        _mm_wide(np.ascontiguousarray(a), np.ascontiguousarray(b), False, out, True)
+        return out
+    out += matmul(a, b)
+    return out
