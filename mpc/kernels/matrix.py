@@ -31,9 +31,9 @@ _MR = 8
 _NR = 16
 _WIDE_KC = 256
 _WIDE_MC = 128
-_WIDE_MIN_ROWS = 4
-_WIDE_MIN_COLS = 8
-_WIDE_MIN_DEPTH = 4
+_WIDE_MIN_ROWS = 8
+_WIDE_MIN_COLS = 4
+_WIDE_MIN_WORK = 4096  # m * k * n
 
 
 def check_u64(*arrays: np.ndarray) -> None:
@@ -394,7 +394,8 @@ def _mm_wide(a, src, src_is_bt, out, accumulate):
 def _mm2(a, b, out):
     """out = a @ b for C-contiguous 2-D a, b, out; picks the kernel by shape."""
     m, k = a.shape
-    if m >= _WIDE_MIN_ROWS and b.shape[1] >= _WIDE_MIN_COLS and k >= _WIDE_MIN_DEPTH:
+    n = b.shape[1]
+    if m >= _WIDE_MIN_ROWS and n >= _WIDE_MIN_COLS and m * k * n >= _WIDE_MIN_WORK:
         _mm_wide(a, b, False, out, False)
     else:
         _mm_ikj(a, b, out)
