@@ -189,10 +189,12 @@ def _conv_grad_weight(x, g, geo, out):
         _mm_wide(g[n], buf, True, out, n > 0)
 
 
-# The direct kernels: no patch matrix at all. Each sample is copied into a
-# zero-padded image; an output pixel's patch entry (c, di, dj) is the word at
-# pixel_offset + depth_offset of it, so _tile_8x16 reads 8 pixels x all kernel offsets straight
-# from the image (two offset tables), against the weights packed as 16-channel panels.
+# The direct kernels: no patch matrix at all. Each sample is copied into a zero-padded image;
+# an output pixel's patch entry (c, di, dj) is the word at pixel_offset + depth_offset of it.
+# _conv_wide (any stride) has _tile_8x16 read 8 pixels x all kernel offsets straight from the
+# image through two offset tables, against the weights packed as 16-channel panels;
+# _conv_runs (unit horizontal stride, the usual case) turns the tile around so that 8
+# neighbouring pixels are one vector load and one vector store, with Winograd's pairs.
 
 @njit(cache=True, nogil=True)
 def _pack_weights(w2, bp):
@@ -208,7 +210,8 @@ def _pack_weights(w2, bp):
 @njit(cache=True, nogil=True)
 def _conv_wide(x1, x2, pair, w2, geo, out, accumulate):
     """out[n] (+)= conv(x1[n], w2[:, :D]) (+ conv(x2[n], w2[:, D:]) if pair), D = C*kh*kw, w2
-    = w.reshape(O, -1) (for a pair, [w1 | w2] side by side); out is [N, O, H'*W']."""
+    = w.reshape(O, -1) (for a pair, [w1 | w2] side by side); out is [N, O, H'*W']. Any
+    stride; conv2d takes _conv_runs when the horizontal stride is 1."""
     kh, kw, sh, sw, ph, pw, ho, wo = geo
     nb, c, h, w = x1.shape
     hp, wp = h + 2 * ph, w + 2 * pw
