@@ -390,6 +390,10 @@ def _mm_wide(a, src, src_is_bt, out, accumulate):
                         _store_tile(tile, out, i0, j0, rows, cols, add)
 
 
+# The split 32-bit kernel's name, same arguments (kept so that callers of it keep working).
+_mm_dot = _mm_wide
+
+
 @njit(cache=True, nogil=True)
 def _mm2(a, b, out):
     """out = a @ b for C-contiguous 2-D a, b, out; picks the kernel by shape."""
