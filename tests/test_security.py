@@ -56,6 +56,9 @@ OPS = {
     "square": lambda x, y: x.square(),
     "compare": lambda x, y: x < y,
     "relu": lambda x, y: x.relu(),
+    # batches below FEW_ROUNDS_BELOW: the replicated protocol's 4-round comparison
+    "compare-small": lambda x, y: [x[i:i + 2000] < y[i:i + 2000] for i in range(0, N, 2000)],
+    "relu-small": lambda x, y: [x[i:i + 2000].relu() for i in range(0, N, 2000)],
     "training-step": lambda x, y: _sgd_step(x.reshape(200, 100), y.reshape(200, 100)[:, :1]),
 }
 
