@@ -114,6 +114,26 @@ def test_rounds_and_bytes_match_the_docstring(select, variant):
         assert sent == [per_third * m / 3] * 3  # 156.25 and 86.92 bytes per element
 
 
+@pytest.mark.parametrize("m", [100, 5000])
+def test_additive_parts_add_up_one_round_sooner(m):
+    """With additive: (m,) parts of the three parties that add up to [x < 0] and
+    x [x < 0], in 3 rounds (4-round variant) or 6."""
+    x = np.random.default_rng(m).integers(-2**63, 2**63, m, dtype=np.int64)
+    shares = split(x, np.random.default_rng(1))
+
+    def additive(ctx):
+        before = ctx.stats.snapshot()
+        out = compare.less_than_zero(ctx, shares[ctx.pid], select=True, additive=True)
+        return out, ctx.stats.snapshot().rounds - before.rounds
+
+    out = mpc.run_local(additive, 3)
+    bit = sum(o[0][0] for o in out)
+    picked = sum(o[0][1] for o in out)
+    np.testing.assert_array_equal(bit, (x < 0).astype(np.uint64))
+    np.testing.assert_array_equal(picked.view(np.int64), np.where(x < 0, x, 0))
+    assert max(o[1] for o in out) == (3 if m < compare.FEW_ROUNDS_BELOW else 6)
+
+
 def test_batch_size_picks_the_variant():
     """4 rounds below FEW_ROUNDS_BELOW elements, 7 from it on."""
     for m, want in [(compare.FEW_ROUNDS_BELOW - 1, 4), (compare.FEW_ROUNDS_BELOW, 7)]:

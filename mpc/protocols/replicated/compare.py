@@ -91,9 +91,13 @@ more than that, i.e. on the small tensors of round-bound steps."""
 ROUND_OPS = ("ltz-deal",) + ("ltz-and",) * len(LEVELS) + ("ltz-b2a", "ltz-reshare")
 
 
-def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK):
+def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK,
+                   additive: bool = False):
     """[x < 0] as replicated integer 0/1 shares of shape (2, m) (x read as signed 64-bit),
     and with `select` also [x * (x < 0)]; `zs` is this party's replicated share (2, m).
+    With `additive`, without the last round (the reshare): this party's additive parts
+    (m,) instead (the three add up to the result; for a consumer that takes such parts,
+    as a fused truncation does: mpc.protocols.replicated.truncation.truncate_product).
 
     Batches of at most `chunk` elements run one after the other: 7 rounds each; 23.625
     bytes per element from each party, 31.625 with `select`; below FEW_ROUNDS_BELOW
@@ -111,14 +115,15 @@ def less_than_zero(ctx, zs: np.ndarray, select: bool = False, chunk: int = CHUNK
         raise ValueError(f"less_than_zero: chunk must be a positive number of elements, "
                          f"got {chunk}")
     m = zs.shape[1]
-    bit = np.empty((2, m), dtype=np.uint64)
-    picked = np.empty((2, m), dtype=np.uint64) if select else None
+    lead = () if additive else (2,)
+    bit = np.empty(lead + (m,), dtype=np.uint64)
+    picked = np.empty(lead + (m,), dtype=np.uint64) if select else None
     for start in range(0, m, chunk):
         part = slice(start, min(start + chunk, m))
-        bit[:, part], got = run_batch(ctx, Sign(np.ascontiguousarray(zs[:, part])),
-                                      part.stop - part.start, select)
+        bit[..., part], got = run_batch(ctx, Sign(np.ascontiguousarray(zs[:, part])),
+                                        part.stop - part.start, select, additive=additive)
         if select:
-            picked[:, part] = got
+            picked[..., part] = got
     return bit, picked
 
 
@@ -143,14 +148,17 @@ class Sign:
         return ~x_b & LOW63, None, x_b >> np.uint64(63), x_b, x_e
 
 
-def run_batch(ctx, task, m: int, select: bool, few: bool | None = None):
+def run_batch(ctx, task, m: int, select: bool, few: bool | None = None,
+              additive: bool = False):
     """One batch of m elements: cut in three parts, party k the helper of part k, the three
     runs in the same 7 rounds, or 4 with `few` (by default: below FEW_ROUNDS_BELOW
     elements) (one exchange a round carries every run's messages).
     `task` (Sign, or mpc.protocols.replicated.bernoulli's coin) says what each role
-    compares; returns this party's replicated shares (bit, picked or None)."""
+    compares; returns this party's replicated shares (bit, picked or None), or with
+    `additive` its additive parts, one round fewer (less_than_zero)."""
     few = m < FEW_ROUNDS_BELOW if few is None else few
     ops = FEW_ROUND_OPS if few else ROUND_OPS
+    ops = ops[:-1] if additive else ops
     helper, computer = (_few_helper, _few_computer) if few else (_helper, _computer)
     seqs = [ctx.next_seq() for _ in ops]
     runs = []
@@ -159,10 +167,11 @@ def run_batch(ctx, task, m: int, select: bool, few: bool | None = None):
             role = (ctx.pid - h) % 3
             n = part.stop - part.start
             if role == 0:
-                run = helper(ctx, task.helper(ctx, part, seqs[h], h), n, seqs[h], h, select)
+                run = helper(ctx, task.helper(ctx, part, seqs[h], h), n, seqs[h], h, select,
+                             additive)
             else:
                 run = computer(ctx, task.computer(ctx, part, seqs[h], h, role == 1), n,
-                                seqs[h], h, role == 1, select)
+                               seqs[h], h, role == 1, select, additive)
             runs.append((part, run))
     steps = [next(run) for _, run in runs]
     results = [None] * len(runs)
@@ -177,12 +186,13 @@ def run_batch(ctx, task, m: int, select: bool, few: bool | None = None):
                 steps[k] = run.send({p: got[p] for p in steps[k][1]})
             except StopIteration as done:
                 steps[k], results[k] = ({}, {}), done.value
-    bit = np.empty((2, m), dtype=np.uint64)
-    picked = np.empty((2, m), dtype=np.uint64) if select else None
+    lead = () if additive else (2,)
+    bit = np.empty(lead + (m,), dtype=np.uint64)
+    picked = np.empty(lead + (m,), dtype=np.uint64) if select else None
     for (part, _), (part_bit, part_picked) in zip(runs, results):
-        bit[:, part] = part_bit
+        bit[..., part] = part_bit
         if select:
-            picked[:, part] = part_picked
+            picked[..., part] = part_picked
     return bit, picked
 
 
@@ -194,20 +204,28 @@ def _thirds(m: int) -> list[slice]:
     return [slice(cuts[k], cuts[k + 1]) for k in range(3)]
 
 
-def _helper(ctx, inputs, m: int, nonce: int, h: int, select: bool):
+def _helper(ctx, inputs, m: int, nonce: int, h: int, select: bool, additive: bool):
     """The helper's run (steps 1, 4, 5 and its result components); a generator that
     yields (sends, expects) for each round and returns (bit, picked) shares."""
     a, b = (h + 1) % 3, (h + 2) % 3
     ra = _seed_stream(ctx, a, nonce, m, True, select)
     rb = _seed_stream(ctx, b, nonce, m, False, select)
     yield {b: _deal(inputs, ra, rb, select)}, {}
-    for _ in ROUND_OPS[1:]:
+    for _ in ROUND_OPS[1:-1 if additive else None]:
         yield {}, {}
+    return _helper_result(ra, rb, m, select, additive)
+
+
+def _helper_result(ra, rb, m: int, select: bool, additive: bool):
+    """The helper's components (y_h, y_a) of the results, or its additive parts: 0."""
+    if additive:
+        return np.zeros(m, np.uint64), (np.zeros(m, np.uint64) if select else None)
     return _stack(rb["out"], ra["out"]), (_stack(rb["picked"], ra["picked"])
                                           if select else None)
 
 
-def _computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: bool):
+def _computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: bool,
+              additive: bool):
     """a's run (first) or b's (steps 2 to 6); a generator like _helper."""
     t, w, flip, x_b, x_e = inputs
     a, b = (h + 1) % 3, (h + 2) % 3
@@ -235,6 +253,10 @@ def _computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: bool
         e_rows ^= binary.pack(flip[None, :])
     got = yield {peer: e_rows}, {peer: (np.uint64, e_rows.shape)}
     e = binary.unpack(e_rows ^ got[peer], m)[0]
+    if additive:  # M_a or M_b
+        zero = np.zeros(m, np.uint64)
+        return binary.inject(e, r["beta"], zero, first), (
+            binary.inject_product(e, r["beta"], r["rho"], x_b, x_e, zero) if select else None)
     mine = [binary.inject(e, r["beta"], r["out"], first)]  # M - y_a (a) or M - y_h (b)
     masks = [r["out"]]
     if select:
@@ -445,7 +467,7 @@ def _and_all(rows):
     return out
 
 
-def _few_helper(ctx, inputs, m: int, nonce: int, h: int, select: bool):
+def _few_helper(ctx, inputs, m: int, nonce: int, h: int, select: bool, additive: bool):
     """The helper's run of the 4-round variant: its one message to b in round 1."""
     secret, top, s = inputs
     a, b = (h + 1) % 3, (h + 2) % 3
@@ -469,13 +491,13 @@ def _few_helper(ctx, inputs, m: int, nonce: int, h: int, select: bool):
             values += [s * v for v in values]
         np.subtract(np.stack(values), ra["V"], out=parts["V"])
     yield {b: message}, {}
-    for _ in FEW_ROUND_OPS[1:]:
+    for _ in FEW_ROUND_OPS[1:-1 if additive else None]:
         yield {}, {}
-    return _stack(rb["out"], ra["out"]), (_stack(rb["picked"], ra["picked"])
-                                          if select else None)
+    return _helper_result(ra, rb, m, select, additive)
 
 
-def _few_computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: bool):
+def _few_computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: bool,
+                  additive: bool):
     """a's run (first) or b's of the 4-round variant (module docstring of few_rounds)."""
     t, w, flip, x_b, _ = inputs
     a, b = (h + 1) % 3, (h + 2) % 3
@@ -508,12 +530,16 @@ def _few_computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: 
     with np.errstate(over="ignore"):
         carry = sum(k * v[j] for j, k in enumerate(coefficients))  # [sigma carry]
         bit = v[values - 1] + top_bit * v[0] + tau * carry
-        outs, masks = [bit - r["out"]], [r["out"]]
+        picked = None
         if select:
             u = v[values:]
             scarry = sum(k * u[j] for j, k in enumerate(coefficients))  # [s sigma carry]
             picked = (u[values - 1] + x_b * v[values - 1] + top_bit * (u[0] + x_b * v[0])
                       + tau * (scarry + x_b * carry))
+        if additive:
+            return bit, picked
+        outs, masks = [bit - r["out"]], [r["out"]]
+        if select:
             outs.append(picked - r["picked"])
             masks.append(r["picked"])
     mine = np.stack(outs)

@@ -170,6 +170,20 @@ class ReplicatedProtocol(Protocol):
         from mpc.protocols.replicated import compare
         return compare.less_than_zero(ctx, zs, select=select)
 
+    def hinge_sums(self, ctx, zs, weights, bits, label):
+        """The comparison without its reshare (compare.less_than_zero, additive: 3 rounds
+        below 2^12 elements, 6 from), the weighted sum of the additive parts and a fused
+        truncation of it (truncation.truncate_product: 2 rounds): a round fewer than the
+        comparison and a truncation apart, and no reshare's bytes."""
+        from mpc.protocols.replicated import compare
+        shape = zs.shape[1:]
+        with ctx.operation(label):
+            _, parts = compare.less_than_zero(ctx, zs.reshape(2, -1), select=True,
+                                              additive=True)
+            with np.errstate(over="ignore"):
+                weighted = np.sum(parts.reshape(shape) * weights, axis=-1, dtype=DTYPE)
+            return truncation.truncate_product(ctx, weighted, bits, "hinges")
+
     def bernoulli_bits(self, ctx, n, p):
         """bernoulli.bernoulli_bits: 7 rounds a batch, 23.625 bytes per bit each."""
         from mpc.protocols.replicated import bernoulli
