@@ -78,6 +78,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from mpc.protocols.replicated import binary
 
@@ -376,59 +377,103 @@ _LEVEL_SETS = _closure(_MERGE + (_EQ,), 2)   # 22 mask products dealt for the fi
 _ROOT_SETS = (0,) + _closure(_MERGE, 1)       # 1 and the 22 products of the root's masks
 
 
-def _bits_of(mask: int):
+def _bits_of(mask: int) -> list[int]:
     return [i for i in range(8) if mask >> i & 1]
 
 
-def _boolean_level(d, shares, masks, first: bool):
-    """XOR shares of the four blocks' (lt, eq) from the opened d = x ^ a (public rows,
-    {variable: (4, W)}), this party's shares of the masks a_i and of the products
-    A_S = AND of a_i over S (|S| >= 2): for a monomial M, x_M = XOR over S in M of
-    (AND of d over M - S) & A_S, the S = {} term (d's product alone) added by `first`.
-    Beaver's method with one opening per variable for every monomial of the block
-    (Beaver, CRYPTO 1991; the multi-input products as in Damgard, Fitzi, Kiltz, Nielsen
-    and Toft, TCC 2006)."""
-    products = {}
-
-    def dprod(mask):
-        if mask not in products:
-            bits = _bits_of(mask)
-            out = d[bits[0]]
-            for i in bits[1:]:
-                out = out & d[i]
-            products[mask] = out
-        return products[mask]
-
-    def share(sub):
-        return masks[_bits_of(sub)[0]] if bin(sub).count("1") == 1 else shares[sub]
-
-    def monomial(m):
-        acc = dprod(m).copy() if first else np.zeros_like(d[0])
-        for sub in _submasks(m)[:-1]:
-            acc ^= share(sub) if sub == m else dprod(m & ~sub) & share(sub)
-        return acc
-
-    lt = monomial(_MERGE[0])
-    for m in _MERGE[1:]:
-        lt ^= monomial(m)
-    return lt, monomial(_EQ)
-
-
-def _root_coefficients(d):
-    """K_S for S in _ROOT_SETS: carry = sum over S of K_S A_S (integers), from the opened
-    root bits d ({variable: (n,) uint64 0/1}), where x_i = d_i + (1 - 2 d_i) a_i:
-    K_S = sum over the monomials M containing S of prod_{M - S} d_i prod_S (1 - 2 d_i)."""
-    flip = {i: np.uint64(1) - (d[i] << np.uint64(1)) for i in d}
-    total = {s: None for s in _ROOT_SETS}
-    with np.errstate(over="ignore"):
-        for m in _MERGE:
+def _level_terms():
+    """The first level's terms, for _beaver_level: per term the output (0: lt, 1: eq), the
+    variables of d's product, and the share it ANDs with (a variable's mask i, 8 + k for
+    the k-th of _LEVEL_SETS, -1 for none: the S = {} term, added by `first`)."""
+    rows = []
+    for out, monomials in ((0, _MERGE), (1, (_EQ,))):
+        for m in monomials:
             for sub in _submasks(m):
-                term = None
-                for i in _bits_of(m):
-                    factor = flip[i] if sub >> i & 1 else d[i]
-                    term = factor if term is None else term * factor
-                total[sub] = term if total[sub] is None else total[sub] + term
-    return [total[s] for s in _ROOT_SETS]
+                bits = _bits_of(sub)
+                share = -1 if not bits else bits[0] if len(bits) == 1 else \
+                    8 + _LEVEL_SETS.index(sub)
+                rows.append((out, _bits_of(m & ~sub), share))
+    return _tables(rows)
+
+
+def _root_terms():
+    """The root's terms, for _root_sum: per (monomial M, subset S) the variables of M (as
+    rows of the opened bits, _ROOT_VARS' order), whether each is in S, and S's index in
+    _ROOT_SETS."""
+    rows = []
+    for m in _MERGE:
+        for sub in _submasks(m):
+            bits = _bits_of(m)
+            rows.append(([_ROOT_VARS.index(i) for i in bits], [sub >> i & 1 for i in bits],
+                         _ROOT_SETS.index(sub)))
+    terms = np.zeros((len(rows), 4), np.int64)
+    flags = np.zeros((len(rows), 4), np.int64)
+    for t, (vs, fs, _) in enumerate(rows):
+        terms[t, :len(vs)], flags[t, :len(fs)] = vs, fs
+    return (terms, flags, np.array([len(r[0]) for r in rows], np.int64),
+            np.array([r[2] for r in rows], np.int64))
+
+
+def _tables(rows):
+    outs = np.array([r[0] for r in rows], np.int64)
+    dvars = np.zeros((len(rows), 4), np.int64)
+    for t, r in enumerate(rows):
+        dvars[t, :len(r[1])] = r[1]
+    return (outs, dvars, np.array([len(r[1]) for r in rows], np.int64),
+            np.array([r[2] for r in rows], np.int64))
+
+
+@njit(cache=True, nogil=True)
+def _beaver_level(d, shares, outs, dvars, ndvars, which, first, out):
+    """out[o] ^= (AND of d over the term's variables) & its share, for every term (the
+    shares: masks and mask products, rows (8 + 22, blocks, W)); out (2, blocks, W) zero."""
+    ones = ~np.uint64(0)
+    for t in range(outs.shape[0]):
+        s = which[t]
+        if s < 0 and not first:
+            continue
+        for blk in range(d.shape[1]):
+            for w in range(d.shape[2]):
+                v = ones
+                for k in range(ndvars[t]):
+                    v &= d[dvars[t, k], blk, w]
+                if s >= 0:
+                    v &= shares[s, blk, w]
+                out[outs[t], blk, w] ^= v
+
+
+@njit(cache=True, nogil=True)
+def _root_sum(opened, shares, terms, flags, nvars, which, out):
+    """out = sum over the terms of prod_i (1 - 2 d_i if i in S else d_i) times the share of
+    S's value: the root's sum over S of K_S [sigma R_S] (x_i = d_i + (1 - 2 d_i) r_i)."""
+    one, two = np.uint64(1), np.uint64(2)
+    for e in range(opened.shape[1]):
+        acc = np.uint64(0)
+        for t in range(terms.shape[0]):
+            coef = one
+            for k in range(nvars[t]):
+                bit = opened[terms[t, k], e]
+                coef *= (one - two * bit) if flags[t, k] else bit
+            acc += coef * shares[which[t], e]
+        out[e] = acc
+
+
+_LEVEL_TERMS = _level_terms()
+_ROOT_TERMS = _root_terms()
+
+
+def _boolean_level(d, shares, masks, first: bool):
+    """XOR shares of the four blocks' (lt, eq) from the opened d = x ^ a (public rows
+    (8 variables, 4 blocks, W)), this party's shares of the masks a_i (same shape) and of
+    the products A_S = AND of a_i over S (|S| >= 2; rows in _LEVEL_SETS' order): for a
+    monomial M, x_M = XOR over S in M of (AND of d over M - S) & A_S, the S = {} term
+    (d's product alone) added by `first`. Beaver's method with one opening per variable
+    for every monomial of the block (Beaver, CRYPTO 1991; the multi-input products as in
+    Damgard, Fitzi, Kiltz, Nielsen and Toft, TCC 2006)."""
+    out = np.zeros((2,) + d.shape[1:], np.uint64)
+    _beaver_level(np.ascontiguousarray(d), np.ascontiguousarray(np.concatenate([masks, shares])),
+                  *_LEVEL_TERMS, first, out)
+    return out[0], out[1]
 
 
 def _few_seed_layout(m: int, for_a: bool, select: bool):
@@ -516,24 +561,24 @@ def _few_computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: 
     mine = leaves ^ r["A"]
     got = yield {peer: mine}, {peer: (np.uint64, mine.shape)}
     d = mine ^ got[peer]
-    shares = dict(zip(_LEVEL_SETS, r["C"]))
-    block_lt, block_eq = _boolean_level(d, shares, r["A"], first)
+    block_lt, block_eq = _boolean_level(d, r["C"], r["A"], first)
     roots = np.concatenate([block_lt, block_eq])  # L0..L3, E0..E3: (8, W)
     mine = (roots ^ r["R"])[list(_ROOT_VARS)]
     got = yield {peer: mine}, {peer: (np.uint64, mine.shape)}
     opened = binary.unpack(mine ^ got[peer], m).astype(np.uint64)
-    coefficients = _root_coefficients(dict(zip(_ROOT_VARS, opened)))
     values = len(_ROOT_SETS) + 1
     v = r["V"]
     top_bit = np.zeros(m, np.uint64) if flip is None else flip.astype(np.uint64)
     tau = np.uint64(1) - (top_bit << np.uint64(1))
     with np.errstate(over="ignore"):
-        carry = sum(k * v[j] for j, k in enumerate(coefficients))  # [sigma carry]
+        carry = np.empty(m, np.uint64)  # [sigma carry]
+        _root_sum(opened, np.ascontiguousarray(v[:values - 1]), *_ROOT_TERMS, carry)
         bit = v[values - 1] + top_bit * v[0] + tau * carry
         picked = None
         if select:
             u = v[values:]
-            scarry = sum(k * u[j] for j, k in enumerate(coefficients))  # [s sigma carry]
+            scarry = np.empty(m, np.uint64)  # [s sigma carry]
+            _root_sum(opened, np.ascontiguousarray(u[:values - 1]), *_ROOT_TERMS, scarry)
             picked = (u[values - 1] + x_b * v[values - 1] + top_bit * (u[0] + x_b * v[0])
                       + tau * (scarry + x_b * carry))
         if additive:
