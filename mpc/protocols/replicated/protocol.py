@@ -21,6 +21,9 @@ Costs per element, f = 16 (rounds: the most any party waits; bytes: sent by each
     2^12 elements 4 rounds and 86.92 bytes each.
   ReLU (the bit and x [x < 0] at once): 7 rounds; 31.625 bytes each; below 2^12 elements
     4 rounds and 156.25 bytes each (mpc.protocols.replicated.compare).
+  sum_k w_k min(z_k, 0) truncated (hinge_sums, mpc.sigmoid_piecewise): the comparison
+    with select without its reshare, then a fused truncation: 5 rounds below 2^12
+    comparisons (8 from), the comparison's bytes less its reshare's.
   Bernoulli bits: 7 rounds; 23.625 bytes each (mpc.protocols.replicated.bernoulli).
 References: Araki, Furukawa, Lindell, Nof and Ohara, CCS 2016; Mohassel and Rindal, "ABY3",
 CCS 2018.
