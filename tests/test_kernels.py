@@ -348,6 +348,30 @@ def test_trunc_pair_matches_reference(data):
         assert_ring_equal(got, want)
 
 
+@given(data=st.data())
+def test_trunc_pair_product_matches_reference(data):
+    n = data.draw(st.integers(0, 50))
+    q, a, b = data.draw(ring_arrays((n,), (n,), (n,)))
+    bits = data.draw(st.integers(1, 61))
+    want = DK.trunc_pair_product_reference(q, a * b, bits)
+    for got in (DK.trunc_pair_product(q, a * b, bits), DK.trunc_pair_product(q, a, bits, b)):
+        for g, w in zip(got, want):
+            assert_ring_equal(g, w)
+
+
+@given(st.data(), st.lists(st.integers(1, 5), min_size=1, max_size=3), st.booleans())
+def test_beaver_combine_in_place(data, shape, add_de):
+    d, e, a, b, c = data.draw(ring_arrays(*[tuple(shape)] * 5))
+    want = DK.beaver_combine_reference(d, e, a, b, c, add_de)
+    got = DK.beaver_combine(d, e, a, b, c, add_de, in_place=True)
+    assert_ring_equal(got, want)
+    assert np.shares_memory(got, c)
+    m = (shape[0], 3)
+    d, a, e, b, c = data.draw(ring_arrays(m, m, (3, 2), (3, 2), (shape[0], 2)))
+    want = DK.beaver_combine_matmul_reference(d, e, a, b, c, add_de)
+    assert_ring_equal(DK.beaver_combine_matmul(d, e, a, b, c, add_de, in_place=True), want)
+
+
 def test_keep_freed_memory_is_idempotent():
     from mpc.kernels.memory import keep_freed_memory
     assert keep_freed_memory() == keep_freed_memory()

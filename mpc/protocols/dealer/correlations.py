@@ -9,6 +9,7 @@ The dealer and the insecure in-process provider both build items from these reci
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -122,7 +123,8 @@ def recipe(spec: ItemSpec) -> Recipe:
 
 def _make_recipe(spec: ItemSpec) -> Recipe:
     kind, shapes, params = spec.kind, spec.shapes, spec.params
-    arity = {"mul": 2, "matmul": 2, "conv2d": 2, "square": 1, "trunc": 1, "ltz": 1}
+    arity = {"mul": 2, "matmul": 2, "conv2d": 2, "square": 1, "trunc": 1, "ltz": 1,
+             "trunc-product": 2}
     if kind not in arity:
         raise ValueError(f"unknown correlated-randomness kind {kind!r}")
     if len(shapes) != arity[kind] or any(d < 0 for s in shapes for d in s):
@@ -143,6 +145,8 @@ def _make_recipe(spec: ItemSpec) -> Recipe:
         return Recipe(shapes, shapes, lambda v: [v[0] * v[0]])
     if kind == "ltz":
         return _ltz_recipe(shapes, bool(params.get("select", False)))
+    if kind == "trunc-product":
+        return _trunc_product_recipe(shapes, params)
     return _trunc_recipe(shapes, int(params["frac_bits"]))
 
 
@@ -177,6 +181,47 @@ def _trunc_recipe(shapes, frac_bits: int) -> Recipe:
         raise ValueError(f"trunc: frac_bits {frac_bits} out of range 1..61")
     return Recipe(shapes, shapes * 2, lambda v: list(dealer_kernels.trunc_pair(v[0], frac_bits)),
                   (64, frac_bits))
+
+
+def _frac_bits(kind: str, params: dict) -> int:
+    try:
+        frac_bits = int(params["frac_bits"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{kind}: needs an integer frac_bits") from None
+    if not 1 <= frac_bits < 62:
+        raise ValueError(f"{kind}: frac_bits {frac_bits} out of range 1..61")
+    return frac_bits
+
+
+def _trunc_product_recipe(shapes, params: dict) -> Recipe:
+    """A Beaver triple fused with the exact truncation of its product
+    (mpc.protocols.dealer.truncation.truncated_product): free a, b and q (q of the
+    product's shape, flat), derived the truncation pair (t, m; trunc_pair) of the mask
+    r = q - a o b - 2^62. The parties never need c = a o b or r alone, only c + r + 2^62
+    = q, which therefore comes from the streams: r is uniform because q is, and
+    independent of a and b."""
+    op = params.get("op")
+    frac_bits = _frac_bits("trunc-product", params)
+    if op == "mul":
+        out = broadcast_shape(*shapes)
+        same = shapes[0] == shapes[1]
+        product = None if same else (lambda a, b: a * b)
+    elif op == "matmul":
+        out, product = matmul_shape(*shapes), kernels.matmul
+    elif op == "conv2d":
+        stride, padding = _conv_params(params)
+        out = conv2d_shape(shapes[0], shapes[1], stride, padding)
+        product = functools.partial(kernels.conv2d, stride=stride, padding=padding)
+    else:
+        raise ValueError(f"trunc-product: unknown op {op!r}")
+    size = (math.prod(out),)
+
+    def make(v):
+        a, b, q = v
+        if product is None:  # same-shape mul: the product is formed inside the pass
+            return list(dealer_kernels.trunc_pair_product(q, a, frac_bits, b))
+        return list(dealer_kernels.trunc_pair_product(q, product(a, b), frac_bits))
+    return Recipe(tuple(shapes) + (size,), (size, size), make, (64, frac_bits))
 
 
 def derive_item(spec: ItemSpec, share_streams) -> tuple[list, list]:
