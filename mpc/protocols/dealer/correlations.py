@@ -70,7 +70,12 @@ class Recipe:
     Components are arithmetic shares (summed mod 2^64) unless listed in `free_xor` /
     `derived_xor` (XOR shares of bit strings). A component needed only in its low `bits`
     is shared modulo 2^bits, so its stream words are masked and its correction travels in
-    a narrower dtype.
+    a narrower dtype. A derived component in `narrow` stays in that dtype end to end: it
+    is drawn from the stream in it (fewer AES blocks) and handed to the protocol in it.
+    `make_into(free, others, outs)`, where given, writes the corrections (the derived
+    values minus `others`, the sum of the other parties' derived shares) straight into
+    `outs` (wire-dtype views of the dealer's message) in place of `make` and the
+    subtractions.
     """
 
     free: tuple[Shape, ...]
@@ -80,16 +85,22 @@ class Recipe:
     free_bits: tuple[int, ...] = ()
     free_xor: frozenset = frozenset()
     derived_xor: frozenset = frozenset()
+    narrow: frozenset = frozenset()
+    make_into: Callable | None = None
 
     def bits(self, i: int) -> int:
         return self.derived_bits[i] if self.derived_bits else 64
 
     def reduce(self, i: int, value: np.ndarray) -> np.ndarray:
-        """Derived component i modulo 2^bits (a no-op at 64 bits)."""
+        """Derived component i modulo 2^bits (a no-op at 64 bits), in place."""
         return _low_bits(value, self.bits(i))
 
     def reduce_free(self, i: int, value: np.ndarray) -> np.ndarray:
         return _low_bits(value, self.free_bits[i] if self.free_bits else 64)
+
+    def draw_dtype(self, i: int) -> np.dtype:
+        """The dtype derived component i is drawn and handed out in."""
+        return self.wire_dtype(i) if i in self.narrow else np.dtype(DTYPE)
 
     def wire_dtype(self, i: int) -> np.dtype:
         """The narrowest unsigned dtype that holds derived component i's correction."""
@@ -99,7 +110,10 @@ class Recipe:
 
 
 def _low_bits(value: np.ndarray, bits: int) -> np.ndarray:
-    return value if bits == 64 else value & np.uint64((1 << bits) - 1)
+    """value modulo 2^bits, in place (value is the caller's own fresh array)."""
+    if bits < 8 * value.dtype.itemsize:
+        value &= value.dtype.type((1 << bits) - 1)
+    return value
 
 
 def _conv_params(params: dict) -> tuple[Shape, Shape]:
@@ -179,8 +193,11 @@ def _trunc_recipe(shapes, frac_bits: int) -> Recipe:
     needed only modulo 2^f (mpc.protocols.dealer.truncation uses it times 2^(64-f))."""
     if not 1 <= frac_bits < 62:
         raise ValueError(f"trunc: frac_bits {frac_bits} out of range 1..61")
+
+    def make_into(v, others, outs):
+        dealer_kernels.trunc_corrections(v[0], frac_bits, *others, *outs)
     return Recipe(shapes, shapes * 2, lambda v: list(dealer_kernels.trunc_pair(v[0], frac_bits)),
-                  (64, frac_bits))
+                  (64, frac_bits), narrow=frozenset({1}), make_into=make_into)
 
 
 def _frac_bits(kind: str, params: dict) -> int:
@@ -221,32 +238,51 @@ def _trunc_product_recipe(shapes, params: dict) -> Recipe:
         if product is None:  # same-shape mul: the product is formed inside the pass
             return list(dealer_kernels.trunc_pair_product(q, a, frac_bits, b))
         return list(dealer_kernels.trunc_pair_product(q, product(a, b), frac_bits))
-    return Recipe(tuple(shapes) + (size,), (size, size), make, (64, frac_bits))
+
+    def make_into(v, others, outs):
+        a, b, q = v
+        if product is None:
+            dealer_kernels.trunc_corrections(q, frac_bits, *others, *outs, c=a, b=b)
+        else:
+            dealer_kernels.trunc_corrections(q, frac_bits, *others, *outs, c=product(a, b))
+    return Recipe(tuple(shapes) + (size,), (size, size), make, (64, frac_bits),
+                  narrow=frozenset({1}), make_into=make_into)
 
 
 def derive_item(spec: ItemSpec, share_streams) -> tuple[list, list]:
     """Dealer side: given each party's (free shares, derived shares or None for the
-    corrected party), return the plain free values and that party's corrections.
+    corrected party), return the plain free values and that party's corrections (in
+    their wire dtypes, views of derive_payload's buffer).
     Consumes the shares: the plain values are summed into the first party's arrays."""
+    rec = recipe(spec)
+    free_plain, payload = derive_payload(spec, share_streams)
+    return free_plain, unpack_corrections(rec, payload, copy=False)
+
+
+def derive_payload(spec: ItemSpec, share_streams, head: bytes = b"") -> tuple[list, np.ndarray]:
+    """derive_item with the corrections written straight into one byte buffer: `head`,
+    then each correction in its wire dtype (the low bits of the component). Returns the
+    plain free values and the buffer."""
     rec = recipe(spec)
     free_plain = [combine_shares([s[0][i] for s in share_streams], i in rec.free_xor)
                   for i in range(len(rec.free))]
-    derived_plain = rec.make(free_plain)
-    corrections = []
-    for i, value in enumerate(derived_plain):
-        others = [derived[i] for _, derived in share_streams if derived is not None]
+    out = np.empty(len(head) + correction_bytes(rec), dtype=np.uint8)
+    out[:len(head)] = np.frombuffer(head, np.uint8)
+    views = _correction_views(rec, out[len(head):])
+    others = [derived for _, derived in share_streams if derived is not None]
+    if rec.make_into is not None:
+        rec.make_into(free_plain, [combine_shares([o[i] for o in others],
+                                                  i in rec.derived_xor)
+                                   for i in range(len(rec.derived))], views)
+        return free_plain, out
+    for i, value in enumerate(rec.make(free_plain)):
         xor = i in rec.derived_xor
-        value = np.asarray(value, dtype=DTYPE)
-        value = (np.bitwise_xor if xor else np.subtract)(value, others[0])  # a fresh array
+        op, view = (np.bitwise_xor if xor else np.subtract), views[i]
+        op(np.asarray(value, dtype=DTYPE), others[0][i], out=view, casting="unsafe")
         for share in others[1:]:
-            if xor:
-                value ^= share
-            else:
-                value -= share
-        if rec.bits(i) < 64:
-            value &= np.uint64((1 << rec.bits(i)) - 1)
-        corrections.append(value)
-    return free_plain, corrections
+            op(view, share[i], out=view, casting="unsafe")
+        _low_bits(view, rec.bits(i))
+    return free_plain, out
 
 
 def pack_corrections(rec: Recipe, corrections: list[np.ndarray],
@@ -255,11 +291,18 @@ def pack_corrections(rec: Recipe, corrections: list[np.ndarray],
     bits of the component), as one byte buffer."""
     out = np.empty(len(head) + correction_bytes(rec), dtype=np.uint8)
     out[:len(head)] = np.frombuffer(head, np.uint8)
-    start = len(head)
-    for i, c in enumerate(corrections):
+    for view, c in zip(_correction_views(rec, out[len(head):]), corrections):
+        view[...] = c  # casts to the low bits
+    return out
+
+
+def _correction_views(rec: Recipe, raw: np.ndarray) -> list[np.ndarray]:
+    """The corrections' places in a byte buffer, as arrays of their wire dtype and shape."""
+    out, start = [], 0
+    for i, shape in enumerate(rec.derived):
         dtype = rec.wire_dtype(i)
-        nbytes = c.size * dtype.itemsize
-        out[start:start + nbytes].view(dtype)[...] = c.reshape(-1)  # casts to the low bits
+        nbytes = math.prod(shape) * dtype.itemsize
+        out.append(raw[start:start + nbytes].view(dtype).reshape(shape))
         start += nbytes
     return out
 
@@ -269,23 +312,28 @@ def correction_bytes(rec: Recipe) -> int:
                for i, s in enumerate(rec.derived))
 
 
-def unpack_corrections(rec: Recipe, raw: np.ndarray) -> list[np.ndarray]:
-    """Inverse of pack_corrections: uint64 tensors of the derived shapes."""
-    out, start = [], 0
-    for i, shape in enumerate(rec.derived):
-        dtype = rec.wire_dtype(i)
-        nbytes = math.prod(shape) * dtype.itemsize
-        out.append(raw[start:start + nbytes].view(dtype).astype(DTYPE).reshape(shape))
-        start += nbytes
+def unpack_corrections(rec: Recipe, raw: np.ndarray, copy: bool = True) -> list[np.ndarray]:
+    """Inverse of pack_corrections: tensors of the derived shapes in their draw dtypes
+    (uint64 but for `narrow` components), views of `raw` where the dtypes agree. With
+    `copy`, a read-only or unaligned view is copied (protocols may update derived shares
+    in place)."""
+    out = []
+    for i, view in enumerate(_correction_views(rec, raw)):
+        dtype = rec.draw_dtype(i)
+        if view.dtype != dtype:
+            view = view.astype(dtype)
+        elif copy and not (view.flags.aligned and view.flags.writeable):
+            view = view.copy()
+        out.append(view)
     return out
 
 
 def combine_shares(shares, xor: bool = False) -> np.ndarray:
     """The shared value: the sum of arithmetic shares, or the XOR of binary ones, summed
-    into the first share when it is a writable uint64 array (the shares are the maker's
-    own fresh draws)."""
+    into the first share when it is a writable unsigned array (the shares are the maker's
+    own fresh draws; a narrow one sums modulo its dtype)."""
     first = shares[0]
-    total = first if isinstance(first, np.ndarray) and first.dtype == DTYPE and \
+    total = first if isinstance(first, np.ndarray) and first.dtype.kind == "u" and \
         first.flags.writeable else np.array(first, dtype=DTYPE)
     for s in shares[1:]:
         if xor:

@@ -88,6 +88,52 @@ def trunc_pair_product(q: np.ndarray, c: np.ndarray, bits: int, b: np.ndarray | 
     return t, m
 
 
+@njit(cache=True, nogil=True)
+def _trunc_corrections(q, c, b, mode, bits, t_other, m_other, t_out, m_out):
+    """The corrections t - t_other and (m - m_other) mod 2^bits of the truncation pair of
+    r = q (mode 0), q - c - 2^62 (mode 1) or q - c * b - 2^62 (mode 2)."""
+    shift = np.uint64(bits)
+    scale = np.uint64(1) << (np.uint64(63) - shift)
+    low_mask = (np.uint64(1) << np.uint64(63)) - np.uint64(1)
+    m_mask = (np.uint64(1) << shift) - np.uint64(1)
+    offset = np.uint64(1) << np.uint64(62)
+    for i in range(q.shape[0]):
+        if mode == 0:
+            r = q[i]
+        elif mode == 1:
+            r = q[i] - c[i] - offset
+        else:
+            r = q[i] - c[i] * b[i] - offset
+        top = r >> np.uint64(63)
+        t_out[i] = top * scale - ((r & low_mask) >> shift) - t_other[i]
+        m_out[i] = (top - np.uint64(m_other[i])) & m_mask
+
+
+def trunc_corrections(q: np.ndarray, bits: int, t_other: np.ndarray, m_other: np.ndarray,
+                      t_out: np.ndarray, m_out: np.ndarray, c: np.ndarray | None = None,
+                      b: np.ndarray | None = None) -> None:
+    """The dealer's corrections for a truncation pair, in one pass, written into t_out
+    (uint64) and m_out (an unsigned dtype of at least `bits` bits; m_other likewise):
+    of the mask r = q (c None: trunc_pair), of r = q - c - 2^62 (trunc_pair_product),
+    or of r = q - c * b - 2^62 elementwise (same shapes)."""
+    flat = [np.ascontiguousarray(v).reshape(-1) for v in (q, t_other, m_other)]
+    t_flat, m_flat = t_out.reshape(-1), m_out.reshape(-1)
+    check_u64(flat[0], flat[1], t_flat)
+    size = flat[0].size
+    if not (t_flat.size == m_flat.size == flat[1].size == flat[2].size == size) or \
+            m_flat.dtype != flat[2].dtype or m_flat.dtype.kind != "u" or \
+            8 * m_flat.dtype.itemsize < bits or not t_out.flags.c_contiguous or \
+            not m_out.flags.c_contiguous:  # (then the flat ones are views)
+        raise ValueError("trunc_corrections: operands do not fit")
+    mode = 0 if c is None else 1 if b is None else 2
+    cs = flat[0] if c is None else np.ascontiguousarray(c).reshape(-1)
+    bs = flat[0] if b is None else np.ascontiguousarray(b).reshape(-1)
+    check_u64(cs, bs)
+    if cs.size != size or bs.size != size:
+        raise ValueError("trunc_corrections: operands do not fit")
+    _trunc_corrections(flat[0], cs, bs, mode, bits, flat[1], flat[2], t_flat, m_flat)
+
+
 def beaver_combine_reference(d, e, a, b, c, add_de: bool) -> np.ndarray:
     """c + d*b + e*a (+ d*e) elementwise mod 2^64, with numpy broadcasting."""
     with np.errstate(over="ignore"):  # 0-d operands compute on numpy scalars, which warn
@@ -129,7 +175,7 @@ def beaver_combine(d: np.ndarray, e: np.ndarray, a: np.ndarray, b: np.ndarray, c
 
 
 def _writeable_view(flat: np.ndarray, original: np.ndarray) -> bool:
-    return flat.flags.writeable and np.shares_memory(flat, original)
+    return flat.flags.writeable and (flat.size == 0 or np.shares_memory(flat, original))
 
 
 def beaver_combine_matmul_reference(d, e, a, b, c, add_de: bool) -> np.ndarray:
