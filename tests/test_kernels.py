@@ -368,12 +368,14 @@ def test_trunc_corrections_match_reference(data):
     q, c, b, t_other, m_other = data.draw(ring_arrays(*[(n,)] * 5))
     m_other = m_other.astype(narrow)
     mask = np.uint64((1 << bits) - 1)
-    for mode, (cc, bb), want in [
-            (0, (None, None), DK.trunc_pair_reference(q, bits)),
-            (1, (c, None), DK.trunc_pair_product_reference(q, c, bits)),
-            (2, (c, b), DK.trunc_pair_product_reference(q, c * b, bits))]:
+    half = q // np.uint64(3)  # q, c and b as two shares each
+    pair = lambda v: (v - half, half)  # noqa: E731
+    for kwargs, want in [
+            ({}, DK.trunc_pair_reference(q, bits)),
+            ({"c": c}, DK.trunc_pair_product_reference(q, c, bits)),
+            ({"a": pair(c), "b": pair(b)}, DK.trunc_pair_product_reference(q, c * b, bits))]:
         t_out, m_out = np.empty(n, np.uint64), np.empty(n, narrow)
-        DK.trunc_corrections(q, bits, t_other, m_other, t_out, m_out, c=cc, b=bb)
+        DK.trunc_corrections(pair(q), bits, t_other, m_other, t_out, m_out, **kwargs)
         assert_ring_equal(t_out, want[0] - t_other)
         assert_ring_equal(m_out.astype(np.uint64), (want[1] - m_other.astype(np.uint64)) & mask)
 

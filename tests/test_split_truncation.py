@@ -204,7 +204,7 @@ def test_fused_item_makes_the_pair_of_q_minus_the_product(n, op, shapes, params)
     rec = recipe(spec)
     prgs = [Prg(bytes([p + 1] * 16)) for p in range(n)]
     number = 7
-    _, corrections = derive_item(spec, party_streams(prgs, number, spec))
+    corrections = derive_item(spec, party_streams(prgs, number, spec))
     shares = [draw_shares(prg, number, spec, rec, p == number % n)
               for p, prg in enumerate(prgs)]
     free = [sum(s[0][i] for s in shares) for i in range(3)]

@@ -74,8 +74,8 @@ class Recipe:
     is drawn from the stream in it (fewer AES blocks) and handed to the protocol in it.
     `make_into(free, others, outs)`, where given, writes the corrections (the derived
     values minus `others`, the sum of the other parties' derived shares) straight into
-    `outs` (wire-dtype views of the dealer's message) in place of `make` and the
-    subtractions.
+    `outs` (wire-dtype views of the dealer's message) in place of `make`, the sums of the
+    free shares (`free`: per component, every party's share) and the subtractions.
     """
 
     free: tuple[Shape, ...]
@@ -194,8 +194,8 @@ def _trunc_recipe(shapes, frac_bits: int) -> Recipe:
     if not 1 <= frac_bits < 62:
         raise ValueError(f"trunc: frac_bits {frac_bits} out of range 1..61")
 
-    def make_into(v, others, outs):
-        dealer_kernels.trunc_corrections(v[0], frac_bits, *others, *outs)
+    def make_into(free, others, outs):
+        dealer_kernels.trunc_corrections(_pair(free[0]), frac_bits, *others, *outs)
     return Recipe(shapes, shapes * 2, lambda v: list(dealer_kernels.trunc_pair(v[0], frac_bits)),
                   (64, frac_bits), narrow=frozenset({1}), make_into=make_into)
 
@@ -239,42 +239,46 @@ def _trunc_product_recipe(shapes, params: dict) -> Recipe:
             return list(dealer_kernels.trunc_pair_product(q, a, frac_bits, b))
         return list(dealer_kernels.trunc_pair_product(q, product(a, b), frac_bits))
 
-    def make_into(v, others, outs):
-        a, b, q = v
-        if product is None:
-            dealer_kernels.trunc_corrections(q, frac_bits, *others, *outs, c=a, b=b)
+    def make_into(free, others, outs):
+        a, b, q = free
+        if product is None:  # a, b and q summed inside the pass too
+            dealer_kernels.trunc_corrections(_pair(q), frac_bits, *others, *outs,
+                                             a=_pair(a), b=_pair(b))
         else:
-            dealer_kernels.trunc_corrections(q, frac_bits, *others, *outs, c=product(a, b))
+            dealer_kernels.trunc_corrections(_pair(q), frac_bits, *others, *outs,
+                                             c=product(combine_shares(a), combine_shares(b)))
     return Recipe(tuple(shapes) + (size,), (size, size), make, (64, frac_bits),
                   narrow=frozenset({1}), make_into=make_into)
 
 
-def derive_item(spec: ItemSpec, share_streams) -> tuple[list, list]:
+def _pair(shares: list) -> tuple:
+    """Shares as two: the first, and the sum of the others (consumed)."""
+    return shares[0], combine_shares(shares[1:])
+
+
+def derive_item(spec: ItemSpec, share_streams) -> list[np.ndarray]:
     """Dealer side: given each party's (free shares, derived shares or None for the
-    corrected party), return the plain free values and that party's corrections (in
-    their wire dtypes, views of derive_payload's buffer).
-    Consumes the shares: the plain values are summed into the first party's arrays."""
-    rec = recipe(spec)
-    free_plain, payload = derive_payload(spec, share_streams)
-    return free_plain, unpack_corrections(rec, payload, copy=False)
+    corrected party), return that party's corrections (in their draw dtypes, views of
+    derive_payload's buffer). Consumes the shares (sums go into their arrays)."""
+    return unpack_corrections(recipe(spec), derive_payload(spec, share_streams), copy=False)
 
 
-def derive_payload(spec: ItemSpec, share_streams, head: bytes = b"") -> tuple[list, np.ndarray]:
-    """derive_item with the corrections written straight into one byte buffer: `head`,
-    then each correction in its wire dtype (the low bits of the component). Returns the
-    plain free values and the buffer."""
+def derive_payload(spec: ItemSpec, share_streams, head: bytes = b"") -> np.ndarray:
+    """derive_item with the corrections written straight into one byte buffer, which it
+    returns: `head`, then each correction in its wire dtype (the low bits of the
+    component)."""
     rec = recipe(spec)
-    free_plain = [combine_shares([s[0][i] for s in share_streams], i in rec.free_xor)
-                  for i in range(len(rec.free))]
     out = np.empty(len(head) + correction_bytes(rec), dtype=np.uint8)
     out[:len(head)] = np.frombuffer(head, np.uint8)
     views = _correction_views(rec, out[len(head):])
     others = [derived for _, derived in share_streams if derived is not None]
     if rec.make_into is not None:
-        rec.make_into(free_plain, [combine_shares([o[i] for o in others],
-                                                  i in rec.derived_xor)
-                                   for i in range(len(rec.derived))], views)
-        return free_plain, out
+        rec.make_into([[s[0][i] for s in share_streams] for i in range(len(rec.free))],
+                      [combine_shares([o[i] for o in others], i in rec.derived_xor)
+                       for i in range(len(rec.derived))], views)
+        return out
+    free_plain = [combine_shares([s[0][i] for s in share_streams], i in rec.free_xor)
+                  for i in range(len(rec.free))]
     for i, value in enumerate(rec.make(free_plain)):
         xor = i in rec.derived_xor
         op, view = (np.bitwise_xor if xor else np.subtract), views[i]
@@ -282,7 +286,7 @@ def derive_payload(spec: ItemSpec, share_streams, head: bytes = b"") -> tuple[li
         for share in others[1:]:
             op(view, share[i], out=view, casting="unsafe")
         _low_bits(view, rec.bits(i))
-    return free_plain, out
+    return out
 
 
 def pack_corrections(rec: Recipe, corrections: list[np.ndarray],

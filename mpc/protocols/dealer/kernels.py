@@ -89,49 +89,51 @@ def trunc_pair_product(q: np.ndarray, c: np.ndarray, bits: int, b: np.ndarray | 
 
 
 @njit(cache=True, nogil=True)
-def _trunc_corrections(q, c, b, mode, bits, t_other, m_other, t_out, m_out):
+def _trunc_corrections(q0, q1, a0, a1, b0, b1, c, mode, bits, t_other, m_other, t_out, m_out):
     """The corrections t - t_other and (m - m_other) mod 2^bits of the truncation pair of
-    r = q (mode 0), q - c - 2^62 (mode 1) or q - c * b - 2^62 (mode 2)."""
+    r = q0 + q1 (mode 0), q0 + q1 - c - 2^62 (mode 1) or
+    q0 + q1 - (a0 + a1) (b0 + b1) - 2^62 (mode 2)."""
     shift = np.uint64(bits)
     scale = np.uint64(1) << (np.uint64(63) - shift)
     low_mask = (np.uint64(1) << np.uint64(63)) - np.uint64(1)
     m_mask = (np.uint64(1) << shift) - np.uint64(1)
     offset = np.uint64(1) << np.uint64(62)
-    for i in range(q.shape[0]):
-        if mode == 0:
-            r = q[i]
-        elif mode == 1:
-            r = q[i] - c[i] - offset
-        else:
-            r = q[i] - c[i] * b[i] - offset
+    for i in range(q0.shape[0]):
+        r = q0[i] + q1[i]
+        if mode == 1:
+            r -= c[i] + offset
+        elif mode == 2:
+            r -= (a0[i] + a1[i]) * (b0[i] + b1[i]) + offset
         top = r >> np.uint64(63)
         t_out[i] = top * scale - ((r & low_mask) >> shift) - t_other[i]
         m_out[i] = (top - np.uint64(m_other[i])) & m_mask
 
 
-def trunc_corrections(q: np.ndarray, bits: int, t_other: np.ndarray, m_other: np.ndarray,
+def trunc_corrections(q: tuple, bits: int, t_other: np.ndarray, m_other: np.ndarray,
                       t_out: np.ndarray, m_out: np.ndarray, c: np.ndarray | None = None,
-                      b: np.ndarray | None = None) -> None:
+                      a: tuple | None = None, b: tuple | None = None) -> None:
     """The dealer's corrections for a truncation pair, in one pass, written into t_out
-    (uint64) and m_out (an unsigned dtype of at least `bits` bits; m_other likewise):
-    of the mask r = q (c None: trunc_pair), of r = q - c - 2^62 (trunc_pair_product),
-    or of r = q - c * b - 2^62 elementwise (same shapes)."""
-    flat = [np.ascontiguousarray(v).reshape(-1) for v in (q, t_other, m_other)]
-    t_flat, m_flat = t_out.reshape(-1), m_out.reshape(-1)
-    check_u64(flat[0], flat[1], t_flat)
-    size = flat[0].size
-    if not (t_flat.size == m_flat.size == flat[1].size == flat[2].size == size) or \
-            m_flat.dtype != flat[2].dtype or m_flat.dtype.kind != "u" or \
+    (uint64) and m_out (an unsigned dtype of at least `bits` bits; m_other likewise), for
+    the mask r = q (trunc_pair), r = q - c - 2^62 (trunc_pair_product), or with `a` and
+    `b`, r = q - a * b - 2^62 elementwise (same shapes). q, a and b come as pairs of
+    shares (q = q[0] + q[1]: the dealer sums the parties' streams in the same pass)."""
+    def flat(v):
+        return np.ascontiguousarray(v).reshape(-1)
+    q0, q1 = (flat(v) for v in q)
+    t_flat, m_flat, t_o, m_o = t_out.reshape(-1), m_out.reshape(-1), flat(t_other), \
+        flat(m_other)
+    mode = 0 if c is None and a is None else 1 if a is None else 2
+    a0, a1 = (flat(v) for v in a) if a is not None else (q0, q0)
+    b0, b1 = (flat(v) for v in b) if b is not None else (q0, q0)
+    cs = flat(c) if c is not None else q0
+    check_u64(q0, q1, a0, a1, b0, b1, cs, t_o, t_flat)
+    size = q0.size
+    if any(v.size != size for v in (q1, a0, a1, b0, b1, cs, t_o, t_flat, m_o, m_flat)) or \
+            m_flat.dtype != m_o.dtype or m_flat.dtype.kind != "u" or \
             8 * m_flat.dtype.itemsize < bits or not t_out.flags.c_contiguous or \
-            not m_out.flags.c_contiguous:  # (then the flat ones are views)
+            not m_out.flags.c_contiguous:  # (then the flat outputs are views)
         raise ValueError("trunc_corrections: operands do not fit")
-    mode = 0 if c is None else 1 if b is None else 2
-    cs = flat[0] if c is None else np.ascontiguousarray(c).reshape(-1)
-    bs = flat[0] if b is None else np.ascontiguousarray(b).reshape(-1)
-    check_u64(cs, bs)
-    if cs.size != size or bs.size != size:
-        raise ValueError("trunc_corrections: operands do not fit")
-    _trunc_corrections(flat[0], cs, bs, mode, bits, flat[1], flat[2], t_flat, m_flat)
+    _trunc_corrections(q0, q1, a0, a1, b0, b1, cs, mode, bits, t_o, m_o, t_flat, m_flat)
 
 
 def beaver_combine_reference(d, e, a, b, c, add_de: bool) -> np.ndarray:

@@ -93,7 +93,7 @@ def serve_dealer(transport, n_parties: int, idle_timeout: float | None = None) -
 
     def send_item(number: int, raw: bytes, seq: int) -> None:
         spec = _parse(raw)
-        _, payload = derive_payload(spec, party_streams(prgs, number, spec), spec.tag)
+        payload = derive_payload(spec, party_streams(prgs, number, spec), spec.tag)
         transport.send(corrected_party(number, n_parties), seq, "correction", payload)
 
     follows: dict[tuple[bytes, ...], bytes] = {}  # recent specs -> the spec after them
