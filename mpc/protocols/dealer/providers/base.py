@@ -115,11 +115,9 @@ def draw_shares(prg: Prg, number: int, spec: ItemSpec, rec, corrected: bool):
     shapes = rec.free if corrected else rec.free + rec.derived
     sizes = [math.prod(s) for s in shapes]
     words = [-(-size * dtype.itemsize // 8) for size, dtype in zip(sizes, dtypes)]
-    flat = stream.ring(0, sum(words))  # one stream; a narrow component uses fewer words
-    drawn, start = [], 0
-    for shape, size, dtype, n in zip(shapes, sizes, dtypes, words):
-        drawn.append(flat[start:start + n].view(dtype)[:size].reshape(shape))
-        start += n
+    # one stream, each component in its own array; a narrow one uses fewer words
+    drawn = [part.view(dtype)[:size].reshape(shape) for part, shape, size, dtype in
+             zip(stream.ring_parts(0, words), shapes, sizes, dtypes)]
     free = [rec.reduce_free(i, d) for i, d in enumerate(drawn[:len(rec.free)])]
     if corrected:
         return free, None
