@@ -318,15 +318,15 @@ def correction_bytes(rec: Recipe) -> int:
 
 def unpack_corrections(rec: Recipe, raw: np.ndarray, copy: bool = True) -> list[np.ndarray]:
     """Inverse of pack_corrections: tensors of the derived shapes in their draw dtypes
-    (uint64 but for `narrow` components), views of `raw` where the dtypes agree. With
-    `copy`, a read-only or unaligned view is copied (protocols may update derived shares
-    in place)."""
+    (uint64 but for `narrow` components), views of `raw` where the dtypes agree (maybe
+    read-only: a protocol that updates a derived share in place checks first). With
+    `copy`, an unaligned view is copied."""
     out = []
     for i, view in enumerate(_correction_views(rec, raw)):
         dtype = rec.draw_dtype(i)
         if view.dtype != dtype:
             view = view.astype(dtype)
-        elif copy and not (view.flags.aligned and view.flags.writeable):
+        elif copy and not view.flags.aligned:
             view = view.copy()
         out.append(view)
     return out
