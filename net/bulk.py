@@ -21,8 +21,11 @@ needed. A key is handed out once, to one process, which numbers its frames from 
 key, so a frame that opens under the key of the sender its prefix names was sealed by
 that sender for this receiver (not reflected from another direction).
 
+Payloads are sealed whole, so at most MAX_PAYLOAD bytes (AES-GCM's limit in `cryptography`;
+the mesh sends larger ones on the CURVE link).
+
 An Opener accepts exactly the next counter. A frame that does not open (a stranger's, a
-wrong key, a flipped bit anywhere) or that repeats a counter
+wrong key, a flipped bit anywhere, a part longer than any sealed one) or that repeats a counter
 already accepted (a replay) is `Refused`: the caller logs and drops it, and the honest
 traffic goes on. A frame that opens but skips counters is a `Gap`: frames of the true
 sender were lost (a reconnection) or withheld on the network, so what follows cannot be
@@ -38,10 +41,16 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from net import wire
 from net.errors import ProtocolError
 
 KEY_BYTES = 32
 TAG_BYTES = 16
+MAX_PAYLOAD = 2**31 - 1
+"""Bytes AES-GCM seals at once (the `cryptography` package's limit): larger payloads go on
+the CURVE link, and a body longer than this and its tag is refused unopened."""
+MAX_SEALED_HEADER = wire.MAX_HEADER + TAG_BYTES
+"""The longest sealed header: net.wire's fixed fields, op and shape, and its tag."""
 PREFIX = struct.Struct("<HQ")      # sender, counter
 _HELLO = struct.Struct("<H32s")   # bulk port, the key the peer is to send on
 
@@ -124,12 +133,17 @@ class Opener:
         success. A malformed prefix is the caller's to refuse (see sender_of)."""
         prefix = bytes(prefix)
         body = memoryview(body).cast("B")
+        sealed_header = memoryview(sealed_header).cast("B")
         got = PREFIX.unpack(prefix)[1]
         if got < self.due:
             raise Refused(f"frame {got} again (frames up to {self.due - 1} were accepted): "
                           f"a replay")
         if len(body) < TAG_BYTES:
             raise Refused(f"a body of {len(body)} bytes, shorter than its tag")
+        if len(body) > MAX_PAYLOAD + TAG_BYTES:
+            raise Refused(f"a body of {len(body)} bytes, longer than any sealed payload")
+        if len(sealed_header) > MAX_SEALED_HEADER:
+            raise Refused(f"a sealed header of {len(sealed_header)} bytes, longer than any")
         payload = np.empty(len(body) - TAG_BYTES, np.uint8)
         try:
             header = self._aead.decrypt(_nonce(got, 0), bytes(sealed_header), prefix)

@@ -6,7 +6,7 @@ its ROUTER. A ZAP handler admits only the peers' public keys and labels each con
 with the id of the peer owning the key; that label, not the header's sender field, says
 who sent a message, so a party with a valid key cannot speak for another.
 
-Bulk channel: payloads from `bulk_from` bytes on (BULK_BYTES, 64 KiB) skip CurveZMQ's
+Bulk channel: payloads from `bulk_from` bytes (BULK_BYTES, 64 KiB) to 2 GiB skip CurveZMQ's
 cipher, the larger part of a party's CPU on large multiplications. Each member also binds
 a plaintext (NULL mechanism) ROUTER on an ephemeral port of its own host and, once a peer
 has said hello, connects a second DEALER to that peer's bulk port (on the host of the
@@ -24,9 +24,12 @@ authentic frame that skips counters (frames lost or reordered) fails the wait wi
 ProtocolError naming the sender. Small messages, control messages and everything sent
 while a peer's bulk link does not work (not yet up, unreachable, or leading elsewhere) go
 on the CURVE link. Loss diagnoses come from the CURVE link alone: a message lost on the
-bulk link with its sender ends in the PeerLost or PeerTimeout of that link. close() hands every bulk
-frame to TCP before its goodbye and tells the peer how many it sent ("__bulk_sent"): a
-wait on a peer that said goodbye goes on while its bulk frames are still on the way.
+bulk link with its sender ends in the PeerLost or PeerTimeout of that link; one lost or withheld
+on the network ends in the PeerTimeout of the wait for it (naming the bulk link as a
+cause), or in the ProtocolError of the next frame's gap. close() hands every bulk
+frame to TCP before its goodbye and tells the peer how many it sent ("__bulk_sent", on a
+link the peer confirmed): a wait on a peer that said goodbye goes on while its bulk frames
+are still on the way, and fails naming them if they never come.
 Without CURVE (`curve=False`) or with `bulk_from=None` there is no bulk channel.
 
 Control messages (a hello handshake in start(), a goodbye in close()) use op names that
@@ -301,6 +304,9 @@ class ZmqMesh(Transport):
         frame is sealed on its own, see net.bulk), and draw each peer's sending key."""
         me = self.my_id
         self._bulk_router = self._socket(zmq.ROUTER)
+        # anyone may connect: libzmq drops a connection at a frame longer than any sealed
+        # one instead of holding it for us to refuse
+        self._bulk_router.maxmsgsize = bulk.MAX_PAYLOAD + bulk.TAG_BYTES
         monitor = self._bulk_router.get_monitor_socket(ROUTER_EVENTS)
         try:
             self._bulk_router.bind(f"{host}:*")
@@ -414,7 +420,8 @@ class ZmqMesh(Transport):
             return self._router.send(payload, copy=False, track=True)
         dealer = self._dealers[peer]
         out = self._bulk_out.get(peer)
-        if out is not None and out.sealer.counter:   # the frames it must wait for
+        if out is not None and out.verified:   # the frames it must wait for (the probe of
+            # a link never verified may have gone elsewhere: it is owed nothing)
             dealer.send_multipart(wire.encode(self.my_id, out.sealer.counter, _BULK_SENT,
                                               _NOTHING))
         dealer.send(header, zmq.SNDMORE)
@@ -465,7 +472,8 @@ class ZmqMesh(Transport):
             array.flags.writeable = False  # the I/O thread reads it after we return (the
             # same contract whichever link it takes: on bulk it is sealed into a copy)
         try:
-            if out is not None and out.usable and payload.nbytes >= self._bulk_from:
+            if out is not None and out.usable and \
+                    self._bulk_from <= payload.nbytes <= bulk.MAX_PAYLOAD:
                 out.send(header, payload)
                 return len(header) + payload.nbytes
             self._dealers[to].send_multipart((header, payload), copy=not zero_copy)
@@ -492,8 +500,10 @@ class ZmqMesh(Transport):
         while (item := self._mailbox.take(frm, seq)) is None:
             now = time.monotonic()
             if frm in self._gone:
-                if not self._owes_bulk(frm) or now >= deadline:
+                if not self._owes_bulk(frm):
                     raise self._left(frm, f"before sending message {seq}")
+                if now >= deadline:
+                    raise self._left(frm, f"before sending message {seq}", self._unarrived(frm))
                 self._pump(min(deadline - now, CHECK_EVERY))   # its last frames are on the way
                 continue
             link = self._links[frm]
@@ -519,19 +529,28 @@ class ZmqMesh(Transport):
         opener = self._openers.get(peer)
         return opener is not None and opener.due < self._bulk_due.get(peer, 0)
 
+    def _unarrived(self, peer: int) -> str:
+        """Why a departed peer's message is missing when its bulk frames are owed."""
+        missing = self._bulk_due[peer] - self._openers[peer].due
+        return (f"; {missing} bulk frame{'s' if missing > 1 else ''} it sent never arrived "
+                f"(withheld or lost on the network)")
+
     def _liveness(self, peer: int) -> str:
         link = self._links[peer]
+        opener = self._openers.get(peer)
+        withheld = (f"; or bulk frames from it may have been withheld or lost on the network "
+                    f"({opener.due} arrived)") if opener is not None and opener.due else ""
         if link.up:
             return ("; its link stayed up, answering heartbeats, so its process is alive: "
-                    "stuck or slow in its own code, or waiting for another member")
-        return f"; {self._party(self.my_id)}'s link to it: {link.state}"
+                    "stuck or slow in its own code, or waiting for another member" + withheld)
+        return f"; {self._party(self.my_id)}'s link to it: {link.state}" + withheld
 
-    def _left(self, peer: int, when: str) -> PeerLost:
+    def _left(self, peer: int, when: str, more: str = "") -> PeerLost:
         """The error for a wait on (or a send to) a peer that said goodbye."""
         reason, culprit = self._gone[peer]
         verb = "left the mesh" if when.startswith("before party") else "closed the mesh"
         return PeerLost(peer, f"{self._party(self.my_id)}: {self._peer(peer)} {verb} {when}"
-                              f"{self._why(peer)}", culprit=culprit, how="left")
+                              f"{self._why(peer)}{more}", culprit=culprit, how="left")
 
     def _pump(self, timeout: float) -> None:
         """Wait up to `timeout` s for traffic or link events, file all that arrived, and

@@ -26,6 +26,7 @@ MAX_NDIM = 8
 
 _FIXED = struct.Struct("<4sBHQBBB")
 _DIM = struct.Struct("<Q")
+MAX_HEADER = _FIXED.size + MAX_OP_BYTES + MAX_NDIM * _DIM.size
 _MAX_NBYTES = np.iinfo(np.intp).max  # numpy refuses larger arrays, even with a zero dim
 
 DTYPES = {code: np.dtype(name).newbyteorder("<") for code, name in enumerate(

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpc import kernels as K
+from mpc.kernels import conv as KC
 from mpc.kernels import matrix as KM
 from mpc.protocols.dealer import kernels as DK
 
@@ -78,27 +79,44 @@ def test_matmul_2d(data, m, k, n):
     assert_ring_equal(K.matmul(a, b), K.matmul_reference(a, b))
 
 
-@given(st.data(), st.integers(1, 11), st.integers(1, 70), st.integers(1, 9),
+@given(st.data(), st.integers(1, 11), st.integers(1, 70), st.integers(1, 9))
+def test_ikj_kernel_on_every_shape(data, m, k, n):
+    """The small-product kernel directly, above the dispatch thresholds too."""
+    a, b, start = data.draw(ring_arrays((m, k), (k, n), (m, n)))
+    out = start.copy()
+    KM._mm_ikj(a, b, out)
+    assert_ring_equal(out, K.matmul_reference(a, b))
+
+
+@given(st.data(), st.integers(1, 20), st.integers(1, 300), st.integers(1, 40),
        st.booleans(), st.booleans())
-def test_private_kernels_on_every_shape(data, m, k, n, accumulate, src_is_bt):
-    """Both kernels directly, below the dispatch thresholds too; the dot kernel also from a
-    transposed right operand and accumulating into out."""
+def test_wide_kernel_on_every_shape(data, m, k, n, accumulate, src_is_bt):
+    """The 512-bit tile kernel directly, whatever the CPU picks (it is generic vector IR):
+    partial tiles in both directions, several 16-column panels, odd depths (Winograd's pairs
+    and one ordinary step), depth above one packed block."""
     a, b, start = data.draw(ring_arrays((m, k), (k, n), (m, n)))
     want = K.matmul_reference(a, b)
     out = start.copy()
-    KM._mm_ikj(a, b, out)
-    assert_ring_equal(out, want)
-    out = start.copy()
-    KM._mm_dot(a, np.ascontiguousarray(b.T) if src_is_bt else b, src_is_bt, out, accumulate)
+    KM._mm_wide(a, np.ascontiguousarray(b.T) if src_is_bt else b, src_is_bt, out, accumulate)
     assert_ring_equal(out, want + start if accumulate else want)
+
+
+@settings(max_examples=5)
+@given(ring_arrays((17, 600), (600, 33)))
+def test_wide_kernel_depth_blocks(ab):
+    """Depth 600: three even blocks of 200 of Winograd pairs, each with its own corrections."""
+    a, b = ab
+    out = np.empty((17, 33), dtype=np.uint64)
+    KM._mm_wide(a, b, False, out, False)
+    assert_ring_equal(out, K.matmul_reference(a, b))
 
 
 @settings(max_examples=5)
 @given(ring_arrays((9, 1100), (1100, 37)))
 def test_matmul_several_packed_blocks(ab):
-    """Depth above _KC and more columns than one packed block holds."""
+    """Depth above _WIDE_KC (five blocks) and more columns than two panels."""
     a, b = ab
-    assert KM._KC < 1100 and KM._BLOCK_WORDS // KM._KC < 37
+    assert KM._WIDE_KC < 1100 and 2 * KM._NR < 37
     assert_ring_equal(K.matmul(a, b), K.matmul_reference(a, b))
 
 
@@ -114,6 +132,20 @@ def test_matmul_1d_operands(data, k, n):
     v, w, b, b3 = data.draw(ring_arrays((k,), (k,), (k, n), (2, k, n)))
     for x, y in [(v, w), (v, b), (b.T, v), (v, b3)]:
         assert_ring_equal(np.asarray(K.matmul(x, y)), np.asarray(K.matmul_reference(x, y)))
+
+
+@given(st.data(), dims, st.integers(1, 40), st.integers(1, 30))
+def test_matmul_accumulate(data, m, k, n):
+    a, b, start, b3 = data.draw(ring_arrays((m, k), (k, n), (m, n), (2, k, n)))
+    out = start.copy()
+    assert K.matmul_accumulate(a, b, out) is out
+    assert_ring_equal(out, start + K.matmul_reference(a, b))
+    out = start.T.copy().T  # not C-contiguous unless a vector: the fallback
+    K.matmul_accumulate(a, b, out)
+    assert_ring_equal(out, start + K.matmul_reference(a, b))
+    out3 = np.stack([start, start])
+    K.matmul_accumulate(a, b3, out3)
+    assert_ring_equal(out3, start + K.matmul_reference(a, b3))
 
 
 def test_matmul_rejects_bad_input():
@@ -196,6 +228,43 @@ def test_conv2d_pair_accumulate(data, case):
     assert_ring_equal(out, want)
 
 
+@given(st.data(), conv_cases, st.booleans())
+def test_both_conv_kernels(data, case, pair):
+    """The two direct kernels (pixel tiles; runs of a row, for a unit horizontal stride)
+    whichever conv2d picks, single and pair."""
+    x_shape, w_shape, out_shape, stride, padding = conv_shapes(case)
+    x1, x2, w1, w2, start = data.draw(
+        ring_arrays(x_shape, x_shape, w_shape, w_shape, out_shape))
+    geo = KC._geometry(x_shape, w_shape[2], w_shape[3], stride, padding)
+    o = w_shape[0]
+    flat = (x_shape[0], o, -1)
+    if pair:
+        want = start + K.conv2d_reference(x1, w1, stride, padding) \
+            + K.conv2d_reference(x2, w2, stride, padding)
+        args = (x1, x2, True, np.concatenate([w1.reshape(o, -1), w2.reshape(o, -1)], axis=1))
+    else:
+        want = K.conv2d_reference(x1, w1, stride, padding)
+        args = (x1, x1, False, w1.reshape(o, -1))
+    for kernel in (KC._conv_wide, KC._conv_runs) if stride[1] == 1 else (KC._conv_wide,):
+        got = start.copy()
+        kernel(*args, geo, got.reshape(flat), pair)
+        assert_ring_equal(got, want)
+
+
+@settings(max_examples=3)
+@given(ring_arrays((2, 13, 7, 6), (20, 13, 5, 5), (2, 20, 7, 6)))
+def test_wide_conv_deeper_than_one_block(xwo):
+    """C*kh*kw = 325 > _WIDE_KC: the depth in two blocks (164 and an odd 161), accumulated;
+    20 channels: two panels."""
+    x, w, start = xwo
+    assert 13 * 5 * 5 > KM._WIDE_KC and w.shape[0] > KM._NR
+    geo = KC._geometry(x.shape, 5, 5, (1, 1), (2, 2))
+    for kernel in (KC._conv_wide, KC._conv_runs):
+        got = start.copy()
+        kernel(x, x, False, w.reshape(20, -1), geo, got.reshape(2, 20, -1), True)
+        assert_ring_equal(got, start + K.conv2d_reference(x, w, (1, 1), (2, 2)))
+
+
 def test_conv2d_pair_accumulate_refuses_a_wrong_output():
     x, w = np.zeros((1, 1, 4, 4), np.uint64), np.zeros((2, 1, 3, 3), np.uint64)
     with pytest.raises(ValueError, match="output"):
@@ -205,9 +274,10 @@ def test_conv2d_pair_accumulate_refuses_a_wrong_output():
 @settings(max_examples=3)
 @given(ring_arrays((4, 3, 12, 10), (32, 3, 3, 5), (4, 32, 6, 10)))
 def test_conv_large_enough_for_the_dot_kernel(xwg):
-    """Shapes where all three conv kernels use the packed 4x2-tile matmul."""
+    """Shapes where the adjoints use the tiled matmul, the forward the pixel-tile kernel
+    (horizontal stride 2) on two 16-channel panels."""
     x, w, g = xwg
-    assert w.shape[0] >= KM._DOT_MIN_ROWS and 3 * 3 * 5 >= KM._DOT_MIN_DEPTH
+    assert w.shape[0] >= 2 * KM._NR and w.shape[0] * 3 * 3 * 5 * 60 >= KM._WIDE_MIN_WORK
     args = ((2, 1), (1, 2))
     assert_ring_equal(K.conv2d(x, w, *args), K.conv2d_reference(x, w, *args))
     assert_ring_equal(K.conv2d_grad_weight(x, g, w.shape, *args),

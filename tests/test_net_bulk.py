@@ -18,7 +18,7 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from net import PeerLost, ProtocolError, bulk, wire
+from net import PeerLost, PeerTimeout, ProtocolError, bulk, wire
 from net.mesh import BULK_BYTES
 from test_net_mesh import SPAWN, cluster, in_threads, mesh, started, wire_bytes
 
@@ -58,7 +58,11 @@ class ZmtpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:   # the member behind it has closed: so does the proxy
+                client.close()
+                continue
             self._open += [client, server]
             threading.Thread(target=self._up, args=(client, server), daemon=True).start()
             threading.Thread(target=self._down, args=(server, client), daemon=True).start()
@@ -413,3 +417,111 @@ def test_a_bulk_port_that_leads_elsewhere_is_never_used(monkeypatch):
         assert len(elsewhere.recv_multipart()) == 4   # the probe, sealed
     finally:
         elsewhere.close()
+
+
+# -- review: losses the receiver must notice promptly and name ---------------------------
+
+def test_a_peer_whose_probe_went_elsewhere_is_not_owed_bulk_frames_after_it_left(monkeypatch):
+    """Its only bulk frame, the probe, never reached us: a wait on it after its goodbye
+    fails at once with its reason, not after the whole timeout."""
+    elsewhere = zmq.Context.instance().socket(zmq.ROUTER)
+    elsewhere.linger = 0
+    port = elsewhere.bind_to_random_port("tcp://127.0.0.1")
+    real = bulk.hello_payload
+    monkeypatch.setattr(bulk, "hello_payload", lambda _, key: real(port, key))
+    peers, keys = cluster(2)
+    try:
+        a, b = started(mesh(0, peers, keys), mesh(1, peers, keys, timeout=20.0))
+        with b:
+            assert a._bulk_out[1].up and not a._bulk_out[1].usable
+            a.close(reason="RuntimeError: boom")
+            began = time.monotonic()
+            with pytest.raises(PeerLost, match="boom"):
+                b.recv(0, 1, "x")
+            assert time.monotonic() - began < 5, "waited for a probe that went elsewhere"
+    finally:
+        elsewhere.close()
+
+
+def test_a_withheld_bulk_frame_is_named_in_the_timeout(proxied):
+    a, b, proxy = proxied
+    proxy.tamper = lambda index, parts: [] if index == 0 else [parts]
+    a.send(1, 1, "x", secret(BULK_BYTES, 9))
+    with pytest.raises(PeerTimeout, match="bulk frames from it may have been withheld or "
+                                          "lost on the network"):
+        b.recv(0, 1, "x")
+
+
+def test_a_bulk_frame_withheld_before_a_goodbye_is_named(proxied):
+    a, b, proxy = proxied
+    proxy.tamper = lambda index, parts: []
+    a.send(1, 1, "x", secret(BULK_BYTES, 10))
+    a.close()
+    with pytest.raises(PeerLost, match="1 bulk frame it sent never arrived"):
+        b.recv(0, 1, "x")
+
+
+def test_aes_gcm_cannot_seal_more_than_the_bulk_links_largest_payload():
+    big = np.zeros(2**31, np.uint8)   # zero pages: nothing is touched
+    with pytest.raises(OverflowError):
+        bulk.Sealer(0, bulk.new_key()).seal(b"h", memoryview(big))
+
+
+def test_payloads_larger_than_the_bulk_link_takes_go_on_the_curve_link(monkeypatch):
+    monkeypatch.setattr(bulk, "MAX_PAYLOAD", 2 * BULK_BYTES)
+    peers, keys = cluster(2)
+    a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
+    with a, b:
+        x, y = secret(BULK_BYTES // 8 * 2), secret(BULK_BYTES // 8 * 2 + 1)
+        a.send(1, 1, "x", x)
+        a.send(1, 2, "y", y)
+        np.testing.assert_array_equal(b.recv(0, 1, "x"), x)
+        np.testing.assert_array_equal(b.recv(0, 2, "y"), y)
+        assert a._bulk_out[1].sealer.counter == 2   # the probe and x
+        assert a.stats.total.bytes_sent == b.stats.total.bytes_received == \
+            wire_bytes("x", x) + wire_bytes("y", y)
+
+
+def test_an_honest_header_on_an_oversized_body_is_refused_not_a_crash():
+    """A man in the middle may put the due frame's prefix and header on any body."""
+    key = bulk.new_key()
+    prefix, header, _ = bulk.Sealer(0, key).seal(b"h", memoryview(b"payload"))
+    huge = np.zeros(bulk.MAX_PAYLOAD + bulk.TAG_BYTES + 1, np.uint8)   # zero pages
+    with pytest.raises(bulk.Refused, match="longer than"):
+        bulk.Opener(key).open(prefix, header, huge)
+
+
+def test_the_longest_header_opens_and_a_longer_sealed_header_is_refused_unopened():
+    key = bulk.new_key()
+    header, payload = wire.encode(2**16 - 1, 2**64 - 1, "o" * wire.MAX_OP_BYTES,
+                                  np.zeros((1,) * wire.MAX_NDIM, np.uint8))
+    sealer, opener = bulk.Sealer(0, key), bulk.Opener(key)
+    prefix, sealed, body = sealer.seal(header, payload)
+    assert len(sealed) == bulk.MAX_SEALED_HEADER
+    with pytest.raises(bulk.Refused, match="a sealed header of 163 bytes, longer than any"):
+        opener.open(prefix, sealed + b"\0", body)
+    assert opener.open(prefix, sealed, body)[0] == header
+
+
+def test_a_strangers_frame_longer_than_any_sealed_one_is_never_read(monkeypatch, caplog):
+    """libzmq drops the connection at the frame's size, before holding it in memory."""
+    monkeypatch.setattr(bulk, "MAX_PAYLOAD", 2 * BULK_BYTES)
+    peers, keys = cluster(2)
+    a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
+    stranger = zmq.Context.instance().socket(zmq.DEALER)
+    stranger.linger = 0
+    with a, b, caplog.at_level(logging.WARNING, logger="net"):
+        try:
+            stranger.connect(f"tcp://127.0.0.1:{b._bulk_port}")
+            stranger.send_multipart([bulk.PREFIX.pack(0, 1), b"h" * 32,
+                                     bytes(2 * BULK_BYTES + bulk.TAG_BYTES + 1)])
+            time.sleep(0.5)
+            for _ in range(10):
+                b._pump(0.05)
+        finally:
+            stranger.close()
+        x = secret(BULK_BYTES // 8 * 2)
+        a.send(1, 1, "x", x)
+        np.testing.assert_array_equal(b.recv(0, 1, "x"), x)
+        assert a._bulk_out[1].sealer.counter == 2   # x went on the bulk link
+    assert bulk_refusals(caplog) == []

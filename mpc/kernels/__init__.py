@@ -19,7 +19,7 @@ from mpc.kernels.conv import (col2im, col2im_reference, conv2d, conv2d_grad_inpu
                               conv2d_grad_input_reference, conv2d_grad_weight,
                               conv2d_grad_weight_reference, conv2d_reference, im2col,
                               im2col_reference)
-from mpc.kernels.matrix import check_u64, matmul, matmul_reference
+from mpc.kernels.matrix import check_u64, matmul, matmul_accumulate, matmul_reference
 from mpc.kernels.truncation import (top_bits_packed, top_bits_packed_reference, trunc_finish,
                                     trunc_finish_bits, trunc_finish_bits_reference,
                                     trunc_finish_reference)
@@ -27,7 +27,7 @@ from mpc.kernels.truncation import (top_bits_packed, top_bits_packed_reference, 
 __all__ = ["check_u64", "col2im", "col2im_reference", "compact_even", "compact_even_reference",
            "conv2d", "conv2d_grad_input", "conv2d_pair_accumulate", "conv2d_grad_input_reference", "conv2d_grad_weight",
            "conv2d_grad_weight_reference", "conv2d_reference", "im2col", "im2col_reference",
-           "matmul", "matmul_reference", "pack_bits", "pack_narrow", "top_bits_packed",
+           "matmul", "matmul_accumulate", "matmul_reference", "pack_bits", "pack_narrow", "top_bits_packed",
            "top_bits_packed_reference", "trunc_finish", "trunc_finish_bits",
            "trunc_finish_bits_reference", "trunc_finish_reference", "unpack_bits",
            "unpack_narrow"]

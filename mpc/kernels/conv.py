@@ -1,12 +1,13 @@
-"""2-D convolution on uint64 (im2col + the ring matmul), its two adjoints for backward on
-shares, and plain-numpy references for each."""
+"""2-D convolution on uint64 (direct tiled kernels on the padded image; the adjoints by
+im2col/col2im and the ring matmul), and plain-numpy references for each."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from mpc.kernels.matrix import _U64, _ZERO, _mm2, _mm_dot, check_u64
+from mpc.kernels.matrix import (_MR, _NR, _U64, _WIDE_KC, _ZERO, _mm2, _mm_wide, _tile_8x16,
+                                _tile_16x8_pairs, check_u64)
 
 def _conv_out_hw(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int]:
     """Output height and width of a conv; ValueError if the parameters make no sense."""
@@ -105,9 +106,10 @@ def conv2d_grad_weight_reference(x: np.ndarray, grad_out: np.ndarray, w_shape,
     return dw
 
 
-# The numba conv kernels work one sample at a time: the sample's patch matrix goes to a
+# The numba conv kernels work one sample at a time: the adjoints' patch matrix goes to a
 # buffer that stays in L2 and feeds the matmul at once, instead of a [N, C*kh*kw, H'*W'] array
-# written to and read back from memory. `geo` is (kh, kw, sh, sw, ph, pw, ho, wo).
+# written to and read back from memory; the forward kernels read the padded sample directly.
+# `geo` is (kh, kw, sh, sw, ph, pw, ho, wo).
 
 @njit(cache=True, nogil=True)
 def _im2col_one(x, geo, out):
@@ -170,32 +172,6 @@ def _col2im_batch(cols, geo, out):
 
 
 @njit(cache=True, nogil=True)
-def _conv_forward(x, w2, geo, out):
-    """out[n] = w2 @ im2col(x[n]) for w2 = w.reshape(O, C*kh*kw); out is [N, O, H'*W']."""
-    buf = np.empty((w2.shape[1], out.shape[2]), dtype=np.uint64)
-    for n in range(x.shape[0]):
-        _im2col_one(x[n], geo, buf)
-        _mm2(w2, buf, out[n])
-
-
-@njit(cache=True, nogil=True)
-def _conv_pair_accumulate(x1, x2, w12, geo, out):
-    """out[n] += w12 @ [im2col(x1[n]); im2col(x2[n])] for w12 = [w1 | w2] (two reshaped
-    weights side by side): conv(x1, w1) + conv(x2, w2) as one product per sample."""
-    depth = w12.shape[1] // 2
-    buf = np.empty((w12.shape[1], out.shape[2]), dtype=np.uint64)
-    tmp = np.empty((out.shape[1], out.shape[2]), dtype=np.uint64)
-    for n in range(x1.shape[0]):
-        _im2col_one(x1[n], geo, buf[:depth])
-        _im2col_one(x2[n], geo, buf[depth:])
-        _mm2(w12, buf, tmp)
-        dst = out[n]
-        for i in range(tmp.shape[0]):
-            for j in range(tmp.shape[1]):
-                dst[i, j] += tmp[i, j]
-
-
-@njit(cache=True, nogil=True)
 def _conv_grad_input(g, w2t, geo, out):
     """out[n] = col2im(w2^T @ g[n]) for g [N, O, H'*W'] and w2t = w.reshape(O, -1).T."""
     buf = np.empty((w2t.shape[0], g.shape[2]), dtype=np.uint64)
@@ -210,7 +186,157 @@ def _conv_grad_weight(x, g, geo, out):
     buf = np.empty((out.shape[1], g.shape[2]), dtype=np.uint64)
     for n in range(x.shape[0]):
         _im2col_one(x[n], geo, buf)
-        _mm_dot(g[n], buf, True, out, n > 0)
+        _mm_wide(g[n], buf, True, out, n > 0)
+
+
+# The direct kernels: no patch matrix at all. Each sample is copied into a zero-padded image;
+# an output pixel's patch entry (c, di, dj) is the word at pixel_offset + depth_offset of it.
+# _conv_wide (any stride) has _tile_8x16 read 8 pixels x all kernel offsets straight from the
+# image through two offset tables, against the weights packed as 16-channel panels;
+# _conv_runs (unit horizontal stride, the usual case) turns the tile around so that 8
+# neighbouring pixels are one vector load and one vector store, with Winograd's pairs.
+
+@njit(cache=True, nogil=True)
+def _pack_weights(w2, bp):
+    """bp[t, p, jj] = w2[16 t + jj, p] (0 past the last output channel)."""
+    o = w2.shape[0]
+    for t in range(bp.shape[0]):
+        for jj in range(_NR):
+            ch = t * _NR + jj
+            for p in range(w2.shape[1]):
+                bp[t, p, jj] = w2[ch, p] if ch < o else _ZERO
+
+
+@njit(cache=True, nogil=True)
+def _conv_wide(x1, x2, pair, w2, geo, out, accumulate):
+    """out[n] (+)= conv(x1[n], w2[:, :D]) (+ conv(x2[n], w2[:, D:]) if pair), D = C*kh*kw, w2
+    = w.reshape(O, -1) (for a pair, [w1 | w2] side by side); out is [N, O, H'*W']. Any
+    stride; conv2d takes _conv_runs when the horizontal stride is 1."""
+    kh, kw, sh, sw, ph, pw, ho, wo = geo
+    nb, c, h, w = x1.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    inputs = 2 if pair else 1
+    depth = w2.shape[1]
+    o = out.shape[1]
+    npix = ho * wo
+    img = np.zeros((inputs * c, hp, wp), dtype=np.uint64)  # the border stays zero
+    depth_offs = np.empty(depth, dtype=np.int64)
+    for ci in range(inputs * c):
+        for di in range(kh):
+            for dj in range(kw):
+                depth_offs[(ci * kh + di) * kw + dj] = (ci * hp + di) * wp + dj
+    pix_offs = np.empty(npix, dtype=np.int64)
+    for oh in range(ho):
+        for ow in range(wo):
+            pix_offs[oh * wo + ow] = oh * sh * wp + ow * sw
+    panels = (o + _NR - 1) // _NR
+    bp = np.empty((panels, depth, _NR), dtype=np.uint64)
+    _pack_weights(w2, bp)
+    blocks = (depth + _WIDE_KC - 1) // _WIDE_KC
+    kc_max = (depth + blocks - 1) // blocks
+    tile = np.empty((_MR, _NR), dtype=np.uint64)
+    row_offs = np.empty(_MR, dtype=np.int64)
+    for n in range(nb):
+        for ci in range(inputs * c):
+            src = x1[n, ci] if ci < c else x2[n, ci - c]
+            for i in range(h):
+                for j in range(w):
+                    img[ci, ph + i, pw + j] = src[i, j]
+        dst = out[n]
+        for p0 in range(0, depth, kc_max):
+            kc = min(kc_max, depth - p0)
+            first = p0 == 0 and not accumulate
+            for t in range(panels):
+                ch0 = t * _NR
+                chans = min(_NR, o - ch0)
+                for i0 in range(0, npix, _MR):
+                    rows = min(_MR, npix - i0)
+                    for r in range(_MR):
+                        row_offs[r] = pix_offs[i0 + min(r, rows - 1)]
+                    _tile_8x16(img.ctypes.data, row_offs.ctypes.data,
+                               depth_offs[p0:].ctypes.data, bp[t, p0:].ctypes.data, kc,
+                               tile.ctypes.data, 0, _NR, _MR, 0)
+                    for jj in range(chans):
+                        drow = dst[ch0 + jj]
+                        if first:
+                            for r in range(rows):
+                                drow[i0 + r] = tile[r, jj]
+                        else:
+                            for r in range(rows):
+                                drow[i0 + r] += tile[r, jj]
+
+
+@njit(cache=True, nogil=True)
+def _conv_runs(x1, x2, pair, w2, geo, out, accumulate):
+    """_conv_wide for a unit horizontal stride, transposed: _tile_16x8_pairs multiplies 16
+    output channels (broadcast weights) by runs of 8 neighbouring output pixels, read as
+    vectors straight from the padded image and stored straight into out[n] (a run shorter than
+    8, at the end of a row, through a small buffer)."""
+    kh, kw, sh, sw, ph, pw, ho, wo = geo
+    nb, c, h, w = x1.shape
+    hp = h + 2 * ph
+    wrow = w + 2 * pw + 8  # 8 words of slack: a short run reads past its row's end
+    inputs = 2 if pair else 1
+    depth = w2.shape[1]
+    o = out.shape[1]
+    npix = ho * wo
+    img = np.zeros((inputs * c * hp, wrow), dtype=np.uint64)  # the border stays zero
+    depth_offs = np.empty(depth, dtype=np.int64)
+    for ci in range(inputs * c):
+        for di in range(kh):
+            for dj in range(kw):
+                depth_offs[(ci * kh + di) * kw + dj] = (ci * hp + di) * wrow + dj
+    panels = (o + _NR - 1) // _NR
+    bp = np.empty((panels, depth, _NR), dtype=np.uint64)
+    _pack_weights(w2, bp)
+    blocks = (depth + _WIDE_KC - 1) // _WIDE_KC
+    kc_max = (depth + blocks - 1) // blocks
+    if blocks > 1:
+        kc_max += kc_max % 2
+    # the weights' pair sums (Winograd's row terms), per depth block and panel
+    rc = np.zeros((blocks, panels, _NR), dtype=np.uint64)
+    for blk in range(blocks):
+        p0 = blk * kc_max
+        for t in range(panels):
+            for p in range(p0, min(p0 + kc_max, depth) - 1, 2):
+                for jj in range(_NR):
+                    rc[blk, t, jj] += bp[t, p, jj] * bp[t, p + 1, jj]
+    short = np.empty((_NR, 8), dtype=np.uint64)
+    for n in range(nb):
+        for ci in range(inputs * c):
+            src = x1[n, ci] if ci < c else x2[n, ci - c]
+            for i in range(h):
+                row = img[ci * hp + ph + i]
+                for j in range(w):
+                    row[pw + j] = src[i, j]
+        dst = out[n]
+        for blk in range(blocks):
+            p0 = blk * kc_max
+            kc = min(kc_max, depth - p0)
+            add = 0 if p0 == 0 and not accumulate else 1
+            for t in range(panels):
+                ch0 = t * _NR
+                chans = min(_NR, o - ch0)
+                for oh in range(ho):
+                    for ow0 in range(0, wo, 8):
+                        base_off = oh * sh * wrow + ow0
+                        if ow0 + 8 <= wo:
+                            _tile_16x8_pairs(bp[t, p0:].ctypes.data, img.ctypes.data, base_off,
+                                             depth_offs[p0:].ctypes.data, kc,
+                                             rc[blk, t].ctypes.data, dst.ctypes.data,
+                                             ch0 * npix + oh * wo + ow0, npix, chans, add)
+                            continue
+                        _tile_16x8_pairs(bp[t, p0:].ctypes.data, img.ctypes.data, base_off,
+                                         depth_offs[p0:].ctypes.data, kc,
+                                         rc[blk, t].ctypes.data, short.ctypes.data, 0, 8,
+                                         chans, 0)
+                        for jj in range(chans):
+                            drow = dst[ch0 + jj]
+                            for q in range(wo - ow0):
+                                if add:
+                                    drow[oh * wo + ow0 + q] += short[jj, q]
+                                else:
+                                    drow[oh * wo + ow0 + q] = short[jj, q]
 
 
 def _geometry(input_shape, kh: int, kw: int, stride, padding) -> tuple[int, ...]:
@@ -251,7 +377,7 @@ def col2im(cols: np.ndarray, input_shape: tuple[int, int, int, int], kh: int, kw
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
            padding: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Cross-correlation [N,C,H,W] * [O,C,kh,kw] -> [N,O,H',W'] mod 2^64 (im2col + matmul)."""
+    """Cross-correlation [N,C,H,W] * [O,C,kh,kw] -> [N,O,H',W'] mod 2^64 (direct kernel)."""
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     check_u64(x, w)
     if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
@@ -259,7 +385,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple[int, int] = (1, 1),
     o, _, kh, kw = w.shape
     geo = _geometry(x.shape, kh, kw, stride, padding)
     out = np.empty((x.shape[0], o, geo[6] * geo[7]), dtype=_U64)
-    _conv_forward(x, w.reshape(o, -1), geo, out)
+    (_conv_runs if geo[3] == 1 else _conv_wide)(x, x, False, w.reshape(o, -1), geo, out, False)
     return out.reshape(x.shape[0], o, geo[6], geo[7])
 
 
@@ -280,7 +406,8 @@ def conv2d_pair_accumulate(x1: np.ndarray, w1: np.ndarray, x2: np.ndarray, w2: n
         raise ValueError(f"conv2d_pair_accumulate: out {out.shape} is not the C-contiguous "
                          f"output {(x1.shape[0], o, geo[6], geo[7])}")
     w12 = np.concatenate([w1.reshape(o, -1), w2.reshape(o, -1)], axis=1)
-    _conv_pair_accumulate(x1, x2, w12, geo, out.reshape(x1.shape[0], o, -1))
+    (_conv_runs if geo[3] == 1 else _conv_wide)(x1, x2, True, w12, geo,
+                                                 out.reshape(x1.shape[0], o, -1), True)
     return out
 
 
