@@ -153,25 +153,29 @@ class DealerProtocol(Protocol):
         return out.reshape(shape)
 
     def products(self, ctx, kind, operands, bits):
-        """Every masked operand in one opening, every result in one truncation.
+        """Every masked operand in one opening, every result in one truncation (with the
+        exact one, a fused item per product: truncation.truncated_product).
         Rounds: 2 (3 where the truncation opens by parts). Comm: at most the bytes of the
         products one by one."""
         shapes = [product_shape(kind, xs.shape, ys.shape) for xs, ys in operands]
         operands = [(np.atleast_1d(xs), np.atleast_1d(ys)) for xs, ys in operands]
+        operand_size = sum(xs.size + ys.size for xs, ys in operands)
+        fused = [truncation.request_product(ctx, kind, xs.shape, ys.shape, None, bits)
+                 for xs, ys in operands] if bits and ctx.truncation == "exact" else None
+        if fused:  # one fused item per product (truncation.truncated_product), one opening
+            masked = arithmetic.bilinear_many(ctx, kind, operands, fused)
+            flat = truncation.truncated_product(
+                ctx, np.concatenate([p.reshape(-1) for p in masked]), fused, bits,
+                operand_size)
+            return _cut(flat, shapes)
         triples = [arithmetic.request(ctx, kind, xs.shape, ys.shape) for xs, ys in operands]
         total = sum(int(np.prod(shape)) for shape in shapes)
         pair = truncation.request(ctx, (total,), bits) if bits else None
         products = arithmetic.bilinear_many(ctx, kind, operands, triples)
         flat = np.concatenate([p.reshape(-1) for p in products])
         if bits:
-            flat = truncation.truncate(ctx, flat, pair, bits,
-                                       sum(xs.size + ys.size for xs, ys in operands))
-        out, start = [], 0
-        for shape in shapes:
-            size = int(np.prod(shape))
-            out.append(flat[start:start + size].reshape(shape))
-            start += size
-        return out
+            flat = truncation.truncate(ctx, flat, pair, bits, operand_size)
+        return _cut(flat, shapes)
 
     def square(self, ctx, xs, bits):
         """With a square pair: half the communication of a multiplication.
@@ -188,3 +192,13 @@ class DealerProtocol(Protocol):
 
     def bernoulli_bits(self, ctx, n, p):
         return bernoulli.bernoulli_bits(ctx, n, p)
+
+
+def _cut(flat: np.ndarray, shapes) -> list[np.ndarray]:
+    """Tensors of `shapes` from one flat buffer, back to back (views)."""
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(flat[start:start + size].reshape(shape))
+        start += size
+    return out

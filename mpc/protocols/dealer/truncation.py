@@ -45,7 +45,9 @@ def truncated_product(ctx, masked: np.ndarray, ticket, bits: int,
     d o [b] + [a] o e (+ d o e) to [q] instead of [c] (mpc.protocols.dealer.arithmetic),
     and since the dealer made the mask r = q - c - 2^62, the result `masked` is already
     [x o y + 2^62 + r], step 1's masked value (a flat or shaped tensor of the output's
-    elements). Returns [x o y / 2^bits], flat.
+    elements). Returns [x o y / 2^bits], flat. `ticket` may be a list of such items
+    whose products are concatenated in `masked` (mpc.protocols.dealer.protocol
+    .products: several products in one truncation); their pairs are concatenated too.
 
     Rounds: 1, or 2 where split_opening says so (truncate_exact). Comm: truncate_exact's.
     Provider: the dealer sends the corrected party the triple's and the pair's
@@ -142,10 +144,20 @@ def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int, split: bool = False) 
     return _finish_open(ctx, masked, ticket, bits)
 
 
+def _take_pair(ctx, ticket):
+    """The truncation pair (t, m) of a ticket, or of several concatenated."""
+    if not isinstance(ticket, list):
+        return ctx.protocol.provider.take_derived(ticket)
+    pairs = [ctx.protocol.provider.take_derived(t) for t in ticket]
+    if len(pairs) == 1:
+        return pairs[0]
+    return tuple(np.concatenate([p[i].reshape(-1) for p in pairs]) for i in range(2))
+
+
 def _finish_open(ctx, masked: np.ndarray, ticket, bits: int) -> np.ndarray:
     """Steps 2-5 of truncate_exact, c opened to everyone."""
     c = opening.open_sum(ctx, masked, "trunc")
-    t, m = ctx.protocol.provider.take_derived(ticket)
+    t, m = _take_pair(ctx, ticket)
     return kernels.trunc_finish(c, t, m, bits, ctx.pid == 0, out=c)  # c is fresh
 
 
@@ -156,7 +168,7 @@ def _finish_split(ctx, masked: np.ndarray, ticket, bits: int) -> np.ndarray:
     seq = ctx.next_seq()
     for peer in ctx.peers:
         ctx.transport.send(peer, seq, "trunc:top", packed)
-    t, m = ctx.protocol.provider.take_derived(ticket)
+    t, m = _take_pair(ctx, ticket)
     out = np.empty_like(masked)
     part = {p: slice(bounds[p], bounds[p + 1]) for p in range(ctx.n_parties)}
     mine = part[ctx.pid]
