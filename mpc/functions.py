@@ -242,10 +242,8 @@ def sigmoid_piecewise(x: SecretTensor) -> SecretTensor:
     comparison runs in batches of 2^20, 8 rounds each).
     """
     shifted = x.reshape(x.shape + (1,)) - SIGMOID_KNOTS
-    _, below = shifted._less_than_zero("sigmoid", select=True)  # min(z_j, 0), f bits
-    weighted = np.sum(below * SIGMOID_BETAS.astype(np.uint64), axis=-1, dtype=np.uint64)
-    with x.ctx.operation("sigmoid"):
-        hinges = x._new(x.ctx.protocol.truncate(x.ctx, weighted, SIGMOID_BETA_BITS))
+    hinges = x._new(x.ctx.protocol.hinge_sums(  # sum_j beta_j min(z_j, 0), f bits
+        x.ctx, shifted.share, SIGMOID_BETAS.astype(np.uint64), SIGMOID_BETA_BITS, "sigmoid"))
     return SIGMOID_TOP - hinges
 
 

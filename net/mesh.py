@@ -391,13 +391,13 @@ class ZmqMesh(Transport):
                 and not self._hopeless(p)):
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
-        self._flush_bulk(time.monotonic() + self.timeout)
+        deadline = time.monotonic() + self.timeout  # one budget: the flush and the goodbyes
+        self._flush_bulk(deadline)
         queued = {p: self._goodbye(p, reason, culprit) for p in self._dealers
                   if self._links[p].up and p not in self._gone}
         back = [self._goodbye(p, reason, culprit, back=True) for p in self._routes
                 if p in self._dealers and not self._links[p].ever_up and p not in self._gone]
-        now = time.monotonic()
-        deadline, back_deadline = now + self.timeout, now + min(self.timeout, CLOSE_GRACE)
+        back_deadline = min(deadline, time.monotonic() + CLOSE_GRACE)
         while (any(not done.done and self._links[p].down_since is None
                    for p, done in queued.items())
                or (any(not t.done for t in back) and time.monotonic() < back_deadline)) \

@@ -30,9 +30,9 @@ class ChosenCoin(bernoulli.Coin):
         return np.full(n, self.c, dtype=np.uint64), self.w[part], None, None, None
 
 
-def _chosen(ctx, coin, n):
+def _chosen(ctx, coin, n, few=None):
     before = ctx.stats.snapshot()
-    bits = compare.run_batch(ctx, coin, n, False)[0]
+    bits = compare.run_batch(ctx, coin, n, False, few=few)[0]
     after = ctx.stats.snapshot()
     return bits, after.rounds - before.rounds, after.bytes_sent - before.bytes_sent
 
@@ -51,11 +51,13 @@ def test_coin_compares_v_xor_w_with_c(seed, n, c):
 
 
 def test_rounds_and_bytes():
-    """7 rounds, 23.625 bytes per element from every party (n a multiple of 192)."""
+    """7 rounds, 23.625 bytes per element from every party (n a multiple of 192): the
+    comparison's 7-round variant, which bernoulli_bits takes at every size."""
     n = 1920
     rng = np.random.default_rng(1)
     v, w = (rng.integers(0, 2**63, n, dtype=np.uint64) for _ in range(2))
-    out = mpc.run_local(_chosen, 3, args=(ChosenCoin(12345, v, w), n), protocol="replicated")
+    out = mpc.run_local(_chosen, 3, args=(ChosenCoin(12345, v, w), n, False),
+                        protocol="replicated")
     assert [(o[1], o[2]) for o in out] == [(7, 23.625 * n)] * 3
 
 

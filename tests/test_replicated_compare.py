@@ -78,33 +78,84 @@ def test_every_bit_position_decides():
     check(x, True)
 
 
-def test_batches_equal_one_batch():
-    """3 batches of at most 384 elements: the same results, 7 rounds each, the same bytes
-    from every party (each plays each role on a third of each batch)."""
+@pytest.fixture(params=["7-round", "4-round"])
+def variant(request, monkeypatch):
+    """Both variants whatever the size: the 7-round one forced for small batches too."""
+    if request.param == "7-round":
+        monkeypatch.setattr(compare, "FEW_ROUNDS_BELOW", 0)
+    return request.param
+
+
+def test_batches_equal_one_batch(variant):
+    """3 batches of at most 384 elements: the same results, 7 (or 4) rounds each, the same
+    bytes from every party (each plays each role on a third of each batch)."""
     x = np.random.default_rng(3).integers(-2**63, 2**63, 3 * 384, dtype=np.int64)
     bit, picked, sent, rounds = run(x, True, chunk=384)
     np.testing.assert_array_equal(bit, (x < 0).astype(np.uint64))
     np.testing.assert_array_equal(picked.view(np.int64), np.where(x < 0, x, 0))
-    assert rounds == [21, 21, 21]
-    assert sent == [31.625 * x.size] * 3
+    assert rounds == ([21] * 3 if variant == "7-round" else [12] * 3)
+    assert sent == [(31.625 if variant == "7-round" else 156.25) * x.size] * 3
 
 
 @pytest.mark.parametrize("select", [False, True])
-def test_rounds_and_bytes_match_the_docstring(select):
-    """Each party is the helper of a third (43.625 bytes per element to b, 8 more with
-    select) and a or b of the others (13.625 each, 8 more with select)."""
+def test_rounds_and_bytes_match_the_docstring(select, variant):
+    """7 rounds: each party is the helper of a third (43.625 bytes per element to b, 8 more
+    with select) and a or b of the others (13.625 each, 8 more with select). 4 rounds:
+    235 bytes to b (427 with select), 12.875 from a and from b (20.875)."""
     m = 1920  # a multiple of 192: each third a whole number of 64-bit words
     _, _, sent, rounds = run(np.arange(-m // 2, m // 2, dtype=np.int64), select)
-    per_third = 43.625 + 2 * 13.625 + (3 * 8 if select else 0)
-    assert rounds == [7, 7, 7]
-    assert sent == [per_third * m / 3] * 3 == [(253 if select else 189) * m / 8] * 3
+    if variant == "7-round":
+        per_third = 43.625 + 2 * 13.625 + (3 * 8 if select else 0)
+        assert rounds == [7, 7, 7]
+        assert sent == [per_third * m / 3] * 3 == [(253 if select else 189) * m / 8] * 3
+    else:
+        per_third = (427 + 2 * 20.875) if select else (235 + 2 * 12.875)
+        assert rounds == [4, 4, 4]
+        assert sent == [per_third * m / 3] * 3  # 156.25 and 86.92 bytes per element
 
 
-def test_small_and_uneven_sizes():
+@pytest.mark.parametrize("m", [100, 5000])
+def test_additive_parts_add_up_one_round_sooner(m):
+    """With additive: (m,) parts of the three parties that add up to [x < 0] and
+    x [x < 0], in 3 rounds (4-round variant) or 6."""
+    x = np.random.default_rng(m).integers(-2**63, 2**63, m, dtype=np.int64)
+    shares = split(x, np.random.default_rng(1))
+
+    def additive(ctx):
+        before = ctx.stats.snapshot()
+        out = compare.less_than_zero(ctx, shares[ctx.pid], select=True, additive=True)
+        return out, ctx.stats.snapshot().rounds - before.rounds
+
+    out = mpc.run_local(additive, 3)
+    bit = sum(o[0][0] for o in out)
+    picked = sum(o[0][1] for o in out)
+    np.testing.assert_array_equal(bit, (x < 0).astype(np.uint64))
+    np.testing.assert_array_equal(picked.view(np.int64), np.where(x < 0, x, 0))
+    assert max(o[1] for o in out) == (3 if m < compare.FEW_ROUNDS_BELOW else 6)
+
+
+def test_batch_size_picks_the_variant():
+    """4 rounds below FEW_ROUNDS_BELOW elements, 7 from it on."""
+    for m, want in [(compare.FEW_ROUNDS_BELOW - 1, 4), (compare.FEW_ROUNDS_BELOW, 7)]:
+        x = np.random.default_rng(m).integers(-2**63, 2**63, m, dtype=np.int64)
+        bit, picked, _, rounds = run(x, True)
+        np.testing.assert_array_equal(bit, (x < 0).astype(np.uint64))
+        np.testing.assert_array_equal(picked.view(np.int64), np.where(x < 0, x, 0))
+        assert max(rounds) == want
+
+
+def test_small_and_uneven_sizes(variant):
     """Fewer elements than three words, and sizes that are not a multiple of 64."""
     for m in (1, 2, 63, 64, 65, 130, 191, 193):
         x = np.random.default_rng(m).integers(-2**63, 2**63, m, dtype=np.int64)
         check(x, True)
+        check(x, False)
+
+
+def test_exact_at_the_edges_in_7_rounds(monkeypatch):
+    monkeypatch.setattr(compare, "FEW_ROUNDS_BELOW", 0)
+    test_exact_at_the_edges()
+    test_every_bit_position_decides()
 
 
 def test_refuses_other_party_counts_and_shapes():
@@ -143,11 +194,12 @@ def bit_frequencies(values):
 
 
 @pytest.mark.parametrize("pid", [0, 1, 2])
-def test_view_independent_of_secret(pid):
+@pytest.mark.parametrize("n, chunk", [(2 * 9600, 9600), (4 * 3840, 3840)],
+                         ids=["7-round", "4-round"])
+def test_view_independent_of_secret(pid, n, chunk):
     """Everything party `pid` receives (as helper, a and b, each on a third of each batch,
     over two batches): every bit of every received word is set half the time, whatever the
     secret (all zeros, or large values of both signs)."""
-    n, chunk = 2 * 9600, 9600
     rng = np.random.default_rng(11)
     secrets = [np.zeros(n, np.int64), rng.integers(-2**62, 2**62, n, dtype=np.int64)]
     views = [mpc.run_local(_received, 3, args=(split(x, rng), chunk))[pid] for x in secrets]

@@ -56,6 +56,12 @@ OPS = {
     "square": lambda x, y: x.square(),
     "compare": lambda x, y: x < y,
     "relu": lambda x, y: x.relu(),
+    # batches below FEW_ROUNDS_BELOW: the replicated protocol's 4-round comparison
+    "compare-small": lambda x, y: [x[i:i + 2000] < y[i:i + 2000] for i in range(0, N, 2000)],
+    "relu-small": lambda x, y: [x[i:i + 2000].relu() for i in range(0, N, 2000)],
+    # the replicated protocol's hinge_sums: the comparison's additive parts into a truncation
+    "sigmoid": lambda x, y: mpc.sigmoid_piecewise(x[:1000]),
+    "sigmoid-small": lambda x, y: [mpc.sigmoid_piecewise(x[i:i + 100]) for i in (0, 100)],
     "training-step": lambda x, y: _sgd_step(x.reshape(200, 100), y.reshape(200, 100)[:, :1]),
 }
 

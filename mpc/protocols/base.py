@@ -121,3 +121,18 @@ class Protocol(ABC):
     def less_than_zero(self, ctx, zs: np.ndarray, select: bool = False):
         """Shares of [z < 0] as integer 0/1 (and of z * [z < 0] with `select`, else None)
         for a flat secret z."""
+
+    def hinge_sums(self, ctx, zs: np.ndarray, weights: np.ndarray, bits: int,
+                   label: str) -> np.ndarray:
+        """Shares of sum_k weights_k min(z[..., k], 0) / 2^bits (floor or floor + 1) for a
+        secret z of shape (..., K) and public integer weights (K,) uint64, of shape (...):
+        one comparison with select (booked under `label`), the local weighted sum and
+        one truncation. A protocol may do it in fewer rounds (the replicated one)."""
+        shape = self.shape(zs)
+        with ctx.operation(label):
+            _, below = self.less_than_zero(ctx, self.local(lambda c: c.reshape(-1), zs),
+                                           select=True)
+        weighted = self.local(lambda c: np.sum(c.reshape(shape) * weights, axis=-1,
+                                               dtype=np.uint64), below)
+        with ctx.operation(label):
+            return self.truncate(ctx, weighted, bits)

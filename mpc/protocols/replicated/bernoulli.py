@@ -68,5 +68,5 @@ def bernoulli_bits(ctx, n: int, p: float, chunk: int = compare.CHUNK) -> np.ndar
     coin = Coin(TWO63 - 1 - count)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        out[:, start:stop] = compare.run_batch(ctx, coin, stop - start, False)[0]
+        out[:, start:stop] = compare.run_batch(ctx, coin, stop - start, False, few=False)[0]
     return out

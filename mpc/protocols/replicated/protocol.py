@@ -17,9 +17,13 @@ Costs per element, f = 16 (rounds: the most any party waits; bytes: sent by each
     (mpc.protocols.replicated.truncation: one receiver opens).
   the same without truncation: 1 round; 8 bytes each.
   truncation alone (x * public): 2 rounds; 10 bytes each.
-  comparison ([x < 0], x < y, sign): 7 rounds a batch of 2^20; 23.625 bytes each.
-  ReLU (the bit and x [x < 0] at once): 7 rounds; 31.625 bytes each
-    (mpc.protocols.replicated.compare).
+  comparison ([x < 0], x < y, sign): 7 rounds a batch of 2^20; 23.625 bytes each; below
+    2^12 elements 4 rounds and 86.92 bytes each.
+  ReLU (the bit and x [x < 0] at once): 7 rounds; 31.625 bytes each; below 2^12 elements
+    4 rounds and 156.25 bytes each (mpc.protocols.replicated.compare).
+  sum_k w_k min(z_k, 0) truncated (hinge_sums, mpc.sigmoid_piecewise): the comparison
+    with select without its reshare, then a fused truncation: 5 rounds below 2^12
+    comparisons (8 from), the comparison's bytes less its reshare's.
   Bernoulli bits: 7 rounds; 23.625 bytes each (mpc.protocols.replicated.bernoulli).
 References: Araki, Furukawa, Lindell, Nof and Ohara, CCS 2016; Mohassel and Rindal, "ABY3",
 CCS 2018.
@@ -165,9 +169,23 @@ class ReplicatedProtocol(Protocol):
 
     def less_than_zero(self, ctx, zs, select=False):
         """compare.less_than_zero: 7 rounds a batch, 23.625 bytes per element each (31.625
-        with `select`, ReLU's x [x < 0])."""
+        with `select`, ReLU's x [x < 0]); below 2^12 elements 4 rounds, 86.92 (156.25)."""
         from mpc.protocols.replicated import compare
         return compare.less_than_zero(ctx, zs, select=select)
+
+    def hinge_sums(self, ctx, zs, weights, bits, label):
+        """The comparison without its reshare (compare.less_than_zero, additive: 3 rounds
+        below 2^12 elements, 6 from), the weighted sum of the additive parts and a fused
+        truncation of it (truncation.truncate_product: 2 rounds): a round fewer than the
+        comparison and a truncation apart, and no reshare's bytes."""
+        from mpc.protocols.replicated import compare
+        shape = zs.shape[1:]
+        with ctx.operation(label):
+            _, parts = compare.less_than_zero(ctx, zs.reshape(2, -1), select=True,
+                                              additive=True)
+            with np.errstate(over="ignore"):
+                weighted = np.sum(parts.reshape(shape) * weights, axis=-1, dtype=DTYPE)
+            return truncation.truncate_product(ctx, weighted, bits, "hinges")
 
     def bernoulli_bits(self, ctx, n, p):
         """bernoulli.bernoulli_bits: 7 rounds a batch, 23.625 bytes per bit each."""
