@@ -50,6 +50,23 @@ class Prg:
             enc.update_into(_ZEROS[:8 * words], raw[8 * start:])
         return out[:count]
 
+    def ring_parts(self, nonce: int, counts) -> list[np.ndarray]:
+        """ring(nonce, sum(counts)) cut into parts of `counts` elements, each part its own
+        array (so no single allocation is larger than the largest part: glibc maps a
+        fresh, page-faulting region for every allocation above 32 MiB)."""
+        counter_block = int(nonce).to_bytes(8, "big") + bytes(8)
+        enc = Cipher(algorithms.AES(self._key), modes.CTR(counter_block)).encryptor()
+        parts = []
+        for count in counts:
+            count = int(count)
+            out = np.empty(count + 2, dtype=DTYPE)  # update_into wants a block of slack
+            raw = memoryview(out).cast("B")
+            for start in range(0, count, CHUNK_WORDS):
+                words = min(CHUNK_WORDS, count - start)
+                enc.update_into(_ZEROS[:8 * words], raw[8 * start:])
+            parts.append(out[:count])
+        return parts
+
     def derive(self, number: int, tag: bytes) -> "Prg":
         """An independent generator for (number, tag): AES of the block number || tag under
         this seed, a PRF, so streams for different tags never overlap."""

@@ -418,6 +418,66 @@ def test_trunc_pair_matches_reference(data):
         assert_ring_equal(got, want)
 
 
+@given(data=st.data())
+def test_trunc_pair_product_matches_reference(data):
+    n = data.draw(st.integers(0, 50))
+    q, a, b = data.draw(ring_arrays((n,), (n,), (n,)))
+    bits = data.draw(st.integers(1, 61))
+    want = DK.trunc_pair_product_reference(q, a * b, bits)
+    for got in (DK.trunc_pair_product(q, a * b, bits), DK.trunc_pair_product(q, a, bits, b)):
+        for g, w in zip(got, want):
+            assert_ring_equal(g, w)
+
+
+@given(data=st.data())
+def test_trunc_corrections_match_reference(data):
+    n = data.draw(st.integers(0, 40))
+    bits = data.draw(st.integers(1, 61))
+    narrow = np.dtype(np.uint8 if bits <= 8 else np.uint16 if bits <= 16
+                      else np.uint32 if bits <= 32 else np.uint64)
+    q, c, b, t_other, m_other = data.draw(ring_arrays(*[(n,)] * 5))
+    m_other = m_other.astype(narrow)
+    mask = np.uint64((1 << bits) - 1)
+    half = q // np.uint64(3)  # q, c and b as two shares each
+    pair = lambda v: (v - half, half)  # noqa: E731
+    for kwargs, want in [
+            ({}, DK.trunc_pair_reference(q, bits)),
+            ({"c": c}, DK.trunc_pair_product_reference(q, c, bits)),
+            ({"a": pair(c), "b": pair(b)}, DK.trunc_pair_product_reference(q, c * b, bits))]:
+        t_out, m_out = np.empty(n, np.uint64), np.empty(n, narrow)
+        DK.trunc_corrections(pair(q), bits, t_other, m_other, t_out, m_out, **kwargs)
+        assert_ring_equal(t_out, want[0] - t_other)
+        assert_ring_equal(m_out.astype(np.uint64), (want[1] - m_other.astype(np.uint64)) & mask)
+
+
+@given(data=st.data())
+def test_trunc_finish_takes_a_narrow_m(data):
+    n = data.draw(st.integers(1, 40))
+    c, t, m = data.draw(ring_arrays((n,), (n,), (n,)))
+    m16 = (m & np.uint64(0xFFFF)).astype(np.uint16)
+    for first in (False, True):
+        assert_ring_equal(K.trunc_finish(c, t, m16, 16, first),
+                          K.trunc_finish_reference(c, t, m, 16, first))
+    packed = K.top_bits_packed(c)
+    assert_ring_equal(K.trunc_finish_bits(packed, t, m16, 16),
+                      K.trunc_finish_bits_reference(packed, t, m, 16))
+    with pytest.raises(TypeError):
+        K.trunc_finish(c, t, m16.astype(np.uint8), 16, True)
+
+
+@given(st.data(), st.lists(st.integers(1, 5), min_size=1, max_size=3), st.booleans())
+def test_beaver_combine_in_place(data, shape, add_de):
+    d, e, a, b, c = data.draw(ring_arrays(*[tuple(shape)] * 5))
+    want = DK.beaver_combine_reference(d, e, a, b, c, add_de)
+    got = DK.beaver_combine(d, e, a, b, c, add_de, in_place=True)
+    assert_ring_equal(got, want)
+    assert np.shares_memory(got, c)
+    m = (shape[0], 3)
+    d, a, e, b, c = data.draw(ring_arrays(m, m, (3, 2), (3, 2), (shape[0], 2)))
+    want = DK.beaver_combine_matmul_reference(d, e, a, b, c, add_de)
+    assert_ring_equal(DK.beaver_combine_matmul(d, e, a, b, c, add_de, in_place=True), want)
+
+
 def test_keep_freed_memory_is_idempotent():
     from mpc.kernels.memory import keep_freed_memory
     assert keep_freed_memory() == keep_freed_memory()

@@ -31,3 +31,12 @@ def test_tensors_cut_from_one_stream():
 def test_seed_length_checked():
     with pytest.raises(ValueError, match="16 bytes"):
         Prg(b"short")
+
+
+def test_ring_parts_continue_one_stream():
+    from mpc.prg import Prg
+    prg = Prg(bytes(range(16)))
+    counts = [3, 1, 0, (1 << 17) + 5, 7]
+    parts = prg.ring_parts(9, counts)
+    assert [p.size for p in parts] == counts
+    assert np.array_equal(np.concatenate(parts), prg.ring(9, sum(counts)))

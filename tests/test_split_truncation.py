@@ -185,3 +185,35 @@ def test_split_truncation_view_independent_of_secret(n, party):
         sigma = np.sqrt(0.5 / a.size)
         assert np.all(np.abs(fa - 0.5) < 6 * sigma), "a received bit is biased"
         assert np.all(np.abs(fa - fb) < 6 * sigma), "received bits depend on the secret"
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("op, shapes, params", [
+    ("mul", ((6,), (6,)), {}), ("mul", ((3, 1), (1, 4)), {}),
+    ("matmul", ((3, 5), (5, 2)), {}),
+    ("conv2d", ((2, 1, 5, 5), (3, 1, 3, 3)), {"stride": (1, 1), "padding": (1, 1)})])
+def test_fused_item_makes_the_pair_of_q_minus_the_product(n, op, shapes, params):
+    """The trunc-product item's shares: a, b, q and (t, m) with t, m the truncation pair
+    of r = q - a o b - 2^62, m delivered modulo 2^f in a narrow dtype."""
+    from mpc import kernels as K
+    from mpc.prg import Prg
+    from mpc.protocols.dealer import kernels as DK
+    from mpc.protocols.dealer.correlations import ItemSpec, derive_item, recipe
+    from mpc.protocols.dealer.providers.base import draw_shares, party_streams
+    spec = ItemSpec("trunc-product", shapes, dict(params, op=op, frac_bits=F))
+    rec = recipe(spec)
+    prgs = [Prg(bytes([p + 1] * 16)) for p in range(n)]
+    number = 7
+    corrections = derive_item(spec, party_streams(prgs, number, spec))
+    shares = [draw_shares(prg, number, spec, rec, p == number % n)
+              for p, prg in enumerate(prgs)]
+    free = [sum(s[0][i] for s in shares) for i in range(3)]
+    derived = [corrections if s[1] is None else s[1] for s in shares]
+    t = sum(d[0] for d in derived)
+    m = sum(d[1].astype(np.uint64) for d in derived) & np.uint64((1 << F) - 1)
+    assert derived[0][1].dtype == np.uint16
+    a, b, q = free
+    product = {"mul": lambda: a * b, "matmul": lambda: K.matmul(a, b),
+               "conv2d": lambda: K.conv2d(a, b, (1, 1), (1, 1))}[op]()
+    want_t, want_m = DK.trunc_pair_reference(q - product.reshape(-1) - np.uint64(1 << 62), F)
+    assert np.array_equal(t, want_t) and np.array_equal(m, want_m)

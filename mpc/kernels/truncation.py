@@ -13,7 +13,9 @@ from mpc.kernels.matrix import _U64, check_u64
 
 def trunc_finish_reference(c, t, m, bits: int, first: bool) -> np.ndarray:
     """[y] = [t] - (c63 ? 2^(64-bits) [m] : 0), plus for party 0 the public part
-    (c_low >> bits) + 2^(63-bits) c63 - 2^(62-bits); elementwise on flat uint64 arrays."""
+    (c_low >> bits) + 2^(63-bits) c63 - 2^(62-bits); elementwise on flat uint64 arrays
+    (m may be narrower: it is needed modulo 2^bits)."""
+    m = np.asarray(m).astype(_U64)
     top = c >> np.uint64(63)
     y = t - top * (m << np.uint64(64 - bits))
     if first:
@@ -32,15 +34,20 @@ def _trunc_finish(c, t, m, bits, first, out):
     low_mask = (np.uint64(1) << np.uint64(63)) - np.uint64(1)
     for i in range(out.shape[0]):  # branch-free: the top bits are random
         top = c[i] >> np.uint64(63)
-        y = t[i] - (m[i] << wrap) * top
+        y = t[i] - (np.uint64(m[i]) << wrap) * top
         if first:
             y += ((c[i] & low_mask) >> shift) + top * scale - offset
         out[i] = y
 
 
-def _check_bits(bits: int) -> None:
+def _check_bits(bits: int, m: np.ndarray) -> None:
+    """bits in range, and m (the top bit's shares modulo 2^bits) unsigned and wide enough:
+    uint64, or the narrow dtype the dealer delivers it in (mpc.protocols.dealer
+    .correlations)."""
     if not 1 <= bits <= 62:
         raise ValueError(f"trunc_finish: bits {bits} out of range 1..62")
+    if not isinstance(m, np.ndarray) or m.dtype.kind != "u" or 8 * m.dtype.itemsize < bits:
+        raise TypeError(f"trunc_finish: m must be an unsigned array of at least {bits} bits")
 
 
 def _output(out, size: int) -> np.ndarray:
@@ -55,8 +62,8 @@ def trunc_finish(c: np.ndarray, t: np.ndarray, m: np.ndarray, bits: int,
                  first: bool, out: np.ndarray | None = None) -> np.ndarray:
     """Fused last step of the exact truncation on flat arrays (one pass instead of ~10);
     written into `out` (a flat uint64 array, may be a slice) when given."""
-    check_u64(c, t, m)
-    _check_bits(bits)
+    check_u64(c, t)
+    _check_bits(bits, m)
     out = _output(out, c.size)
     _trunc_finish(c, t, m, bits, first, out)
     return out
@@ -97,6 +104,7 @@ def trunc_finish_bits_reference(packed, t, m, bits: int) -> np.ndarray:
     """trunc_finish for a party that is not party 0, from c's packed top bits alone:
     [y] = [t] - c63 2^(64-bits) [m]."""
     top = np.unpackbits(packed, count=t.size).astype(_U64)
+    m = np.asarray(m).astype(_U64)
     return t - top * (m << np.uint64(64 - bits))
 
 
@@ -105,14 +113,14 @@ def _trunc_finish_bits(packed, t, m, bits, out):
     wrap = np.uint64(64) - np.uint64(bits)
     for i in range(out.shape[0]):  # branch-free: the bits are random
         bit = np.uint64((packed[i >> 3] >> (7 - (i & 7))) & 1)
-        out[i] = t[i] - (m[i] << wrap) * bit
+        out[i] = t[i] - (np.uint64(m[i]) << wrap) * bit
 
 
 def trunc_finish_bits(packed: np.ndarray, t: np.ndarray, m: np.ndarray, bits: int,
                       out: np.ndarray | None = None) -> np.ndarray:
     """Fused trunc_finish_bits_reference; written into `out` when given."""
-    check_u64(t, m)
-    _check_bits(bits)
+    check_u64(t)
+    _check_bits(bits, m)
     if packed.dtype != np.uint8 or packed.size != (t.size + 7) // 8:
         raise ValueError(f"trunc_finish_bits: {packed.size} packed bytes ({packed.dtype}) "
                          f"for {t.size} elements")

@@ -19,6 +19,7 @@ from mpc.protocols.dealer import kernels as dealer_kernels
 from mpc.protocols.dealer import opening
 from mpc.protocols.dealer.correlations import ItemSpec
 from mpc.ring import DTYPE
+from mpc.shapes import product_shape
 
 
 def _conv_combine(d, e, a, b, c, add_de, stride, padding):
@@ -36,7 +37,10 @@ def request(ctx, kind: str, x_shape, y_shape, params: dict | None = None):
 
 def bilinear(ctx, kind: str, xs: np.ndarray, ys: np.ndarray, params: dict | None = None,
              ticket=None):
-    """[x o y] for kind in {"mul", "matmul", "conv2d"}; see the module docstring."""
+    """[x o y] for kind in {"mul", "matmul", "conv2d"}; see the module docstring. With a
+    ticket for a fused "trunc-product" item (mpc.protocols.dealer.truncation
+    .request_product) the result is [x o y + 2^62 + r] instead, the truncation's masked
+    input: the item's q takes c's place."""
     ticket = ticket or request(ctx, kind, xs.shape, ys.shape, params)
     return bilinear_many(ctx, kind, [(xs, ys)], [ticket], params)[0]
 
@@ -45,11 +49,11 @@ def bilinear_many(ctx, kind: str, operands, tickets, params: dict | None = None)
     """[x_i o y_i] for several independent pairs, every d and e in one opening: one round
     whatever the number of pairs (each has its own triple, from `tickets`)."""
     params = params or {}
-    frees = [ctx.protocol.provider.take_free(t)[:2] for t in tickets]
+    frees = [ctx.protocol.provider.take_free(t) for t in tickets]
     sizes = [size for xs, ys in operands for size in (xs.size, ys.size)]
     masked = np.empty(sum(sizes), dtype=DTYPE)  # all openings in one message
     start = 0
-    for (xs, ys), (a, b) in zip(operands, frees):
+    for (xs, ys), (a, b, *_) in zip(operands, frees):
         for value, mask in ((xs, a), (ys, b)):
             np.subtract(value, mask, out=masked[start:start + value.size].reshape(value.shape))
             start += value.size
@@ -57,13 +61,19 @@ def bilinear_many(ctx, kind: str, operands, tickets, params: dict | None = None)
                                [s for xs, ys in operands for s in (xs.shape, ys.shape)], kind)
     add_de = ctx.pid == 0
     out = []
-    for i, ((a, b), ticket) in enumerate(zip(frees, tickets)):
+    for i, (free, ticket) in enumerate(zip(frees, tickets)):
         d, e = opened[2 * i], opened[2 * i + 1]
-        (c,) = ctx.protocol.provider.take_derived(ticket)  # the dealer made it during the opening
+        a, b = free[:2]
+        if ticket.spec.kind == "trunc-product":  # q in c's place: the masked product
+            c = free[2].reshape(product_shape(kind, a.shape, b.shape, params))
+        else:
+            (c,) = ctx.protocol.provider.take_derived(ticket)  # made during the opening
+        # c is this party's own fresh array (its stream or the dealer's correction)
         if kind == "mul":
-            out.append(dealer_kernels.beaver_combine(d, e, a, b, c, add_de))
+            out.append(dealer_kernels.beaver_combine(d, e, a, b, c, add_de, in_place=True))
         elif kind == "matmul":
-            out.append(dealer_kernels.beaver_combine_matmul(d, e, a, b, c, add_de))
+            out.append(dealer_kernels.beaver_combine_matmul(d, e, a, b, c, add_de,
+                                                            in_place=True))
         else:
             out.append(_conv_combine(d, e, a, b, c, add_de,
                                      tuple(params.get("stride", (1, 1))),

@@ -101,14 +101,21 @@ class DealerProtocol(Protocol):
     # ------------------------------------------------------------ protocols
     def product(self, ctx, kind, xs, ys, params, bits):
         """Beaver's product with a triple of the matching shape (mpc.protocols.dealer
-        .arithmetic), then the truncation (its pair requested first, so the dealer makes
-        both meanwhile). Rounds: 1 (+ 1 with bits, or 2 where the truncation opens by parts:
-        truncation.split_opening). Comm: (size(x) + size(y)) ring
-        elements to each peer (+ one truncation opening)."""
+        .arithmetic), then the truncation: with the exact one, triple and truncation pair
+        are one item (truncation.truncated_product), else the pair is requested first, so
+        the dealer makes both meanwhile. Rounds: 1 (+ 1 with bits, or 2 where the
+        truncation opens by parts: truncation.split_opening). Comm: (size(x) + size(y))
+        ring elements to each peer (+ one truncation opening)."""
         out_shape = product_shape(kind, xs.shape, ys.shape, params)
         if kind == "mul" and xs.shape == ys.shape and xs.size > MUL_CHUNK:
             return self._mul_in_batches(ctx, xs, ys, bits, MUL_CHUNK)
         xs, ys = np.atleast_1d(xs), np.atleast_1d(ys)
+        fused = truncation.request_product(ctx, kind, xs.shape, ys.shape, params, bits) \
+            if bits else None
+        if fused is not None:
+            masked = arithmetic.bilinear(ctx, kind, xs, ys, params, fused)
+            return truncation.truncated_product(ctx, masked, fused, bits, xs.size + ys.size
+                                                ).reshape(out_shape)
         triple = arithmetic.request(ctx, kind, xs.shape, ys.shape, params)
         pair = truncation.request(ctx, out_shape, bits) if bits else None
         out = arithmetic.bilinear(ctx, kind, xs, ys, params, triple).reshape(out_shape)
@@ -124,6 +131,10 @@ class DealerProtocol(Protocol):
 
         def items(start):
             size = min(chunk, xs.size - start)
+            fused = truncation.request_product(ctx, "mul", (size,), (size,), None, bits) \
+                if bits else None
+            if fused is not None:
+                return fused, None
             return (arithmetic.request(ctx, "mul", (size,), (size,)),
                     truncation.request(ctx, (size,), bits) if bits else None)
         ahead = items(0)
@@ -133,30 +144,38 @@ class DealerProtocol(Protocol):
             if start + chunk < xs.size:
                 ahead = items(start + chunk)
             product = arithmetic.bilinear(ctx, "mul", xs[part], ys[part], None, triple)
-            out[part] = truncation.truncate(ctx, product, pair, bits, 2 * product.size) \
-                if bits else product
+            if bits and pair is None:  # fused: product is the truncation's masked input
+                out[part] = truncation.truncated_product(ctx, product, triple, bits,
+                                                         2 * product.size)
+            else:
+                out[part] = truncation.truncate(ctx, product, pair, bits, 2 * product.size) \
+                    if bits else product
         return out.reshape(shape)
 
     def products(self, ctx, kind, operands, bits):
-        """Every masked operand in one opening, every result in one truncation.
+        """Every masked operand in one opening, every result in one truncation (with the
+        exact one, a fused item per product: truncation.truncated_product).
         Rounds: 2 (3 where the truncation opens by parts). Comm: at most the bytes of the
         products one by one."""
         shapes = [product_shape(kind, xs.shape, ys.shape) for xs, ys in operands]
         operands = [(np.atleast_1d(xs), np.atleast_1d(ys)) for xs, ys in operands]
+        operand_size = sum(xs.size + ys.size for xs, ys in operands)
+        fused = [truncation.request_product(ctx, kind, xs.shape, ys.shape, None, bits)
+                 for xs, ys in operands] if bits and ctx.truncation == "exact" else None
+        if fused:  # one fused item per product (truncation.truncated_product), one opening
+            masked = arithmetic.bilinear_many(ctx, kind, operands, fused)
+            flat = truncation.truncated_product(
+                ctx, np.concatenate([p.reshape(-1) for p in masked]), fused, bits,
+                operand_size)
+            return _cut(flat, shapes)
         triples = [arithmetic.request(ctx, kind, xs.shape, ys.shape) for xs, ys in operands]
         total = sum(int(np.prod(shape)) for shape in shapes)
         pair = truncation.request(ctx, (total,), bits) if bits else None
         products = arithmetic.bilinear_many(ctx, kind, operands, triples)
         flat = np.concatenate([p.reshape(-1) for p in products])
         if bits:
-            flat = truncation.truncate(ctx, flat, pair, bits,
-                                       sum(xs.size + ys.size for xs, ys in operands))
-        out, start = [], 0
-        for shape in shapes:
-            size = int(np.prod(shape))
-            out.append(flat[start:start + size].reshape(shape))
-            start += size
-        return out
+            flat = truncation.truncate(ctx, flat, pair, bits, operand_size)
+        return _cut(flat, shapes)
 
     def square(self, ctx, xs, bits):
         """With a square pair: half the communication of a multiplication.
@@ -173,3 +192,13 @@ class DealerProtocol(Protocol):
 
     def bernoulli_bits(self, ctx, n, p):
         return bernoulli.bernoulli_bits(ctx, n, p)
+
+
+def _cut(flat: np.ndarray, shapes) -> list[np.ndarray]:
+    """Tensors of `shapes` from one flat buffer, back to back (views)."""
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(flat[start:start + size].reshape(shape))
+        start += size
+    return out

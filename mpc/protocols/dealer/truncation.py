@@ -27,6 +27,43 @@ def request(ctx, shape, bits: int | None = None):
                                          {"frac_bits": bits}))
 
 
+def request_product(ctx, kind: str, x_shape, y_shape, params: dict | None, bits: int):
+    """Ask for a Beaver triple fused with the exact truncation of its product (see
+    truncated_product), or None where the truncation is not the exact one (then request
+    the triple and the truncation separately)."""
+    if ctx.truncation != "exact":
+        return None
+    params = dict(params or {}, op=kind, frac_bits=bits)
+    return ctx.protocol.provider.request(ItemSpec("trunc-product",
+                                                  (tuple(x_shape), tuple(y_shape)), params))
+
+
+def truncated_product(ctx, masked: np.ndarray, ticket, bits: int,
+                      operand_size: int) -> np.ndarray:
+    """The exact truncation (truncate_exact, from step 2) of a product x o y whose Beaver
+    recombination was done with the fused item of request_product: the parties add
+    d o [b] + [a] o e (+ d o e) to [q] instead of [c] (mpc.protocols.dealer.arithmetic),
+    and since the dealer made the mask r = q - c - 2^62, the result `masked` is already
+    [x o y + 2^62 + r], step 1's masked value (a flat or shaped tensor of the output's
+    elements). Returns [x o y / 2^bits], flat. `ticket` may be a list of such items
+    whose products are concatenated in `masked` (mpc.protocols.dealer.protocol
+    .products: several products in one truncation); their pairs are concatenated too.
+
+    Rounds: 1, or 2 where split_opening says so (truncate_exact). Comm: truncate_exact's.
+    Provider: the dealer sends the corrected party the triple's and the pair's
+    corrections in one: t and m, 8 + 2 bytes per output element (f <= 16), instead of
+    the 8 of c and the 8 + 2 of (t, m); every party draws a, b, q (+ t, m) from its stream
+    instead of a, b, c, r (+ t, m).
+    """
+    flat = masked.reshape(-1)
+    split = split_opening(ctx, flat.size, operand_size)
+    out = _finish_split(ctx, flat, ticket, bits) if split else \
+        _finish_open(ctx, flat, ticket, bits)
+    if ctx.check:
+        range_check.record(ctx, out, bits)
+    return out
+
+
 def truncate(ctx, xs: np.ndarray, ticket=None, bits: int | None = None,
              operand_size: int | None = None) -> np.ndarray:
     """[x] -> [x / 2^bits] (bits = f by default: from 2f fractional bits back to f).
@@ -104,9 +141,24 @@ def truncate_exact(ctx, xs: np.ndarray, ticket, bits: int, split: bool = False) 
         masked += np.uint64(1 << OFFSET_BITS)
     if split:
         return _finish_split(ctx, masked, ticket, bits)
+    return _finish_open(ctx, masked, ticket, bits)
+
+
+def _take_pair(ctx, ticket):
+    """The truncation pair (t, m) of a ticket, or of several concatenated."""
+    if not isinstance(ticket, list):
+        return ctx.protocol.provider.take_derived(ticket)
+    pairs = [ctx.protocol.provider.take_derived(t) for t in ticket]
+    if len(pairs) == 1:
+        return pairs[0]
+    return tuple(np.concatenate([p[i].reshape(-1) for p in pairs]) for i in range(2))
+
+
+def _finish_open(ctx, masked: np.ndarray, ticket, bits: int) -> np.ndarray:
+    """Steps 2-5 of truncate_exact, c opened to everyone."""
     c = opening.open_sum(ctx, masked, "trunc")
-    t, m = ctx.protocol.provider.take_derived(ticket)
-    return kernels.trunc_finish(c, t, m, bits, first)
+    t, m = _take_pair(ctx, ticket)
+    return kernels.trunc_finish(c, t, m, bits, ctx.pid == 0, out=c)  # c is fresh
 
 
 def _finish_split(ctx, masked: np.ndarray, ticket, bits: int) -> np.ndarray:
@@ -116,7 +168,7 @@ def _finish_split(ctx, masked: np.ndarray, ticket, bits: int) -> np.ndarray:
     seq = ctx.next_seq()
     for peer in ctx.peers:
         ctx.transport.send(peer, seq, "trunc:top", packed)
-    t, m = ctx.protocol.provider.take_derived(ticket)
+    t, m = _take_pair(ctx, ticket)
     out = np.empty_like(masked)
     part = {p: slice(bounds[p], bounds[p + 1]) for p in range(ctx.n_parties)}
     mine = part[ctx.pid]

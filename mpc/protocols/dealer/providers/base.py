@@ -10,12 +10,14 @@ corrections is spread evenly over the parties.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import numpy as np
 
 from mpc.protocols.dealer.correlations import ItemSpec, recipe
 from mpc.prg import Prg
+from mpc.ring import DTYPE
 
 
 class Ticket:
@@ -107,7 +109,15 @@ def draw_shares(prg: Prg, number: int, spec: ItemSpec, rec, corrected: bool):
     guess of the spec shares no randomness with the real one); the corrected party draws
     only the free ones (derived: None)."""
     stream = prg.derive(number, spec.tag)
-    drawn = stream.ring_tensors(0, rec.free if corrected else rec.free + rec.derived)
+    dtypes = [np.dtype(DTYPE)] * len(rec.free)
+    if not corrected:
+        dtypes += [rec.draw_dtype(i) for i in range(len(rec.derived))]
+    shapes = rec.free if corrected else rec.free + rec.derived
+    sizes = [math.prod(s) for s in shapes]
+    words = [-(-size * dtype.itemsize // 8) for size, dtype in zip(sizes, dtypes)]
+    # one stream, each component in its own array; a narrow one uses fewer words
+    drawn = [part.view(dtype)[:size].reshape(shape) for part, shape, size, dtype in
+             zip(stream.ring_parts(0, words), shapes, sizes, dtypes)]
     free = [rec.reduce_free(i, d) for i, d in enumerate(drawn[:len(rec.free)])]
     if corrected:
         return free, None

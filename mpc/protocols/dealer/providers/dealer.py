@@ -22,8 +22,8 @@ import math
 import numpy as np
 
 from mpc.kernels.memory import keep_freed_memory
-from mpc.protocols.dealer.correlations import (ItemSpec, correction_bytes, derive_item,
-                                               pack_corrections, recipe, unpack_corrections)
+from mpc.protocols.dealer.correlations import (ItemSpec, correction_bytes, derive_payload,
+                                               unpack_corrections)
 from mpc.prg import SEED_BYTES, Prg, new_seed
 from mpc.protocols.dealer.providers.base import Provider, Ticket, corrected_party, party_streams
 from net import ProtocolError
@@ -93,8 +93,7 @@ def serve_dealer(transport, n_parties: int, idle_timeout: float | None = None) -
 
     def send_item(number: int, raw: bytes, seq: int) -> None:
         spec = _parse(raw)
-        _, corrections = derive_item(spec, party_streams(prgs, number, spec))
-        payload = pack_corrections(recipe(spec), corrections, spec.tag)
+        payload = derive_payload(spec, party_streams(prgs, number, spec), spec.tag)
         transport.send(corrected_party(number, n_parties), seq, "correction", payload)
 
     follows: dict[tuple[bytes, ...], bytes] = {}  # recent specs -> the spec after them

@@ -26,6 +26,6 @@ class InsecureSeededProvider(Provider):
         self._all = [Prg(_seed(common_seed, i)) for i in range(n_parties)]
 
     def _corrections(self, ticket: Ticket, shapes):
-        _, corrections = derive_item(ticket.spec, party_streams(self._all, ticket.number,
-                                                                ticket.spec))
+        corrections = derive_item(ticket.spec, party_streams(self._all, ticket.number,
+                                                             ticket.spec))
         return corrections
