@@ -40,3 +40,23 @@ def test_ring_parts_continue_one_stream():
     parts = prg.ring_parts(9, counts)
     assert [p.size for p in parts] == counts
     assert np.array_equal(np.concatenate(parts), prg.ring(9, sum(counts)))
+
+
+def test_stream_is_aes_ctr_under_the_documented_counter_blocks():
+    """Chunk i of stream `nonce` is AES-CTR from the block nonce || i || 2 (AES-GCM's
+    keystream for the IV nonce || i), whatever way the stream is cut into parts."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from mpc.prg import CHUNK_WORDS
+    seed, nonce = bytes(range(16)), 7
+    count = 2 * CHUNK_WORDS + 5
+    want = []
+    for i in range(3):
+        block = nonce.to_bytes(8, "big") + i.to_bytes(4, "big") + (2).to_bytes(4, "big")
+        enc = Cipher(algorithms.AES(seed), modes.CTR(block)).encryptor()
+        want.append(np.frombuffer(enc.update(bytes(8 * CHUNK_WORDS)), dtype=np.uint64))
+    want = np.concatenate(want)[:count]
+    prg = Prg(seed)
+    assert np.array_equal(prg.ring(nonce, count), want)
+    cuts = [3, CHUNK_WORDS - 1, 0, CHUNK_WORDS + 1, 2]
+    assert np.array_equal(np.concatenate(prg.ring_parts(nonce, cuts)), want[:sum(cuts)])
+    assert prg.ring(nonce, 0).size == 0
