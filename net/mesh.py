@@ -75,7 +75,7 @@ _NOTHING = np.zeros(0, np.uint8)
 MAX_REASON = 500  # bytes of a goodbye's reason (why a member left: an error, or nothing)
 
 CLOSE_GRACE = 2.0
-"""Seconds close() waits for links to peers that greeted us but are still connecting."""
+"""Seconds close() waits for links that are still connecting."""
 
 LOSS_GRACE = 0.5
 """Seconds a peer's link must stay down before a wait on it fails with PeerLost: time
@@ -381,13 +381,13 @@ class ZmqMesh(Transport):
         for monitor in self._monitors:
             monitors.register(monitor, zmq.POLLIN)
             self._read_monitor(monitor)
-        # A peer that said hello may not yet have our own hello (our link to it still
-        # connecting): give such links a moment, or leaving at once would lose what is
-        # queued for them and leave the peer waiting for a hello that never comes.
+        # A link still connecting (its peer may have said hello, or be about to): give it
+        # a moment, or leaving at once would lose what is queued for the peer and leave it
+        # waiting, up to its timeout, for a hello or a goodbye that never comes.
         grace = time.monotonic() + min(self.timeout, CLOSE_GRACE)
         while time.monotonic() < grace and any(
-                not self._links[p].up for p in self._hello if p in self._links
-                and p not in self._gone and self._links[p].down_since is None
+                not link.up for p, link in self._links.items()
+                if p not in self._gone and link.down_since is None and not link.ever_up
                 and not self._hopeless(p)):
             for monitor, _ in monitors.poll(10):
                 self._read_monitor(monitor)
