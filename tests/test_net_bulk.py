@@ -396,51 +396,47 @@ def test_a_peer_killed_with_bulk_frames_on_the_way_is_said_to_have_died():
     assert set(outcomes) <= {"delivered", ("died", 1)}, outcomes
 
 
-def test_a_bulk_port_that_leads_elsewhere_is_never_used(monkeypatch):
-    """A peer's address may lead to another program (a proxy, a NAT, another member's
-    bulk port): the link comes up there, but nobody answers its probe over CURVE."""
-    elsewhere = zmq.Context.instance().socket(zmq.ROUTER)
-    elsewhere.linger = 0
-    port = elsewhere.bind_to_random_port("tcp://127.0.0.1")
+@pytest.fixture
+def elsewhere(monkeypatch):
+    """A ROUTER that every member names as its bulk port in its hello: a peer's address may
+    lead to another program (a proxy, a NAT, another member's bulk port)."""
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
     real = bulk.hello_payload
     monkeypatch.setattr(bulk, "hello_payload", lambda _, key: real(port, key))
+    yield router
+    router.close()
+
+
+def test_a_bulk_port_that_leads_elsewhere_is_never_used(elsewhere):
+    """The link comes up there, but nobody answers its probe over CURVE."""
     peers, keys = cluster(2)
-    try:
-        a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
-        with a, b:
-            assert a._bulk_out[1].up and not a._bulk_out[1].usable
-            x = secret(BULK_BYTES, 8)
-            a.send(1, 1, "x", x)
-            np.testing.assert_array_equal(b.recv(0, 1, "x"), x)
-            assert a._bulk_out[1].sealer.counter == 1   # the probe alone
-        assert elsewhere.poll(5000)
-        assert len(elsewhere.recv_multipart()) == 4   # the probe, sealed
-    finally:
-        elsewhere.close()
+    a, b = started(mesh(0, peers, keys), mesh(1, peers, keys))
+    with a, b:
+        assert a._bulk_out[1].up and not a._bulk_out[1].usable
+        x = secret(BULK_BYTES, 8)
+        a.send(1, 1, "x", x)
+        np.testing.assert_array_equal(b.recv(0, 1, "x"), x)
+        assert a._bulk_out[1].sealer.counter == 1   # the probe alone
+    assert elsewhere.poll(5000)
+    assert len(elsewhere.recv_multipart()) == 4   # the probe, sealed
 
 
 # -- review: losses the receiver must notice promptly and name ---------------------------
 
-def test_a_peer_whose_probe_went_elsewhere_is_not_owed_bulk_frames_after_it_left(monkeypatch):
+def test_a_peer_whose_probe_went_elsewhere_is_not_owed_bulk_frames_after_it_left(elsewhere):
     """Its only bulk frame, the probe, never reached us: a wait on it after its goodbye
     fails at once with its reason, not after the whole timeout."""
-    elsewhere = zmq.Context.instance().socket(zmq.ROUTER)
-    elsewhere.linger = 0
-    port = elsewhere.bind_to_random_port("tcp://127.0.0.1")
-    real = bulk.hello_payload
-    monkeypatch.setattr(bulk, "hello_payload", lambda _, key: real(port, key))
     peers, keys = cluster(2)
-    try:
-        a, b = started(mesh(0, peers, keys), mesh(1, peers, keys, timeout=20.0))
-        with b:
-            assert a._bulk_out[1].up and not a._bulk_out[1].usable
-            a.close(reason="RuntimeError: boom")
-            began = time.monotonic()
-            with pytest.raises(PeerLost, match="boom"):
-                b.recv(0, 1, "x")
-            assert time.monotonic() - began < 5, "waited for a probe that went elsewhere"
-    finally:
-        elsewhere.close()
+    a, b = started(mesh(0, peers, keys), mesh(1, peers, keys, timeout=20.0))
+    with b:
+        assert a._bulk_out[1].up and not a._bulk_out[1].usable
+        a.close(reason="RuntimeError: boom")
+        began = time.monotonic()
+        with pytest.raises(PeerLost, match="boom"):
+            b.recv(0, 1, "x")
+        assert time.monotonic() - began < 5, "waited for a probe that went elsewhere"
 
 
 def test_a_withheld_bulk_frame_is_named_in_the_timeout(proxied):

@@ -225,6 +225,28 @@ def _helper_result(ra, rb, m: int, select: bool, additive: bool):
                                           if select else None)
 
 
+def _receive_deal(r: dict, h: int, first: bool, layout, m: int, select: bool):
+    """Round 1 for a computer: a draws its items from the seed it shares with h (`r`
+    already), b receives the rest from h's deal, cut by `layout`, into `r`."""
+    if first:
+        yield {}, {}
+        return
+    sizes = layout(m, select)
+    got = yield {}, {h: (np.uint64, (_total(sizes),))}
+    r.update(_cut(got[h], sizes))
+
+
+def _exchange_outputs(peer: int, first: bool, outs: list, masks: list):
+    """The last round for a computer: each sends the other its masked results (M - y_a or
+    M - y_h), so both know y_b; returns this computer's components of the result (and of
+    the selected value)."""
+    mine = np.stack(outs)
+    got = yield {peer: mine}, {peer: (np.uint64, mine.shape)}
+    y_b = mine + got[peer]
+    outs = [_stack(mask, y) if first else _stack(y, mask) for mask, y in zip(masks, y_b)]
+    return outs[0], (outs[1] if len(outs) > 1 else None)
+
+
 def _computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: bool,
               additive: bool):
     """a's run (first) or b's (steps 2 to 6); a generator like _helper."""
@@ -232,12 +254,7 @@ def _computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: bool
     a, b = (h + 1) % 3, (h + 2) % 3
     peer = b if first else a
     r = _seed_stream(ctx, h, nonce, m, first, select)
-    if first:
-        yield {}, {}
-    else:
-        sizes = _deal_layout(m, select)
-        got = yield {}, {h: (np.uint64, (_total(sizes),))}
-        r.update(_cut(got[h], sizes))
+    yield from _receive_deal(r, h, first, _deal_layout, m, select)
     lt, eq = binary.compare_leaves(r["onehot"].view(np.uint16), t, w)
     for level, n in enumerate(LEVELS):
         ys = [lt[0::2], eq[0::2]][:_products(n)]
@@ -263,11 +280,7 @@ def _computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: bool
     if select:
         mine.append(binary.inject_product(e, r["beta"], r["rho"], x_b, x_e, r["picked"]))
         masks.append(r["picked"])
-    mine = np.stack(mine)
-    got = yield {peer: mine}, {peer: (np.uint64, mine.shape)}
-    y_b = mine + got[peer]
-    outs = [_stack(mask, y) if first else _stack(y, mask) for mask, y in zip(masks, y_b)]
-    return outs[0], (outs[1] if select else None)
+    return (yield from _exchange_outputs(peer, first, mine, masks))
 
 
 def _deal(inputs, ra, rb, select: bool) -> np.ndarray:
@@ -548,12 +561,7 @@ def _few_computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: 
     a, b = (h + 1) % 3, (h + 2) % 3
     peer = b if first else a
     r = _few_stream(ctx, h, nonce, m, first, select)
-    if first:
-        got = yield {}, {}
-    else:
-        sizes = _few_deal_layout(m, select)
-        got = yield {}, {h: (np.uint64, (_total(sizes),))}
-        r.update(_cut(got[h], sizes))
+    yield from _receive_deal(r, h, first, _few_deal_layout, m, select)
     lt, eq = binary.compare_leaves(r["onehot"].view(np.uint16), t, w)
     width = lt.shape[1]
     leaves = np.concatenate([lt.reshape(4, 4, width).transpose(1, 0, 2),
@@ -587,8 +595,4 @@ def _few_computer(ctx, inputs, m: int, nonce: int, h: int, first: bool, select: 
         if select:
             outs.append(picked - r["picked"])
             masks.append(r["picked"])
-    mine = np.stack(outs)
-    got = yield {peer: mine}, {peer: (np.uint64, mine.shape)}
-    y_b = mine + got[peer]
-    outs = [_stack(mask, y) if first else _stack(y, mask) for mask, y in zip(masks, y_b)]
-    return outs[0], (outs[1] if select else None)
+    return (yield from _exchange_outputs(peer, first, outs, masks))
