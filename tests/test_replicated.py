@@ -331,6 +331,28 @@ def test_packed_values_round_trip_in_their_size(width, n, seed):
     assert packed.dtype == np.uint8 and packed.size == kernels.packed_size(n, width)
     assert packed.size == n * (width // 8) + -(-n * (width % 8) // 8)  # whole bytes, bits
     np.testing.assert_array_equal(kernels.unpack(packed, n, width), values)
+    np.testing.assert_array_equal(packed, packed_reference(values, width))
+
+
+def packed_reference(values: np.ndarray, width: int) -> np.ndarray:
+    """The wire layout of mpc.protocols.replicated.kernels, bit by bit: each value's
+    width // 8 low bytes, then every value's remaining bits in a row, least significant
+    first."""
+    whole, rest = width // 8, width % 8
+    bits = (values[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
+    body = np.packbits(bits[:, :8 * whole].astype(np.uint8), axis=1, bitorder="little")
+    tail = np.packbits(bits[:, 8 * whole:width].astype(np.uint8).reshape(-1),
+                       bitorder="little")
+    return np.concatenate([body.reshape(-1), tail])
+
+
+@given(st.sampled_from([1, 16, 17, 33]), st.integers(0, 20), st.integers(0, 7))
+def test_unpack_reads_unaligned_slices_of_a_message(width, n, offset):
+    """Received parts are slices of one byte message, at any offset."""
+    values = np.random.default_rng(n).integers(0, 2**64, n, dtype=np.uint64)
+    values &= np.uint64((1 << width) - 1)
+    message = np.concatenate([np.zeros(offset, np.uint8), kernels.pack(values, width)])
+    np.testing.assert_array_equal(kernels.unpack(message[offset:], n, width), values)
 
 
 def test_unpack_refuses_the_wrong_size():

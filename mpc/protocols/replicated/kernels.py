@@ -2,7 +2,8 @@
 
 A value of w bits travels as w // 8 whole bytes (little-endian) and its w mod 8 remaining
 bits, those of all the values packed together after the whole bytes (value i's remaining
-bits at bit positions i (w mod 8) ... of that tail, least significant first).
+bits at bit positions i (w mod 8) ... of that tail, least significant first). Ring words
+are little-endian in memory (x86-64, aarch64), as everywhere in this package.
 """
 
 from __future__ import annotations
@@ -18,46 +19,65 @@ def packed_size(n: int, width: int) -> int:
     return n * (width // 8) + (n * (width % 8) + 7) // 8
 
 
-@njit(cache=True, nogil=True)
-def _pack(values, whole, rest, out):
-    n = values.shape[0]
-    tail = n * whole
-    for i in range(n):
-        v = values[i]
-        for j in range(whole):
-            out[i * whole + j] = np.uint8((v >> np.uint64(8 * j)) & np.uint64(255))
-        if rest:
-            bits = (v >> np.uint64(8 * whole)) & np.uint64((1 << rest) - 1)
-            pos = i * rest
-            byte, shift = tail + pos // 8, pos % 8
-            out[byte] |= np.uint8((bits << np.uint64(shift)) & np.uint64(255))
-            if shift + rest > 8:
-                out[byte + 1] |= np.uint8(bits >> np.uint64(8 - shift))
+_WORD_TYPES = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
+
+
+def _whole_bytes(packed: np.ndarray, n: int, whole: int) -> np.ndarray:
+    """The whole-byte part of n packed values as an (n, whole) uint8 array, or as a 1-D array
+    of little-endian words where `whole` is a word's size (casts, not per-byte loops)."""
+    body = packed[:n * whole]
+    if whole in _WORD_TYPES:
+        return body.view(_WORD_TYPES[whole])
+    return body.reshape(n, whole)
 
 
 @njit(cache=True, nogil=True)
-def _unpack(data, whole, rest, out):
-    n = out.shape[0]
-    tail = n * whole
-    for i in range(n):
-        v = np.uint64(0)
-        for j in range(whole):
-            v |= np.uint64(data[i * whole + j]) << np.uint64(8 * j)
-        if rest:
-            pos = i * rest
-            byte, shift = tail + pos // 8, pos % 8
-            bits = np.uint64(data[byte]) >> np.uint64(shift)
-            if shift + rest > 8:
-                bits |= np.uint64(data[byte + 1]) << np.uint64(8 - shift)
-            v |= (bits & np.uint64((1 << rest) - 1)) << np.uint64(8 * whole)
-        out[i] = v
+def _pack_tail(values, shift, rest, out):
+    """Bits shift .. shift + rest - 1 of each value, value i's at bit positions
+    i rest .. of `out`, least significant first (rest < 8): eight values make `rest`
+    whole bytes, so groups of eight go without a carried state."""
+    mask, n = (_U64(1) << _U64(rest)) - _U64(1), values.shape[0]
+    groups = n // 8
+    for g in range(groups):
+        acc = _U64(0)
+        for j in range(8):
+            acc |= ((values[8 * g + j] >> _U64(shift)) & mask) << _U64(j * rest)
+        for k in range(rest):
+            out[g * rest + k] = np.uint8((acc >> _U64(8 * k)) & _U64(255))
+    acc, held, pos = _U64(0), 0, groups * rest
+    for i in range(8 * groups, n):
+        acc |= ((values[i] >> _U64(shift)) & mask) << _U64(held)
+        held += rest
+    for k in range((held + 7) // 8):
+        out[pos + k] = np.uint8((acc >> _U64(8 * k)) & _U64(255))
+
+
+@njit(cache=True, nogil=True)
+def _unpack_tail(data, shift, rest, out):
+    """Inverse of _pack_tail, OR-ing the bits into `out` at `shift`."""
+    mask, n = (_U64(1) << _U64(rest)) - _U64(1), out.shape[0]
+    groups = n // 8
+    for g in range(groups + (1 if n % 8 else 0)):
+        acc = _U64(0)
+        for k in range(min(rest, data.shape[0] - g * rest)):
+            acc |= _U64(data[g * rest + k]) << _U64(8 * k)
+        for j in range(min(8, n - 8 * g)):
+            out[8 * g + j] |= ((acc >> _U64(j * rest)) & mask) << _U64(shift)
 
 
 def pack(values: np.ndarray, width: int) -> np.ndarray:
     """uint64 values < 2^width (1 <= width <= 64) -> packed_size(n, width) uint8 bytes."""
     values = np.ascontiguousarray(values, dtype=_U64).reshape(-1)
-    out = np.zeros(packed_size(values.size, width), np.uint8)
-    _pack(values, width // 8, width % 8, out)
+    n, whole, rest = values.size, width // 8, width % 8
+    out = np.empty(packed_size(n, width), np.uint8)
+    if whole:
+        body = _whole_bytes(out, n, whole)
+        if body.ndim == 1:
+            body[:] = values  # the low `whole` bytes (a truncating cast)
+        else:
+            body[:] = values.view(np.uint8).reshape(n, 8)[:, :whole]
+    if rest:
+        _pack_tail(values, 8 * whole, rest, out[n * whole:])
     return out
 
 
@@ -67,8 +87,16 @@ def unpack(data: np.ndarray, n: int, width: int) -> np.ndarray:
     if data.size != packed_size(n, width):
         raise ValueError(f"{data.size} bytes for {n} values of {width} bits: expected "
                          f"{packed_size(n, width)}")
-    out = np.empty(n, _U64)
-    _unpack(data, width // 8, width % 8, out)
+    whole, rest = width // 8, width % 8
+    if not whole:
+        out = np.zeros(n, _U64)
+    elif whole in _WORD_TYPES:
+        out = _whole_bytes(data, n, whole).astype(_U64)
+    else:
+        out = np.zeros(n, _U64)
+        out.view(np.uint8).reshape(n, 8)[:, :whole] = _whole_bytes(data, n, whole)
+    if rest:
+        _unpack_tail(data[n * whole:], 8 * whole, rest, out)
     return out
 
 

@@ -29,8 +29,10 @@ def prv(ctx) -> int:
 
 
 def zero_share(ctx, nonce: int, shape) -> np.ndarray:
-    """alpha_i with alpha_0 + alpha_1 + alpha_2 = 0: F(k_{i,i+1}) - F(k_{i-1,i}). No message."""
-    return ctx.pairwise_ring(nxt(ctx), nonce, shape) - ctx.pairwise_ring(prv(ctx), nonce, shape)
+    """alpha_i with alpha_0 + alpha_1 + alpha_2 = 0: F(k_{i,i+1}) - F(k_{i-1,i}), a fresh
+    array. No message."""
+    alpha = ctx.pairwise_ring(nxt(ctx), nonce, shape)
+    return np.subtract(alpha, ctx.pairwise_ring(prv(ctx), nonce, shape), out=alpha)
 
 
 def reshare(ctx, zs: np.ndarray, op: str) -> np.ndarray:
@@ -41,7 +43,7 @@ def reshare(ctx, zs: np.ndarray, op: str) -> np.ndarray:
     Rounds: 1. Comm: one ring element (8 bytes) per element, to one peer.
     """
     seq = ctx.next_seq()
-    mine = np.asarray(zs + zero_share(ctx, seq, zs.shape), dtype=DTYPE, order="C")
+    mine = np.add(zs, zero_share(ctx, seq, np.shape(zs)), dtype=DTYPE)
     got = ctx.transport.exchange(seq, op, {prv(ctx): mine}, {nxt(ctx): (DTYPE, mine.shape)})
     return np.stack([mine, got[nxt(ctx)]])
 

@@ -119,7 +119,8 @@ def truncate_product(ctx, zs: np.ndarray, bits: int, op: str = "mul") -> np.ndar
     docstring). `op` names the product in the messages' tags, so parties running
     different products fail with a ProtocolError instead of computing garbage."""
     seq = ctx.next_seq()
-    flat = zs.reshape(-1) + zero_share(ctx, seq, (zs.size,))
+    alpha = zero_share(ctx, seq, (zs.size,))
+    flat = np.add(zs.reshape(-1), alpha, out=alpha)
     out = _truncate(ctx, seq, flat, zs.size, bits, op)
     if ctx.check:
         range_check.record(ctx, out, bits)
