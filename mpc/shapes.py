@@ -51,3 +51,13 @@ def product_shape(kind: str, x: Shape, y: Shape, params: dict | None = None) -> 
         return conv2d_shape(x, y, tuple(params.get("stride", (1, 1))),
                             tuple(params.get("padding", (0, 0))))
     raise ValueError(f"unknown product kind {kind!r}")
+
+
+def cut(flat: np.ndarray, shapes) -> list[np.ndarray]:
+    """Tensors of `shapes` from one flat buffer, back to back (views)."""
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append(flat[start:start + size].reshape(shape))
+        start += size
+    return out

@@ -311,6 +311,18 @@ def test_beaver_combine_same_shape(data, shape, add_de):
                       DK.beaver_combine_reference(d, e, a, b, c, add_de))
 
 
+@given(st.data(), st.lists(st.integers(1, 5), min_size=0, max_size=3), st.booleans())
+def test_beaver_combine_sums_the_opening_in_its_pass(data, shape, add_de):
+    """d and e arrive as this party's masked shares and the others' sum."""
+    d0, d1, e0, e1, a, b, c = data.draw(ring_arrays(*[tuple(shape)] * 7))
+    want = DK.beaver_combine_reference(d0 + d1, e0 + e1, a, b, c, add_de)
+    got = DK.beaver_combine_opening(d0, d1, e0, e1, a, b, c.copy(), add_de)
+    assert_ring_equal(got, want)
+    assert got.shape == c.shape
+    with pytest.raises(ValueError, match="different shapes"):
+        DK.beaver_combine_opening(d0, d1, e0, e1.reshape(-1)[:0], a, b, c, add_de)
+
+
 @given(st.data(), st.sampled_from([((3, 1), (1, 4)), ((4,), (2, 4)), ((2, 3, 1), (3, 5)),
                                    ((1,), (6,)), ((), (2, 2))]), st.booleans())
 def test_beaver_combine_broadcast(data, shapes, add_de):

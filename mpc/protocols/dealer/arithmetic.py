@@ -19,7 +19,7 @@ from mpc.protocols.dealer import kernels as dealer_kernels
 from mpc.protocols.dealer import opening
 from mpc.protocols.dealer.correlations import ItemSpec
 from mpc.ring import DTYPE
-from mpc.shapes import product_shape
+from mpc.shapes import cut, product_shape
 
 
 def _conv_combine(d, e, a, b, c, add_de, stride, padding):
@@ -57,18 +57,30 @@ def bilinear_many(ctx, kind: str, operands, tickets, params: dict | None = None)
         for value, mask in ((xs, a), (ys, b)):
             np.subtract(value, mask, out=masked[start:start + value.size].reshape(value.shape))
             start += value.size
-    opened = opening.open_flat(ctx, masked,
-                               [s for xs, ys in operands for s in (xs.shape, ys.shape)], kind)
+    shapes = [s for xs, ys in operands for s in (xs.shape, ys.shape)]
+    elementwise = kind == "mul" and all(xs.shape == ys.shape for xs, ys in operands) and \
+        opening.all_to_all(ctx, masked.size)
+    if elementwise:  # d and e summed inside the combining pass, never stored
+        peers = opening.exchange_shares(ctx, masked, kind)
+        others = peers[0] if len(peers) == 1 else np.sum(peers, axis=0, dtype=DTYPE)
+        mine_cut, others_cut = cut(masked, shapes), cut(others, shapes)
+    else:
+        opened = opening.open_flat(ctx, masked, shapes, kind)
     add_de = ctx.pid == 0
     out = []
     for i, (free, ticket) in enumerate(zip(frees, tickets)):
-        d, e = opened[2 * i], opened[2 * i + 1]
         a, b = free[:2]
         if ticket.spec.kind == "trunc-product":  # q in c's place: the masked product
             c = free[2].reshape(product_shape(kind, a.shape, b.shape, params))
         else:
             (c,) = ctx.protocol.provider.take_derived(ticket)  # made during the opening
         # c is this party's own fresh array (its stream or the dealer's correction)
+        if elementwise:
+            out.append(dealer_kernels.beaver_combine_opening(
+                mine_cut[2 * i], others_cut[2 * i], mine_cut[2 * i + 1],
+                others_cut[2 * i + 1], a, b, c, add_de))
+            continue
+        d, e = opened[2 * i], opened[2 * i + 1]
         if kind == "mul":
             out.append(dealer_kernels.beaver_combine(d, e, a, b, c, add_de, in_place=True))
         elif kind == "matmul":
@@ -92,3 +104,4 @@ def square(ctx, xs: np.ndarray) -> np.ndarray:
     if ctx.pid == 0:
         out += d * d
     return out
+

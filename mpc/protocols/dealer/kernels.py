@@ -176,6 +176,29 @@ def beaver_combine(d: np.ndarray, e: np.ndarray, a: np.ndarray, b: np.ndarray, c
     return out.reshape(c.shape)
 
 
+@njit(cache=True, nogil=True)
+def _beaver_opening(d_mine, d_others, e_mine, e_others, a, b, c, add_de, out):
+    for i in range(out.shape[0]):
+        d, e = d_mine[i] + d_others[i], e_mine[i] + e_others[i]
+        out[i] = c[i] + d * b[i] + e * (a[i] + d if add_de else a[i])
+
+
+def beaver_combine_opening(d_mine, d_others, e_mine, e_others, a, b, c, add_de: bool
+                           ) -> np.ndarray:
+    """beaver_combine with d = d_mine + d_others and e likewise (this party's masked shares
+    and the sum of the others': an opening's two halves), same shapes, summed inside the
+    pass so the opened d and e are never stored. c is the caller's own fresh array: the
+    result overwrites it where it is writable."""
+    arrays = (d_mine, d_others, e_mine, e_others, a, b, c)
+    check_u64(*arrays)
+    if any(v.shape != c.shape for v in arrays):
+        raise ValueError("beaver_combine_opening: operands of different shapes")
+    flat = [np.ascontiguousarray(v).reshape(-1) for v in arrays]
+    out = flat[6] if _writeable_view(flat[6], c) else np.empty(c.size, dtype=_U64)
+    _beaver_opening(*flat, bool(add_de), out)  # elementwise: out may be c
+    return out.reshape(c.shape)
+
+
 def _writeable_view(flat: np.ndarray, original: np.ndarray) -> bool:
     return flat.flags.writeable and (flat.size == 0 or np.shares_memory(flat, original))
 

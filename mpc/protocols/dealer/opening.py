@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from mpc.ring import DTYPE
+from mpc.shapes import cut
 
 LARGE_OPEN = 1 << 16  # elements; from here on n >= 3 parties open by reduce-scatter
 
@@ -19,12 +19,24 @@ def open_sum(ctx, share: np.ndarray, op: str = "open") -> np.ndarray:
     all-gather sends 2 (n-1)/n * size elements in two rounds.
     """
     share = np.asarray(share, dtype=DTYPE, order="C")
-    if ctx.n_parties >= 3 and share.size >= LARGE_OPEN:
+    if not all_to_all(ctx, share.size):
         return _open_reduce_scatter(ctx, share, op)
+    return _sum_into(share, exchange_shares(ctx, share, op))
+
+
+def all_to_all(ctx, size: int) -> bool:
+    """Whether open_sum opens `size` elements in one all-to-all round (exchange_shares)."""
+    return ctx.n_parties < 3 or size < LARGE_OPEN
+
+
+def exchange_shares(ctx, share: np.ndarray, op: str) -> list[np.ndarray]:
+    """open_sum's all-to-all round without the sum: every other party's share of a C-order
+    ring tensor, for a caller that sums them inside its own pass. One round.
+    Comm per party: (n-1) * size elements."""
     seq = ctx.next_seq()
     got = ctx.transport.exchange(seq, op, {p: share for p in ctx.peers},
                                  {p: (DTYPE, share.shape) for p in ctx.peers})
-    return _sum_into(share, got.values())
+    return list(got.values())
 
 
 def _open_reduce_scatter(ctx, share: np.ndarray, op: str) -> np.ndarray:
@@ -63,8 +75,7 @@ def open_many(ctx, shares: list[np.ndarray], op: str = "open") -> list[np.ndarra
 def open_flat(ctx, flat: np.ndarray, shapes, op: str = "open") -> list[np.ndarray]:
     """Open one flat buffer that holds several tensors of `shapes`, back to back."""
     opened = open_sum(ctx, flat, op)
-    sizes = np.cumsum([math.prod(s) for s in shapes])[:-1]
-    return [part.reshape(s) for part, s in zip(np.split(opened, sizes), shapes)]
+    return cut(opened, shapes)
 
 
 def open_xor(ctx, share: np.ndarray, op: str = "open-xor") -> np.ndarray:

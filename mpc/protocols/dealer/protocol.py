@@ -13,7 +13,7 @@ from mpc.protocols.base import Protocol
 from mpc.protocols.dealer import arithmetic, bernoulli, compare, opening, truncation
 from mpc.protocols.dealer.truncation import TRUNCATIONS
 from mpc.ring import DTYPE
-from mpc.shapes import product_shape
+from mpc.shapes import cut, product_shape
 
 MUL_CHUNK = 1 << 20  # elements per batch of a large elementwise product (bounds memory)
 
@@ -167,7 +167,7 @@ class DealerProtocol(Protocol):
             flat = truncation.truncated_product(
                 ctx, np.concatenate([p.reshape(-1) for p in masked]), fused, bits,
                 operand_size)
-            return _cut(flat, shapes)
+            return cut(flat, shapes)
         triples = [arithmetic.request(ctx, kind, xs.shape, ys.shape) for xs, ys in operands]
         total = sum(int(np.prod(shape)) for shape in shapes)
         pair = truncation.request(ctx, (total,), bits) if bits else None
@@ -175,7 +175,7 @@ class DealerProtocol(Protocol):
         flat = np.concatenate([p.reshape(-1) for p in products])
         if bits:
             flat = truncation.truncate(ctx, flat, pair, bits, operand_size)
-        return _cut(flat, shapes)
+        return cut(flat, shapes)
 
     def square(self, ctx, xs, bits):
         """With a square pair: half the communication of a multiplication.
@@ -193,12 +193,3 @@ class DealerProtocol(Protocol):
     def bernoulli_bits(self, ctx, n, p):
         return bernoulli.bernoulli_bits(ctx, n, p)
 
-
-def _cut(flat: np.ndarray, shapes) -> list[np.ndarray]:
-    """Tensors of `shapes` from one flat buffer, back to back (views)."""
-    out, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        out.append(flat[start:start + size].reshape(shape))
-        start += size
-    return out
