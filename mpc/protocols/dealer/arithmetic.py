@@ -104,4 +104,3 @@ def square(ctx, xs: np.ndarray) -> np.ndarray:
     if ctx.pid == 0:
         out += d * d
     return out
-
